@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs the Debian packages lora.cpp needs to build, test and benchmark. Idempotent:
+# packages already present are skipped, so a second run costs a few dpkg queries.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake pkg-config git
+  libdnnl-dev            # GEMM (fp32 / bf16, AVX-512 aware)
+  nlohmann-json3-dev     # JSON (config.json, tokenizer.json, safetensors headers)
+  libcli11-dev           # command-line parsing
+  libfmt-dev
+  libpcre2-dev           # Unicode-aware pre-tokenizer regexes
+  libsentencepiece-dev   # Llama 2 tokenizer.model
+  libgtest-dev libgmock-dev libbenchmark-dev
+  python3 python3-torch python3-numpy   # PyTorch oracle for tests only
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "setup-deps: all packages present"
+  exit 0
+fi
+
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+echo "setup-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,40 @@
+#pragma once
+// Element types of tensors and the scalar conversions between them.
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+namespace lora {
+
+enum class DType : uint8_t { F32, F16, BF16, I32, I64, U8, I8 };
+
+size_t dtype_size(DType t);
+const char* dtype_name(DType t);  // "f32", "bf16", ...
+// Parses safetensors-style ("F32", "BF16") and lower-case names; throws lora::Error otherwise.
+DType dtype_from_name(const std::string& name);
+
+inline float bf16_to_f32(uint16_t h) {
+  uint32_t bits = uint32_t(h) << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+// Round to nearest even, as PyTorch and oneDNN do; NaN stays NaN.
+inline uint16_t f32_to_bf16(float f) {
+  uint32_t bits;
+  std::memcpy(&bits, &f, 4);
+  if ((bits & 0x7fffffffu) > 0x7f800000u) return uint16_t((bits >> 16) | 0x40);
+  bits += 0x7fffu + ((bits >> 16) & 1u);
+  return uint16_t(bits >> 16);
+}
+
+float f16_to_f32(uint16_t h);
+uint16_t f32_to_f16(float f);
+
+// Bulk conversions (n elements).
+void convert_to_f32(DType src_type, const void* src, float* dst, size_t n);
+void convert_from_f32(const float* src, DType dst_type, void* dst, size_t n);
+
+}  // namespace lora

@@ -1,0 +1,88 @@
+#include "core/tensor.h"
+
+#include <cstdlib>
+#include <cstring>
+
+#include "core/error.h"
+
+namespace lora {
+
+std::shared_ptr<void> aligned_alloc_shared(size_t bytes) {
+  constexpr size_t kAlign = 64;
+  const size_t rounded = (bytes + kAlign - 1) / kAlign * kAlign;
+  void* p = std::aligned_alloc(kAlign, rounded == 0 ? kAlign : rounded);
+  if (!p) fail("out of memory allocating {} bytes", bytes);
+  std::memset(p, 0, rounded == 0 ? kAlign : rounded);
+  return std::shared_ptr<void>(p, [](void* q) { std::free(q); });
+}
+
+static int64_t product(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    if (d < 0) fail("negative dimension in shape");
+    n *= d;
+  }
+  return n;
+}
+
+Tensor::Tensor(DType dtype, std::vector<int64_t> shape) : dtype_(dtype), shape_(std::move(shape)) {
+  owner_ = aligned_alloc_shared(size_t(product(shape_)) * dtype_size(dtype_));
+  data_ = owner_.get();
+}
+
+Tensor::Tensor(DType dtype, std::vector<int64_t> shape, void* data, std::shared_ptr<void> owner)
+    : dtype_(dtype), shape_(std::move(shape)), data_(data), owner_(std::move(owner)) {}
+
+int64_t Tensor::numel() const { return product(shape_); }
+
+float* Tensor::f32() {
+  if (dtype_ != DType::F32) fail("expected an f32 tensor, found {}", dtype_name(dtype_));
+  return static_cast<float*>(data_);
+}
+const float* Tensor::f32() const {
+  if (dtype_ != DType::F32) fail("expected an f32 tensor, found {}", dtype_name(dtype_));
+  return static_cast<const float*>(data_);
+}
+
+Tensor Tensor::slice_rows(int64_t begin, int64_t end) const {
+  if (shape_.empty() || begin < 0 || end > shape_[0] || begin > end)
+    fail("slice_rows({}, {}) out of range for shape {}", begin, end, shape_str());
+  std::vector<int64_t> s = shape_;
+  s[0] = end - begin;
+  const size_t row_bytes = size_t(numel() / std::max<int64_t>(shape_[0], 1)) * dtype_size(dtype_);
+  return Tensor(dtype_, s, static_cast<char*>(data_) + begin * row_bytes, owner_);
+}
+
+Tensor Tensor::reshape(std::vector<int64_t> shape) const {
+  if (product(shape) != numel()) fail("cannot reshape {} to {} elements", shape_str(), product(shape));
+  return Tensor(dtype_, std::move(shape), data_, owner_);
+}
+
+Tensor Tensor::clone() const {
+  Tensor t(dtype_, shape_);
+  std::memcpy(t.data(), data_, nbytes());
+  return t;
+}
+
+Tensor Tensor::to(DType dtype) const {
+  if (dtype == dtype_) return clone();
+  Tensor t(dtype, shape_);
+  const size_t n = size_t(numel());
+  if (dtype_ == DType::F32) {
+    convert_from_f32(static_cast<const float*>(data_), dtype, t.data(), n);
+  } else if (dtype == DType::F32) {
+    convert_to_f32(dtype_, data_, t.f32(), n);
+  } else {
+    Tensor tmp = to(DType::F32);
+    convert_from_f32(tmp.f32(), dtype, t.data(), n);
+  }
+  return t;
+}
+
+std::string Tensor::shape_str() const {
+  std::string s = "[";
+  for (size_t i = 0; i < shape_.size(); ++i) s += (i ? ", " : "") + std::to_string(shape_[i]);
+  return s + "]";
+}
+
+}  // namespace lora

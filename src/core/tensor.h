@@ -1,0 +1,59 @@
+#pragma once
+// A tensor is a typed, row-major, contiguous view over storage it may share with others (an mmapped
+// file, an aligned heap buffer). Copying a Tensor copies the view, never the data.
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+
+namespace lora {
+
+// Heap memory aligned for AVX-512 loads and oneDNN (64 bytes).
+std::shared_ptr<void> aligned_alloc_shared(size_t bytes);
+
+class Tensor {
+ public:
+  Tensor() = default;
+  // Allocates zero-initialized aligned storage.
+  Tensor(DType dtype, std::vector<int64_t> shape);
+  // Views data owned by `owner` (which keeps it alive).
+  Tensor(DType dtype, std::vector<int64_t> shape, void* data, std::shared_ptr<void> owner);
+
+  static Tensor zeros(DType dtype, std::vector<int64_t> shape) { return Tensor(dtype, std::move(shape)); }
+
+  bool empty() const { return data_ == nullptr; }
+  DType dtype() const { return dtype_; }
+  const std::vector<int64_t>& shape() const { return shape_; }
+  int ndim() const { return int(shape_.size()); }
+  int64_t dim(int i) const { return shape_.at(i < 0 ? shape_.size() + i : i); }
+  int64_t numel() const;
+  size_t nbytes() const { return size_t(numel()) * dtype_size(dtype_); }
+
+  void* data() { return data_; }
+  const void* data() const { return data_; }
+  template <typename T> T* data_as() { return static_cast<T*>(data_); }
+  template <typename T> const T* data_as() const { return static_cast<const T*>(data_); }
+  float* f32();              // throws unless dtype is F32
+  const float* f32() const;
+
+  // Rows [begin, end) of the first dimension, sharing storage.
+  Tensor slice_rows(int64_t begin, int64_t end) const;
+  // The same data with another shape of equal element count.
+  Tensor reshape(std::vector<int64_t> shape) const;
+  // A deep copy, optionally converted to another floating dtype.
+  Tensor clone() const;
+  Tensor to(DType dtype) const;
+
+  std::string shape_str() const;  // "[64, 512]"
+
+ private:
+  DType dtype_ = DType::F32;
+  std::vector<int64_t> shape_;
+  void* data_ = nullptr;
+  std::shared_ptr<void> owner_;
+};
+
+}  // namespace lora

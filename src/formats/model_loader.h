@@ -1,0 +1,28 @@
+#pragma once
+// Loads a model from any supported source into lora::Model:
+//   - a Hugging Face folder (config.json + model.safetensors or model.safetensors.index.json),
+//   - a .gguf file (llama / qwen2 architectures; F32, F16, BF16, Q8_0 tensors),
+//   - a llama2.c .bin checkpoint (tokenizer.bin or tok<vocab>.bin beside it).
+#include <optional>
+#include <string>
+
+#include "core/dtype.h"
+#include "model/model.h"
+
+namespace lora {
+
+struct LoadOptions {
+  std::string tokenizer_path;            // overrides the tokenizer found with the model
+  std::optional<DType> weight_dtype;     // convert linear/embedding weights to F32 or BF16
+  bool load_tokenizer = true;
+};
+
+// "hf", "gguf" or "llama2c"; throws FormatError when the path is none of them.
+std::string detect_model_format(const std::string& path);
+Model load_model(const std::string& path, const LoadOptions& options = {});
+
+// Writes `model` as a self-contained Hugging Face folder: config.json, model.safetensors (HF tensor
+// names, HF q/k order), generation_config.json, and tokenizer.json + tokenizer_config.json.
+void save_hf_folder(const Model& model, const std::string& dir, std::optional<DType> dtype = {});
+
+}  // namespace lora

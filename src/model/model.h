@@ -1,0 +1,45 @@
+#pragma once
+// The one internal representation every format loads into.
+//
+// Linear weights are [out_features, in_features] row-major, as torch.nn.Linear stores them, in f32 or
+// bf16 (other stored types are converted on load). Norm weights and biases are f32. The rows of wq/wk
+// (and bq/bk) are in Hugging Face "rotate_half" RoPE order: within a head, row i pairs with row
+// i + head_dim/2. GGUF (llama arch) and llama2.c store interleaved pairs (2i, 2i+1); their loaders
+// permute to this order and writers permute back.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+#include "model/config.h"
+
+namespace lora {
+
+class Tokenizer;
+
+struct LayerWeights {
+  Tensor attn_norm;                // [hidden]
+  Tensor wq, wk, wv, wo;           // [q_dim, hidden], [kv_dim, hidden], [kv_dim, hidden], [hidden, q_dim]
+  Tensor bq, bk, bv;               // empty unless config.attention_bias
+  Tensor ffn_norm;                 // [hidden]
+  Tensor w_gate, w_up, w_down;     // [inter, hidden], [inter, hidden], [hidden, inter]
+};
+
+struct ModelWeights {
+  Tensor tok_embeddings;           // [vocab, hidden]
+  std::vector<LayerWeights> layers;
+  Tensor norm;                     // [hidden]
+  Tensor lm_head;                  // [vocab, hidden]; shares storage with tok_embeddings when tied
+};
+
+struct Model {
+  ModelConfig config;
+  ModelWeights weights;
+  std::shared_ptr<Tokenizer> tokenizer;  // may be null when none was found
+  std::string source_path;
+  std::string source_format;  // "hf", "gguf", "llama2c"
+
+  int64_t parameter_count() const;  // unique parameters (a tied lm_head counts once)
+};
+
+}  // namespace lora
