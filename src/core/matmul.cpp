@@ -1,0 +1,174 @@
+#include "core/matmul.h"
+
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include <map>
+#include <mutex>
+#include <tuple>
+#include <vector>
+
+#include "core/error.h"
+
+namespace lora {
+
+float MatView::at(int64_t r, int64_t c) const {
+  const int64_t i = r * stride + c;
+  if (dtype == DType::F32) return static_cast<const float*>(data)[i];
+  if (dtype == DType::BF16) return bf16_to_f32(static_cast<const uint16_t*>(data)[i]);
+  fail("MatView: unsupported dtype {}", dtype_name(dtype));
+}
+
+MatView mat(const Tensor& t) {
+  if (t.ndim() < 1) fail("mat(): scalar tensor");
+  const int64_t cols = t.dim(-1);
+  const int64_t rows = cols == 0 ? 0 : t.numel() / cols;
+  return MatView{t.data(), t.dtype(), rows, cols, cols};
+}
+
+MutMatView mut_mat(Tensor& t) {
+  if (t.ndim() < 1) fail("mut_mat(): scalar tensor");
+  const int64_t cols = t.dim(-1);
+  const int64_t rows = cols == 0 ? 0 : t.numel() / cols;
+  return MutMatView{t.f32(), rows, cols, cols};
+}
+
+namespace {
+
+struct Shape {
+  int64_t m, n, k;
+};
+
+Shape check_shapes(const MatView& a, bool trans_a, const MatView& b, bool trans_b, const MutMatView& c) {
+  const int64_t m = trans_a ? a.cols : a.rows;
+  const int64_t k = trans_a ? a.rows : a.cols;
+  const int64_t kb = trans_b ? b.cols : b.rows;
+  const int64_t n = trans_b ? b.rows : b.cols;
+  if (k != kb || c.rows != m || c.cols != n)
+    fail("matmul shape mismatch: op(A) is [{}, {}], op(B) is [{}, {}], C is [{}, {}]", m, k, kb, n, c.rows, c.cols);
+  return {m, n, k};
+}
+
+dnnl::memory::data_type dnnl_type(DType t) {
+  switch (t) {
+    case DType::F32: return dnnl::memory::data_type::f32;
+    case DType::BF16: return dnnl::memory::data_type::bf16;
+    default: fail("matmul: unsupported operand dtype {}", dtype_name(t));
+  }
+}
+
+// A primitive depends only on shapes, strides, types and scalars, never on data pointers, so one is
+// built per distinct problem and reused: building a oneDNN primitive costs far more than running a
+// small (decode-time) matmul.
+using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int, float, float>;
+
+struct Engine {
+  dnnl::engine engine{dnnl::engine::kind::cpu, 0};
+  dnnl::stream stream{engine};
+  std::map<Key, dnnl::matmul> primitives;
+  std::mutex mutex;
+};
+
+Engine& engine() {
+  static Engine e;  // the CPU engine and its primitive cache; oneDNN itself is process-global
+  return e;
+}
+
+// oneDNN 2.6 multiplies bf16 only by bf16, so an f32 operand meeting a bf16 one is rounded to bf16.
+std::vector<uint16_t> to_bf16_dense(const MatView& v) {
+  std::vector<uint16_t> out(size_t(v.rows * v.cols));
+  for (int64_t r = 0; r < v.rows; ++r) {
+    const float* src = static_cast<const float*>(v.data) + r * v.stride;
+    uint16_t* dst = out.data() + r * v.cols;
+    for (int64_t c = 0; c < v.cols; ++c) dst[c] = f32_to_bf16(src[c]);
+  }
+  return out;
+}
+
+}  // namespace
+
+void matmul(const MatView& a_in, bool trans_a, const MatView& b_in, bool trans_b, const MutMatView& c,
+            float alpha, float beta) {
+  const Shape s = check_shapes(a_in, trans_a, b_in, trans_b, c);
+  if (s.m == 0 || s.n == 0) return;
+  if (s.k == 0) {
+    for (int64_t i = 0; i < s.m; ++i)
+      for (int64_t j = 0; j < s.n; ++j) c.data[i * c.stride + j] *= beta;
+    return;
+  }
+
+  MatView a = a_in, b = b_in;
+  std::vector<uint16_t> a_bf16, b_bf16;
+  if (a.dtype != b.dtype) {
+    if (a.dtype == DType::F32) {
+      a_bf16 = to_bf16_dense(a);
+      a = MatView{a_bf16.data(), DType::BF16, a.rows, a.cols, a.cols};
+    } else {
+      b_bf16 = to_bf16_dense(b);
+      b = MatView{b_bf16.data(), DType::BF16, b.rows, b.cols, b.cols};
+    }
+  }
+
+  // op(A) as an [m,k] descriptor: a transposed operand is the same memory with swapped strides.
+  const dnnl::memory::dims a_strides = trans_a ? dnnl::memory::dims{1, a.stride} : dnnl::memory::dims{a.stride, 1};
+  const dnnl::memory::dims b_strides = trans_b ? dnnl::memory::dims{1, b.stride} : dnnl::memory::dims{b.stride, 1};
+  const int64_t a_ld = trans_a ? -a.stride : a.stride;  // sign encodes the transpose in the key
+  const int64_t b_ld = trans_b ? -b.stride : b.stride;
+
+  Engine& e = engine();
+  const Key key{s.m, s.n, s.k, a_ld, b_ld, c.stride, int(a.dtype), 0, 0, alpha, beta};
+  dnnl::memory::desc a_md({s.m, s.k}, dnnl_type(a.dtype), a_strides);
+  dnnl::memory::desc b_md({s.k, s.n}, dnnl_type(b.dtype), b_strides);
+  dnnl::memory::desc c_md({s.m, s.n}, dnnl::memory::data_type::f32, dnnl::memory::dims{c.stride, 1});
+
+  dnnl::matmul prim;
+  {
+    std::lock_guard<std::mutex> lock(e.mutex);
+    auto it = e.primitives.find(key);
+    if (it == e.primitives.end()) {
+      dnnl::primitive_attr attr;
+      if (alpha != 1.0f) attr.set_output_scales(0, {alpha});
+      if (beta != 0.0f) {
+        dnnl::post_ops ops;
+        ops.append_sum(beta);
+        attr.set_post_ops(ops);
+      }
+      dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a_md, b_md, c_md), attr, e.engine);
+      it = e.primitives.emplace(key, dnnl::matmul(pd)).first;
+    }
+    prim = it->second;
+  }
+  dnnl::memory a_mem(a_md, e.engine, const_cast<void*>(a.data));
+  dnnl::memory b_mem(b_md, e.engine, const_cast<void*>(b.data));
+  dnnl::memory c_mem(c_md, e.engine, c.data);
+  prim.execute(e.stream, {{DNNL_ARG_SRC, a_mem}, {DNNL_ARG_WEIGHTS, b_mem}, {DNNL_ARG_DST, c_mem}});
+  e.stream.wait();
+}
+
+void matmul_reference(const MatView& a, bool trans_a, const MatView& b, bool trans_b, const MutMatView& c,
+                      float alpha, float beta) {
+  const Shape s = check_shapes(a, trans_a, b, trans_b, c);
+  for (int64_t i = 0; i < s.m; ++i)
+    for (int64_t j = 0; j < s.n; ++j) {
+      double acc = 0;
+      for (int64_t p = 0; p < s.k; ++p)
+        acc += double(trans_a ? a.at(p, i) : a.at(i, p)) * double(trans_b ? b.at(j, p) : b.at(p, j));
+      float& out = c.data[i * c.stride + j];
+      out = float(alpha * acc + (beta == 0.0f ? 0.0 : double(beta) * out));
+    }
+}
+
+void linear(const Tensor& x, const Tensor& weight, const Tensor* bias, Tensor& y) {
+  const MatView xv = mat(x);
+  MutMatView yv = mut_mat(y);
+  matmul(xv, false, mat(weight), true, yv);
+  if (bias && !bias->empty()) {
+    const float* b = bias->f32();
+    if (bias->numel() != yv.cols) fail("linear: bias has {} elements, output has {} columns", bias->numel(), yv.cols);
+    for (int64_t r = 0; r < yv.rows; ++r) {
+      float* row = yv.data + r * yv.stride;
+      for (int64_t j = 0; j < yv.cols; ++j) row[j] += b[j];
+    }
+  }
+}
+
+}  // namespace lora

@@ -1,0 +1,47 @@
+#pragma once
+// The one matrix-multiply interface every layer uses:
+//
+//   C[M,N] = alpha * op(A)[M,K] · op(B)[K,N] + beta * C
+//
+// op(X) is X or Xᵀ. Operands are strided 2-D views (row stride in elements), so a head's slice of a
+// [tokens, heads*head_dim] activation or a transposed weight is used in place. A and B may be f32 or
+// bf16 (fp32 accumulation); C is f32. Backed by oneDNN; matmul_reference() is the naive loop the tests
+// compare against.
+#include <cstdint>
+
+#include "core/dtype.h"
+#include "core/tensor.h"
+
+namespace lora {
+
+struct MatView {
+  const void* data = nullptr;
+  DType dtype = DType::F32;
+  int64_t rows = 0, cols = 0;
+  int64_t stride = 0;  // elements between consecutive rows (>= cols)
+
+  float at(int64_t r, int64_t c) const;  // for tests and references
+};
+
+struct MutMatView {
+  float* data = nullptr;
+  int64_t rows = 0, cols = 0;
+  int64_t stride = 0;
+};
+
+// A 2-D tensor, or a tensor whose leading dimensions are flattened into rows.
+MatView mat(const Tensor& t);
+MutMatView mut_mat(Tensor& t);
+
+// op(A) is trans_a ? Aᵀ : A; same for B. Shapes are checked (lora::Error on mismatch).
+void matmul(const MatView& a, bool trans_a, const MatView& b, bool trans_b, const MutMatView& c,
+            float alpha = 1.0f, float beta = 0.0f);
+
+// Naive triple loop in double precision: the reference for tests only.
+void matmul_reference(const MatView& a, bool trans_a, const MatView& b, bool trans_b, const MutMatView& c,
+                      float alpha = 1.0f, float beta = 0.0f);
+
+// y[M,out] = x[M,in] · Wᵀ (+ bias): a torch.nn.Linear with W [out,in] (f32 or bf16).
+void linear(const Tensor& x, const Tensor& weight, const Tensor* bias, Tensor& y);
+
+}  // namespace lora

@@ -1,0 +1,49 @@
+#include "kernels/attention.h"
+
+#include <cmath>
+#include <vector>
+
+namespace lora {
+
+void attention_forward(const float* q, const float* keys, const float* values, float* out, int64_t T, int64_t pos0,
+                       const AttentionShape& shape) {
+  const int64_t hd = shape.head_dim, q_dim = shape.q_dim(), kv_dim = shape.kv_dim();
+  const int64_t group = shape.n_heads / shape.n_kv_heads;
+  const float scale = 1.0f / std::sqrt(float(hd));
+  const int64_t n_keys_max = pos0 + T;
+
+#pragma omp parallel
+  {
+    std::vector<float> scores(static_cast<size_t>(n_keys_max));
+#pragma omp for collapse(2) schedule(dynamic, 4)
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t h = 0; h < shape.n_heads; ++h) {
+        const float* qv = q + t * q_dim + h * hd;
+        const int64_t kv_off = (h / group) * hd;
+        const int64_t n_keys = pos0 + t + 1;  // causal: this query sees itself and everything before
+        float max_score = -INFINITY;
+        for (int64_t j = 0; j < n_keys; ++j) {
+          const float* kv = keys + j * kv_dim + kv_off;
+          float dot = 0;
+          for (int64_t i = 0; i < hd; ++i) dot += qv[i] * kv[i];
+          scores[j] = dot * scale;
+          max_score = std::max(max_score, scores[j]);
+        }
+        float sum = 0;
+        for (int64_t j = 0; j < n_keys; ++j) {
+          scores[j] = std::exp(scores[j] - max_score);
+          sum += scores[j];
+        }
+        const float inv_sum = 1.0f / sum;
+        float* o = out + t * q_dim + h * hd;
+        for (int64_t i = 0; i < hd; ++i) o[i] = 0;
+        for (int64_t j = 0; j < n_keys; ++j) {
+          const float p = scores[j] * inv_sum;
+          const float* vv = values + j * kv_dim + kv_off;
+          for (int64_t i = 0; i < hd; ++i) o[i] += p * vv[i];
+        }
+      }
+  }
+}
+
+}  // namespace lora

@@ -1,0 +1,17 @@
+#include "kernels/embedding.h"
+
+#include "core/error.h"
+
+namespace lora {
+
+void embedding_forward(const Tensor& table, const int32_t* ids, int64_t n, float* out) {
+  const int64_t vocab = table.dim(0), dim = table.dim(1);
+  const size_t row_bytes = size_t(dim) * dtype_size(table.dtype());
+  for (int64_t i = 0; i < n; ++i) {
+    if (ids[i] < 0 || ids[i] >= vocab) fail("token id {} is outside the vocabulary (size {})", ids[i], vocab);
+    const char* row = static_cast<const char*>(table.data()) + size_t(ids[i]) * row_bytes;
+    convert_to_f32(table.dtype(), row, out + i * dim, size_t(dim));
+  }
+}
+
+}  // namespace lora

@@ -1,0 +1,72 @@
+#include "kernels/rope.h"
+
+#include <cmath>
+#include <numbers>
+
+#include "core/error.h"
+
+namespace lora {
+
+std::vector<double> rope_inv_freq(const ModelConfig& config) {
+  const int64_t d = config.head_dim;
+  std::vector<double> inv_freq(size_t(d / 2));
+  for (int64_t i = 0; i < d / 2; ++i) inv_freq[i] = std::pow(double(config.rope_theta), -double(2 * i) / double(d));
+
+  const RopeScaling& s = config.rope_scaling;
+  if (s.type.empty() || s.type == "default") return inv_freq;
+  if (s.type == "linear") {
+    for (double& f : inv_freq) f /= s.factor;
+    return inv_freq;
+  }
+  if (s.type == "llama3") {
+    const double old_context = double(s.original_max_position_embeddings);
+    const double low_freq_wavelen = old_context / s.low_freq_factor;
+    const double high_freq_wavelen = old_context / s.high_freq_factor;
+    for (double& f : inv_freq) {
+      const double wavelen = 2.0 * std::numbers::pi / f;
+      if (wavelen < high_freq_wavelen) continue;  // high frequencies: unchanged
+      if (wavelen > low_freq_wavelen) {           // low frequencies: interpolated by factor
+        f /= s.factor;
+        continue;
+      }
+      const double smooth = (old_context / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+      f = (1.0 - smooth) * f / s.factor + smooth * f;
+    }
+    return inv_freq;
+  }
+  fail("unsupported rope_scaling type '{}' (supported: linear, llama3)", s.type);
+}
+
+RopeTable::RopeTable(const ModelConfig& config, int64_t max_pos) : half(config.head_dim / 2), max_positions(max_pos) {
+  const std::vector<double> inv_freq = rope_inv_freq(config);
+  cos.resize(size_t(max_pos * half));
+  sin.resize(size_t(max_pos * half));
+  for (int64_t p = 0; p < max_pos; ++p)
+    for (int64_t i = 0; i < half; ++i) {
+      const double angle = double(p) * inv_freq[i];
+      cos[p * half + i] = float(std::cos(angle));
+      sin[p * half + i] = float(std::sin(angle));
+    }
+}
+
+void rope_forward(float* x, const int32_t* positions, int64_t rows, int64_t n_heads, int64_t head_dim,
+                  const RopeTable& table) {
+  const int64_t half = head_dim / 2;
+#pragma omp parallel for if (rows > 1)
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t pos = positions[r];
+    if (pos < 0 || pos >= table.max_positions) continue;  // callers check; never read out of the table
+    const float* c = table.cos.data() + pos * half;
+    const float* s = table.sin.data() + pos * half;
+    for (int64_t h = 0; h < n_heads; ++h) {
+      float* v = x + r * n_heads * head_dim + h * head_dim;
+      for (int64_t i = 0; i < half; ++i) {
+        const float x1 = v[i], x2 = v[i + half];
+        v[i] = x1 * c[i] - x2 * s[i];
+        v[i + half] = x2 * c[i] + x1 * s[i];
+      }
+    }
+  }
+}
+
+}  // namespace lora

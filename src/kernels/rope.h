@@ -1,0 +1,28 @@
+#pragma once
+// Rotary position embedding in Hugging Face "rotate_half" layout: within each head of size d, element
+// i is rotated together with element i + d/2 by angle position * inv_freq[i].
+#include <cstdint>
+#include <vector>
+
+#include "model/config.h"
+
+namespace lora {
+
+// inv_freq[i] = theta^(-2i/d), adjusted by rope_scaling ("linear" divides by factor; "llama3"
+// divides low frequencies by factor and blends the band between low_freq and high_freq wavelengths).
+std::vector<double> rope_inv_freq(const ModelConfig& config);
+
+struct RopeTable {
+  int64_t half = 0;          // head_dim / 2
+  int64_t max_positions = 0;
+  std::vector<float> cos, sin;  // [max_positions, half]
+
+  RopeTable() = default;
+  RopeTable(const ModelConfig& config, int64_t max_positions);
+};
+
+// Rotates x [rows, n_heads * head_dim] in place; row r is at position positions[r].
+void rope_forward(float* x, const int32_t* positions, int64_t rows, int64_t n_heads, int64_t head_dim,
+                  const RopeTable& table);
+
+}  // namespace lora
