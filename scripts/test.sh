@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The whole test suite from a fresh Debian 12 machine: installs the Debian packages, builds, runs the
+# input-validation tests again under AddressSanitizer + UndefinedBehaviorSanitizer, then every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup-deps.sh
+
+if [ ! -d ../shared/assets ]; then
+  echo "error: ../shared/assets (the shared test assets) must sit beside this checkout" >&2
+  exit 1
+fi
+
+# 1. Sanitizers: everything that parses files or user input, where a bad byte must become an error
+#    and never a crash or an out-of-bounds read.
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLORA_SANITIZE=ON -DLORA_BUILD_BENCH=OFF >/dev/null
+cmake --build build-asan -j"$(nproc)" --target lora_tests lora_cli
+ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1 \
+  ./build-asan/tests/lora_tests --gtest_brief=1 \
+  --gtest_filter='BadInput*:*Gguf*:*Safetensors*:*Llama2c*:*HfFolder*:Tokenizer*Malformed*:Matmul*:Kernels*:DType*'
+
+# 2. Release build and the whole suite.
+bash scripts/build.sh
+cd build
+ctest --output-on-failure -j"$(nproc)" --timeout 900

@@ -1,0 +1,288 @@
+#!/usr/bin/env python3
+"""Independent PyTorch (float64) reference of the Llama-family decoder, the oracle for the C++ tests.
+
+It reads checkpoints on its own (llama2.c .bin, Hugging Face folder with safetensors), and for llama2.c
+weights it applies RoPE in the checkpoint's own interleaved layout rather than permuting, so the C++
+loader's q/k permutation is checked too.
+
+  llama_reference.py logits   --model M --tokens "1 5 9,1 7 3" --out logits.f32
+  llama_reference.py nll      --model M --ids-file ids.txt --ctx N          (prints JSON)
+  llama_reference.py make-hf  --out DIR --seed S [--tiny-gqa-bias-llama3]   (random-weight HF folder)
+"""
+import argparse
+import json
+import math
+import os
+import struct
+import sys
+
+import numpy as np
+import torch
+
+torch.set_grad_enabled(False)
+DT = torch.float64
+
+
+# ----------------------------------------------------------------------------- checkpoint readers
+
+def read_llama2c(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    dim, hidden, n_layers, n_heads, n_kv, vocab, seq_len = struct.unpack("<7i", data[:28])
+    shared = vocab > 0
+    vocab = abs(vocab)
+    arr = np.frombuffer(data, dtype="<f4", offset=28)
+    head = dim // n_heads
+    kv_dim = n_kv * head
+    pos = 0
+
+    def take(*shape):
+        nonlocal pos
+        n = int(np.prod(shape))
+        t = torch.from_numpy(arr[pos:pos + n].copy()).to(DT).reshape(*shape)
+        pos += n
+        return t
+
+    W = {"embed": take(vocab, dim)}
+    rms_att = take(n_layers, dim)
+    wq = take(n_layers, dim, dim)
+    wk = take(n_layers, kv_dim, dim)
+    wv = take(n_layers, kv_dim, dim)
+    wo = take(n_layers, dim, dim)
+    rms_ffn = take(n_layers, dim)
+    w1 = take(n_layers, hidden, dim)
+    w2 = take(n_layers, dim, hidden)
+    w3 = take(n_layers, hidden, dim)
+    W["norm"] = take(dim)
+    pos += seq_len * head // 2 * 2  # freq_cis_real, freq_cis_imag (unused)
+    W["lm_head"] = W["embed"] if shared else take(vocab, dim)
+    W["layers"] = [dict(attn_norm=rms_att[l], wq=wq[l], wk=wk[l], wv=wv[l], wo=wo[l], ffn_norm=rms_ffn[l],
+                        w_gate=w1[l], w_down=w2[l], w_up=w3[l]) for l in range(n_layers)]
+    cfg = dict(hidden_size=dim, intermediate_size=hidden, num_hidden_layers=n_layers, num_attention_heads=n_heads,
+               num_key_value_heads=n_kv, vocab_size=vocab, rms_norm_eps=1e-5, rope_theta=10000.0,
+               head_dim=head, rope_scaling=None)
+    return cfg, W, "interleaved"
+
+
+SAFETENSORS_DTYPES = {"F32": "<f4", "F16": "<f2", "I32": "<i4", "I64": "<i8", "U8": "u1"}
+
+
+def read_safetensors(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    base = 8 + n
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        b, e = info["data_offsets"]
+        raw = data[base + b:base + e]
+        if info["dtype"] == "BF16":
+            u16 = np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16
+            a = u16.view(np.float32)
+        else:
+            a = np.frombuffer(raw, dtype=SAFETENSORS_DTYPES[info["dtype"]])
+        out[name] = torch.from_numpy(a.astype(np.float64).reshape(info["shape"]))
+    return out
+
+
+def read_hf(folder):
+    with open(os.path.join(folder, "config.json")) as f:
+        cfg = json.load(f)
+    T = {}
+    index = os.path.join(folder, "model.safetensors.index.json")
+    if os.path.exists(index):
+        with open(index) as f:
+            for shard in sorted(set(json.load(f)["weight_map"].values())):
+                T.update(read_safetensors(os.path.join(folder, shard)))
+    else:
+        T.update(read_safetensors(os.path.join(folder, "model.safetensors")))
+    cfg.setdefault("num_key_value_heads", cfg["num_attention_heads"])
+    cfg.setdefault("head_dim", cfg["hidden_size"] // cfg["num_attention_heads"])
+    cfg.setdefault("rope_theta", 10000.0)
+    cfg.setdefault("rms_norm_eps", 1e-6)
+    W = {"embed": T["model.embed_tokens.weight"], "norm": T["model.norm.weight"]}
+    W["lm_head"] = T.get("lm_head.weight", W["embed"]) if not cfg.get("tie_word_embeddings") else W["embed"]
+    W["layers"] = []
+    for l in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{l}."
+        L = dict(attn_norm=T[p + "input_layernorm.weight"], ffn_norm=T[p + "post_attention_layernorm.weight"],
+                 wq=T[p + "self_attn.q_proj.weight"], wk=T[p + "self_attn.k_proj.weight"],
+                 wv=T[p + "self_attn.v_proj.weight"], wo=T[p + "self_attn.o_proj.weight"],
+                 w_gate=T[p + "mlp.gate_proj.weight"], w_up=T[p + "mlp.up_proj.weight"],
+                 w_down=T[p + "mlp.down_proj.weight"])
+        for b in ("q", "k", "v"):
+            key = p + f"self_attn.{b}_proj.bias"
+            if key in T:
+                L["b" + b] = T[key]
+        W["layers"].append(L)
+    return cfg, W, "rotate_half"
+
+
+def load(path):
+    return read_hf(path) if os.path.isdir(path) else read_llama2c(path)
+
+
+# ----------------------------------------------------------------------------- the model
+
+def inv_freq(cfg):
+    d = cfg["head_dim"]
+    f = [cfg["rope_theta"] ** (-(2 * i) / d) for i in range(d // 2)]
+    s = cfg.get("rope_scaling")
+    if not s:
+        return torch.tensor(f, dtype=DT)
+    kind = s.get("rope_type", s.get("type"))
+    factor = s["factor"]
+    if kind == "linear":
+        return torch.tensor([x / factor for x in f], dtype=DT)
+    assert kind == "llama3", kind
+    old = s["original_max_position_embeddings"]
+    lo, hi = s["low_freq_factor"], s["high_freq_factor"]
+    out = []
+    for x in f:
+        wavelen = 2 * math.pi / x
+        if wavelen < old / hi:
+            out.append(x)
+        elif wavelen > old / lo:
+            out.append(x / factor)
+        else:
+            smooth = (old / wavelen - lo) / (hi - lo)
+            out.append((1 - smooth) * x / factor + smooth * x)
+    return torch.tensor(out, dtype=DT)
+
+
+def rope(x, cfg, layout):
+    """x [B, T, heads, d] at positions 0..T-1."""
+    T, d = x.shape[1], x.shape[3]
+    ang = torch.arange(T, dtype=DT)[:, None] * inv_freq(cfg)[None, :]  # [T, d/2]
+    c, s = torch.cos(ang)[None, :, None, :], torch.sin(ang)[None, :, None, :]
+    if layout == "rotate_half":
+        x1, x2 = x[..., : d // 2], x[..., d // 2:]
+        return torch.cat([x1 * c - x2 * s, x2 * c + x1 * s], dim=-1)
+    x1, x2 = x[..., 0::2], x[..., 1::2]  # interleaved pairs (2i, 2i+1), as llama2.c's run.c
+    out = torch.empty_like(x)
+    out[..., 0::2] = x1 * c - x2 * s
+    out[..., 1::2] = x2 * c + x1 * s
+    return out
+
+
+def rmsnorm(x, w, eps):
+    return x * torch.rsqrt((x * x).mean(-1, keepdim=True) + eps) * w
+
+
+def forward(cfg, W, layout, tokens):
+    B, T = tokens.shape
+    H, KV, d = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
+    eps = cfg["rms_norm_eps"]
+    x = W["embed"][tokens]
+    mask = torch.full((T, T), float("-inf"), dtype=DT).triu(1)
+    for L in W["layers"]:
+        h = rmsnorm(x, L["attn_norm"], eps)
+        q = h @ L["wq"].T + L.get("bq", 0)
+        k = h @ L["wk"].T + L.get("bk", 0)
+        v = h @ L["wv"].T + L.get("bv", 0)
+        q = rope(q.view(B, T, H, d), cfg, layout).transpose(1, 2)
+        k = rope(k.view(B, T, KV, d), cfg, layout).transpose(1, 2).repeat_interleave(H // KV, dim=1)
+        v = v.view(B, T, KV, d).transpose(1, 2).repeat_interleave(H // KV, dim=1)
+        att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d) + mask, dim=-1) @ v
+        x = x + att.transpose(1, 2).reshape(B, T, H * d) @ L["wo"].T
+        h = rmsnorm(x, L["ffn_norm"], eps)
+        x = x + (torch.nn.functional.silu(h @ L["w_gate"].T) * (h @ L["w_up"].T)) @ L["w_down"].T
+    return rmsnorm(x, W["norm"], eps) @ W["lm_head"].T
+
+
+# ----------------------------------------------------------------------------- random HF folder
+
+def write_safetensors(path, tensors):
+    header, blobs, off = {}, [], 0
+    for name in sorted(tensors):
+        a = tensors[name].to(torch.float32).contiguous().numpy().astype("<f4")
+        b = a.tobytes()
+        header[name] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
+        blobs.append(b)
+        off += len(b)
+    header["__metadata__"] = {"format": "pt"}
+    h = json.dumps(header).encode()
+    h += b" " * ((8 - len(h) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+
+
+def make_hf(out, seed):
+    """GQA, q/k/v biases, untied lm_head, rope_theta 1e6 and llama3 rope scaling. head_dim 16 puts one
+    rope frequency in each llama3 band (kept, blended, divided) for original_max_position_embeddings 64."""
+    g = torch.Generator().manual_seed(seed)
+    cfg = {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "hidden_size": 64,
+           "intermediate_size": 96, "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 2,
+           "vocab_size": 300, "max_position_embeddings": 512, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
+           "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                            "original_max_position_embeddings": 64},
+           "tie_word_embeddings": False, "attention_bias": True, "torch_dtype": "float32",
+           "bos_token_id": 1, "eos_token_id": 2}
+    h, f, v = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
+    kv = cfg["num_key_value_heads"] * h // cfg["num_attention_heads"]
+
+    def r(*shape, mean=0.0, std=0.1):
+        return torch.randn(*shape, generator=g) * std + mean
+
+    T = {"model.embed_tokens.weight": r(v, h, std=0.5), "model.norm.weight": r(h, mean=1.0), "lm_head.weight": r(v, h)}
+    for l in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{l}."
+        T.update({p + "input_layernorm.weight": r(h, mean=1.0), p + "post_attention_layernorm.weight": r(h, mean=1.0),
+                  p + "self_attn.q_proj.weight": r(h, h), p + "self_attn.q_proj.bias": r(h),
+                  p + "self_attn.k_proj.weight": r(kv, h), p + "self_attn.k_proj.bias": r(kv),
+                  p + "self_attn.v_proj.weight": r(kv, h), p + "self_attn.v_proj.bias": r(kv),
+                  p + "self_attn.o_proj.weight": r(h, h), p + "mlp.gate_proj.weight": r(f, h),
+                  p + "mlp.up_proj.weight": r(f, h), p + "mlp.down_proj.weight": r(h, f)})
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "config.json"), "w") as fh:
+        json.dump(cfg, fh, indent=2)
+    write_safetensors(os.path.join(out, "model.safetensors"), T)
+
+
+# ----------------------------------------------------------------------------- commands
+
+def windows_nll(cfg, W, layout, ids, ctx):
+    """Mean NLL over non-overlapping windows of ctx tokens; each window predicts its tokens 1..n-1."""
+    total, count = 0.0, 0
+    for start in range(0, len(ids), ctx):
+        w = ids[start:start + ctx]
+        if len(w) < 2:
+            continue
+        logits = forward(cfg, W, layout, torch.tensor([w]))[0]
+        logp = torch.log_softmax(logits[:-1], dim=-1)
+        tgt = torch.tensor(w[1:])
+        total += float(-logp[torch.arange(len(w) - 1), tgt].sum())
+        count += len(w) - 1
+    return total, count
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("command", choices=["logits", "nll", "make-hf"])
+    ap.add_argument("--model")
+    ap.add_argument("--tokens", help="sequences of equal length: '1 2 3,4 5 6'")
+    ap.add_argument("--ids-file")
+    ap.add_argument("--ctx", type=int, default=128)
+    ap.add_argument("--out")
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args()
+    if a.command == "make-hf":
+        make_hf(a.out, a.seed)
+        return
+    cfg, W, layout = load(a.model)
+    if a.command == "logits":
+        toks = torch.tensor([[int(t) for t in s.split()] for s in a.tokens.split(",")])
+        logits = forward(cfg, W, layout, toks)
+        logits.to(torch.float32).numpy().astype("<f4").tofile(a.out)
+    else:
+        with open(a.ids_file) as fh:
+            ids = [int(t) for t in fh.read().split()]
+        total, count = windows_nll(cfg, W, layout, ids, a.ctx)
+        print(json.dumps({"tokens": count, "nll": total / count, "perplexity": math.exp(total / count)}))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
