@@ -16,4 +16,12 @@ struct AttentionShape {
 void attention_forward(const float* q, const float* keys, const float* values, float* out, int64_t T, int64_t pos0,
                        const AttentionShape& shape);
 
+// Gradients of attention_forward over one sequence with pos0 = 0 (training: queries, keys and values
+// are the same T positions). With p = softmax(s), s_j = q·k_j / sqrt(d), o = Σ p_j v_j:
+//   dv_j = Σ_t p_tj do_t,  ds_tj = p_tj (do_t·v_j − Σ_i p_ti do_t·v_i),  dq_t = Σ_j ds_tj k_j / sqrt(d),
+//   dk_j = Σ_t ds_tj q_t / sqrt(d), summed over the query heads that share a kv head.
+// The probabilities are recomputed rather than stored. dq, dk, dv are overwritten.
+void attention_backward(const float* dout, const float* q, const float* keys, const float* values, float* dq,
+                        float* dk, float* dv, int64_t T, const AttentionShape& shape);
+
 }  // namespace lora

@@ -1,9 +1,28 @@
 #pragma once
+// Cross-entropy of next-token prediction, fused with the lm_head projection so that the
+// [tokens x vocab] logits exist only `chunk` rows at a time (151k-token vocabularies would otherwise
+// need gigabytes).
 #include <cstdint>
+
+#include "core/tensor.h"
 
 namespace lora {
 
+constexpr int32_t kIgnoreIndex = -100;  // label of tokens that do not count (prompt, padding)
+
 // -log softmax(logits)[target] for one row of `vocab` logits, by log-sum-exp in double.
 double token_nll(const float* logits, int64_t vocab, int32_t target);
+
+struct CrossEntropyResult {
+  double loss_sum = 0;  // Σ NLL over counted tokens
+  int64_t count = 0;    // tokens whose target is not kIgnoreIndex
+};
+
+// logits = h · lm_headᵀ for h [n, dim]; loss over rows whose target != kIgnoreIndex.
+// If dh is given, the backward runs in the same pass with dloss/dlogits = grad_scale · (softmax − onehot):
+// dh = dlogits · lm_head (overwritten, zero on ignored rows), dlm_head += dlogitsᵀ · h (if not null).
+CrossEntropyResult lm_head_cross_entropy(const float* h, const Tensor& lm_head, const int32_t* targets, int64_t n,
+                                         int64_t chunk, float grad_scale = 0.0f, float* dh = nullptr,
+                                         float* dlm_head = nullptr);
 
 }  // namespace lora

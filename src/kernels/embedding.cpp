@@ -15,3 +15,16 @@ void embedding_forward(const Tensor& table, const int32_t* ids, int64_t n, float
 }
 
 }  // namespace lora
+
+namespace lora {
+
+void embedding_backward(const float* dout, const int32_t* ids, int64_t n, float* dtable, int64_t dim) {
+  // Sequential over tokens: the same id may appear twice, and the scatter must not race.
+  for (int64_t i = 0; i < n; ++i) {
+    float* row = dtable + int64_t(ids[i]) * dim;
+    const float* g = dout + i * dim;
+    for (int64_t j = 0; j < dim; ++j) row[j] += g[j];
+  }
+}
+
+}  // namespace lora

@@ -49,8 +49,11 @@ RopeTable::RopeTable(const ModelConfig& config, int64_t max_pos) : half(config.h
     }
 }
 
-void rope_forward(float* x, const int32_t* positions, int64_t rows, int64_t n_heads, int64_t head_dim,
-                  const RopeTable& table) {
+namespace {
+
+// direction +1 rotates by +angle (forward), -1 by -angle (backward).
+void rotate(float* x, const int32_t* positions, int64_t rows, int64_t n_heads, int64_t head_dim,
+            const RopeTable& table, float direction) {
   const int64_t half = head_dim / 2;
 #pragma omp parallel for if (rows > 1)
   for (int64_t r = 0; r < rows; ++r) {
@@ -61,12 +64,24 @@ void rope_forward(float* x, const int32_t* positions, int64_t rows, int64_t n_he
     for (int64_t h = 0; h < n_heads; ++h) {
       float* v = x + r * n_heads * head_dim + h * head_dim;
       for (int64_t i = 0; i < half; ++i) {
-        const float x1 = v[i], x2 = v[i + half];
-        v[i] = x1 * c[i] - x2 * s[i];
-        v[i + half] = x2 * c[i] + x1 * s[i];
+        const float x1 = v[i], x2 = v[i + half], sn = direction * s[i];
+        v[i] = x1 * c[i] - x2 * sn;
+        v[i + half] = x2 * c[i] + x1 * sn;
       }
     }
   }
+}
+
+}  // namespace
+
+void rope_forward(float* x, const int32_t* positions, int64_t rows, int64_t n_heads, int64_t head_dim,
+                  const RopeTable& table) {
+  rotate(x, positions, rows, n_heads, head_dim, table, 1.0f);
+}
+
+void rope_backward(float* dx, const int32_t* positions, int64_t rows, int64_t n_heads, int64_t head_dim,
+                   const RopeTable& table) {
+  rotate(dx, positions, rows, n_heads, head_dim, table, -1.0f);
 }
 
 }  // namespace lora

@@ -25,4 +25,8 @@ struct RopeTable {
 void rope_forward(float* x, const int32_t* positions, int64_t rows, int64_t n_heads, int64_t head_dim,
                   const RopeTable& table);
 
+// The rotation is orthogonal, so the gradient is the same rotation by the opposite angle, in place on dx.
+void rope_backward(float* dx, const int32_t* positions, int64_t rows, int64_t n_heads, int64_t head_dim,
+                   const RopeTable& table);
+
 }  // namespace lora

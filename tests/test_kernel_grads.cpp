@@ -1,0 +1,186 @@
+// Every kernel's backward against central finite differences of its forward, on the scalar
+// L = Σ r ⊙ forward(x) with a fixed random r (so dL/dy = r).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+#include <random>
+#include <vector>
+
+#include "core/matmul.h"
+#include "kernels/attention.h"
+#include "kernels/cross_entropy.h"
+#include "kernels/embedding.h"
+#include "kernels/rmsnorm.h"
+#include "kernels/rope.h"
+#include "kernels/swiglu.h"
+
+namespace lora {
+namespace {
+
+std::vector<float> randn(size_t n, uint64_t seed, float scale = 1.0f) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(rng);
+  return v;
+}
+
+double dot(const std::vector<float>& a, const std::vector<float>& b) {
+  double s = 0;
+  for (size_t i = 0; i < a.size(); ++i) s += double(a[i]) * b[i];
+  return s;
+}
+
+// Compares an analytic gradient with central differences of loss() w.r.t. every element of x.
+void expect_gradient(std::vector<float>& x, const std::vector<float>& analytic, const std::function<double()>& loss,
+                     const char* what, float h = 1e-2f, double tol = 2e-3) {
+  ASSERT_EQ(x.size(), analytic.size());
+  double scale = 1e-3;
+  for (float g : analytic) scale = std::max(scale, double(std::fabs(g)));
+  for (size_t i = 0; i < x.size(); ++i) {
+    const float saved = x[i];
+    x[i] = saved + h;
+    const double up = loss();
+    x[i] = saved - h;
+    const double down = loss();
+    x[i] = saved;
+    const double numeric = (up - down) / (2.0 * h);
+    ASSERT_NEAR(analytic[i], numeric, tol * scale) << what << " element " << i;
+  }
+}
+
+TEST(KernelGrads, RmsNorm) {
+  const int64_t rows = 3, dim = 11;
+  auto x = randn(rows * dim, 1), w = randn(dim, 2), r = randn(rows * dim, 3);
+  std::vector<float> y(x.size()), rstd(rows), dx(x.size()), dw(dim, 0.0f);
+  auto loss = [&] {
+    rmsnorm_forward(x.data(), w.data(), y.data(), rows, dim, 1e-5f);
+    return dot(y, r);
+  };
+  rmsnorm_forward(x.data(), w.data(), y.data(), rows, dim, 1e-5f, rstd.data());
+  rmsnorm_backward(r.data(), x.data(), w.data(), rstd.data(), dx.data(), dw.data(), rows, dim);
+  expect_gradient(x, dx, loss, "dx");
+  expect_gradient(w, dw, loss, "dweight");
+}
+
+TEST(KernelGrads, Rope) {
+  ModelConfig c;
+  c.head_dim = 8;
+  const RopeTable table(c, 16);
+  const int64_t rows = 4, heads = 2;
+  const std::vector<int32_t> pos = {0, 3, 7, 15};
+  auto x = randn(rows * heads * 8, 4), r = randn(rows * heads * 8, 5);
+  auto loss = [&] {
+    auto y = x;
+    rope_forward(y.data(), pos.data(), rows, heads, 8, table);
+    return dot(y, r);
+  };
+  auto dx = r;
+  rope_backward(dx.data(), pos.data(), rows, heads, 8, table);
+  expect_gradient(x, dx, loss, "dx");
+}
+
+TEST(KernelGrads, SwiGlu) {
+  const int64_t n = 40;
+  auto g = randn(n, 6, 2.0f), u = randn(n, 7), r = randn(n, 8);
+  std::vector<float> out(n), dg(n), du(n);
+  auto loss = [&] {
+    swiglu_forward(g.data(), u.data(), out.data(), n);
+    return dot(out, r);
+  };
+  swiglu_backward(r.data(), g.data(), u.data(), dg.data(), du.data(), n);
+  expect_gradient(g, dg, loss, "dgate");
+  expect_gradient(u, du, loss, "dup");
+}
+
+TEST(KernelGrads, CausalGqaAttention) {
+  const AttentionShape s{4, 2, 4};
+  const int64_t T = 6;
+  auto q = randn(T * s.q_dim(), 9), k = randn(T * s.kv_dim(), 10), v = randn(T * s.kv_dim(), 11);
+  auto r = randn(T * s.q_dim(), 12);
+  std::vector<float> out(q.size()), dq(q.size()), dk(k.size()), dv(v.size());
+  auto loss = [&] {
+    attention_forward(q.data(), k.data(), v.data(), out.data(), T, 0, s);
+    return dot(out, r);
+  };
+  attention_backward(r.data(), q.data(), k.data(), v.data(), dq.data(), dk.data(), dv.data(), T, s);
+  expect_gradient(q, dq, loss, "dq");
+  expect_gradient(k, dk, loss, "dk");
+  expect_gradient(v, dv, loss, "dv");
+}
+
+TEST(KernelGrads, LinearThroughMatmul) {
+  // y = x Wᵀ: dx = dy W, dW = dyᵀ x, both through the one matmul interface.
+  const int64_t m = 3, in = 5, out = 4;
+  auto x = randn(m * in, 13), w = randn(out * in, 14), r = randn(m * out, 15);
+  std::vector<float> y(m * out), dx(x.size()), dw(w.size());
+  auto loss = [&] {
+    matmul(MatView{x.data(), DType::F32, m, in, in}, false, MatView{w.data(), DType::F32, out, in, in}, true,
+           MutMatView{y.data(), m, out, out});
+    return dot(y, r);
+  };
+  matmul(MatView{r.data(), DType::F32, m, out, out}, false, MatView{w.data(), DType::F32, out, in, in}, false,
+         MutMatView{dx.data(), m, in, in});
+  matmul(MatView{r.data(), DType::F32, m, out, out}, true, MatView{x.data(), DType::F32, m, in, in}, false,
+         MutMatView{dw.data(), out, in, in});
+  expect_gradient(x, dx, loss, "dx");
+  expect_gradient(w, dw, loss, "dW");
+}
+
+TEST(KernelGrads, EmbeddingScatterAddsRepeatedIds) {
+  const int64_t vocab = 6, dim = 3;
+  const std::vector<int32_t> ids = {2, 5, 2, 0};
+  Tensor table(DType::F32, {vocab, dim});
+  auto t = randn(vocab * dim, 16);
+  std::copy(t.begin(), t.end(), table.f32());
+  auto r = randn(ids.size() * dim, 17);
+  std::vector<float> out(ids.size() * dim), dtable(t.size(), 0.0f);
+  embedding_backward(r.data(), ids.data(), int64_t(ids.size()), dtable.data(), dim);
+  auto loss = [&] {
+    std::copy(t.begin(), t.end(), table.f32());
+    embedding_forward(table, ids.data(), int64_t(ids.size()), out.data());
+    return dot(out, r);
+  };
+  expect_gradient(t, dtable, loss, "dtable");
+  for (int64_t j = 0; j < dim; ++j) EXPECT_FLOAT_EQ(dtable[2 * dim + j], r[0 * dim + j] + r[2 * dim + j]);
+}
+
+TEST(KernelGrads, ChunkedLmHeadCrossEntropyIgnoresMinus100) {
+  const int64_t n = 7, dim = 6, vocab = 13;
+  auto h = randn(n * dim, 18);
+  Tensor W(DType::F32, {vocab, dim});
+  auto wv = randn(vocab * dim, 19);
+  const std::vector<int32_t> targets = {3, kIgnoreIndex, 0, 12, kIgnoreIndex, 5, 5};
+  std::vector<float> dh(h.size()), dW(wv.size(), 0.0f);
+  auto loss = [&] {
+    std::copy(wv.begin(), wv.end(), W.f32());
+    const auto r = lm_head_cross_entropy(h.data(), W, targets.data(), n, 3);
+    return r.loss_sum / double(r.count);
+  };
+  std::copy(wv.begin(), wv.end(), W.f32());
+  const auto r = lm_head_cross_entropy(h.data(), W, targets.data(), n, 3, 1.0f / 5.0f, dh.data(), dW.data());
+  EXPECT_EQ(r.count, 5);
+  // Chunk size does not change the result.
+  const auto whole = lm_head_cross_entropy(h.data(), W, targets.data(), n, 100);
+  EXPECT_NEAR(r.loss_sum, whole.loss_sum, 1e-9);
+  // Mean NLL equals the plain per-token computation.
+  double want = 0;
+  std::vector<float> logits(vocab);
+  for (int64_t i = 0; i < n; ++i) {
+    if (targets[i] == kIgnoreIndex) continue;
+    for (int64_t v = 0; v < vocab; ++v) {
+      double s = 0;
+      for (int64_t j = 0; j < dim; ++j) s += double(h[i * dim + j]) * wv[v * dim + j];
+      logits[v] = float(s);
+    }
+    want += token_nll(logits.data(), vocab, targets[i]);
+  }
+  EXPECT_NEAR(r.loss_sum, want, 1e-4);
+  for (int64_t j = 0; j < dim; ++j) EXPECT_EQ(dh[1 * dim + j], 0.0f);  // ignored rows get no gradient
+  expect_gradient(h, dh, loss, "dh", 1e-2f, 2e-3);
+  expect_gradient(wv, dW, loss, "dlm_head", 1e-2f, 2e-3);
+}
+
+}  // namespace
+}  // namespace lora
