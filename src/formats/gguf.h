@@ -1,6 +1,7 @@
 #pragma once
 // GGUF reader (v2/v3): header, typed metadata, tensor infos; tensor data stays memory-mapped.
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -25,6 +26,7 @@ struct GGUFTensorInfo {
   std::vector<int64_t> ne;  // innermost dimension first, as ggml writes it
   uint32_t type = 0;        // GGMLType value
   uint64_t offset = 0;      // relative to the start of the data section
+  uint64_t nbytes = 0;      // size of the data, from ne and the type's block layout
   // Row-major shape (ne reversed), the order Tensor uses.
   std::vector<int64_t> shape() const { return {ne.rbegin(), ne.rend()}; }
 };
@@ -42,6 +44,7 @@ class GGUFFile {
   const nlohmann::json& metadata() const { return metadata_; }
   bool has(const std::string& key) const { return metadata_.contains(key); }
   GGUFValueType value_type(const std::string& key) const;  // for arrays: ARRAY
+  GGUFValueType array_type(const std::string& key) const;  // element type of an ARRAY value
   std::string get_string(const std::string& key) const;     // throws FormatError if missing
   std::string get_string(const std::string& key, const std::string& fallback) const;
   int64_t get_int(const std::string& key) const;
@@ -54,15 +57,21 @@ class GGUFFile {
   const GGUFTensorInfo* find_tensor(const std::string& name) const;
   // F32/F16/BF16: a view into the mapped file; F16 is converted to f32; Q8_0/Q4_0 dequantized to f32.
   Tensor load_tensor(const std::string& name) const;
+  // The stored bytes of a tensor (info.nbytes of them), whatever its type.
+  const uint8_t* tensor_data(const GGUFTensorInfo& info) const;
+  uint64_t data_offset() const { return data_offset_; }
+  uint64_t alignment() const { return alignment_; }
 
  private:
   std::string path_;
   uint32_t version_ = 0;
   nlohmann::json metadata_ = nlohmann::json::object();
-  std::vector<std::pair<std::string, GGUFValueType>> value_types_;
+  // key -> (value type, element type for arrays)
+  std::map<std::string, std::pair<GGUFValueType, GGUFValueType>> value_types_;
   std::vector<GGUFTensorInfo> tensors_;
   std::shared_ptr<MappedFile> file_;
   uint64_t data_offset_ = 0;
+  uint64_t alignment_ = 32;
 };
 
 }  // namespace lora
