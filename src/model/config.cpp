@@ -1,0 +1,226 @@
+#include "model/config.h"
+
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+
+namespace lora {
+
+namespace {
+
+using nlohmann::json;
+
+struct Architecture {
+  const char* name;        // config.json "architectures"[0]
+  const char* model_type;  // config.json "model_type"
+  int64_t default_max_position_embeddings;
+};
+
+// Defaults are those of the transformers config classes, used when config.json leaves a field out.
+constexpr Architecture kArchitectures[] = {
+    {"LlamaForCausalLM", "llama", 2048},
+    {"Qwen2ForCausalLM", "qwen2", 32768},
+    {"MistralForCausalLM", "mistral", 131072},
+};
+
+std::string supported_list() {
+  std::string s;
+  for (const Architecture& a : kArchitectures) s += (s.empty() ? "" : ", ") + std::string(a.name);
+  return s;
+}
+
+const Architecture* find_by_name(const std::string& name) {
+  for (const Architecture& a : kArchitectures)
+    if (name == a.name) return &a;
+  return nullptr;
+}
+
+const Architecture* find_by_model_type(const std::string& type) {
+  for (const Architecture& a : kArchitectures)
+    if (type == a.model_type) return &a;
+  return nullptr;
+}
+
+bool present(const json& j, const char* key) { return j.contains(key) && !j.at(key).is_null(); }
+
+int64_t get_int(const json& j, const char* key, const std::string& path) {
+  const json& v = j.at(key);
+  if (!v.is_number_integer()) fail_format(path, "field '{}' must be an integer, found {}", key, v.dump());
+  return v.get<int64_t>();
+}
+
+int64_t required_int(const json& j, const char* key, const std::string& path) {
+  if (!present(j, key)) fail_format(path, "missing required field '{}'", key);
+  return get_int(j, key, path);
+}
+
+int64_t optional_int(const json& j, const char* key, int64_t fallback, const std::string& path) {
+  return present(j, key) ? get_int(j, key, path) : fallback;
+}
+
+double optional_number(const json& j, const char* key, double fallback, const std::string& path) {
+  if (!present(j, key)) return fallback;
+  const json& v = j.at(key);
+  if (!v.is_number()) fail_format(path, "field '{}' must be a number, found {}", key, v.dump());
+  return v.get<double>();
+}
+
+bool optional_bool(const json& j, const char* key, bool fallback, const std::string& path) {
+  if (!present(j, key)) return fallback;
+  const json& v = j.at(key);
+  if (!v.is_boolean()) fail_format(path, "field '{}' must be true or false, found {}", key, v.dump());
+  return v.get<bool>();
+}
+
+// bos/eos ids are an int, null, or (Llama 3.1 eos) a list of ints of which the first is the main one.
+int64_t token_id(const json& j, const char* key, int64_t fallback, const std::string& path) {
+  if (!present(j, key)) return fallback;
+  const json& v = j.at(key);
+  if (v.is_array() && !v.empty() && v[0].is_number_integer()) return v[0].get<int64_t>();
+  if (v.is_number_integer()) return v.get<int64_t>();
+  fail_format(path, "field '{}' must be a token id or a list of them, found {}", key, v.dump());
+}
+
+RopeScaling parse_rope_scaling(const json& j, const std::string& path) {
+  RopeScaling rs;
+  if (!j.is_object()) fail_format(path, "field 'rope_scaling' must be an object or null, found {}", j.dump());
+  // transformers renamed "type" to "rope_type"; files in the wild carry either or both.
+  std::string type;
+  if (present(j, "rope_type")) type = j.at("rope_type").is_string() ? j.at("rope_type").get<std::string>() : "";
+  else if (present(j, "type")) type = j.at("type").is_string() ? j.at("type").get<std::string>() : "";
+  if (type == "default") return rs;
+  if (type != "llama3" && type != "linear")
+    fail_format(path, "rope_scaling type '{}' is not supported (supported: llama3, linear)", type);
+  rs.type = type;
+  rs.factor = float(optional_number(j, "factor", 1.0, path));
+  rs.low_freq_factor = float(optional_number(j, "low_freq_factor", rs.low_freq_factor, path));
+  rs.high_freq_factor = float(optional_number(j, "high_freq_factor", rs.high_freq_factor, path));
+  rs.original_max_position_embeddings =
+      optional_int(j, "original_max_position_embeddings", rs.original_max_position_embeddings, path);
+  return rs;
+}
+
+// The shortest decimal that reads back as the same float: 1e-5f is written "1e-05" as transformers
+// writes it, not 9.999999747378752e-06.
+double shortest(float v) { return std::stod(fmt::format("{}", v)); }
+
+}  // namespace
+
+ModelConfig ModelConfig::from_hf_json(const json& j, const std::string& path) {
+  if (!j.is_object()) fail_format(path, "expected a JSON object");
+  ModelConfig c;
+
+  const Architecture* arch = nullptr;
+  if (present(j, "architectures")) {
+    const json& a = j.at("architectures");
+    if (!a.is_array() || a.empty() || !a[0].is_string())
+      fail_format(path, "field 'architectures' must be a non-empty list of names, found {}", a.dump());
+    const std::string name = a[0].get<std::string>();
+    arch = find_by_name(name);
+    if (!arch) fail_format(path, "unsupported architecture '{}' (supported: {})", name, supported_list());
+  }
+  if (present(j, "model_type")) {
+    if (!j.at("model_type").is_string()) fail_format(path, "field 'model_type' must be a string");
+    const std::string type = j.at("model_type").get<std::string>();
+    const Architecture* by_type = find_by_model_type(type);
+    if (!by_type) fail_format(path, "unsupported model_type '{}' (supported: llama, qwen2, mistral)", type);
+    if (!arch) arch = by_type;
+    else if (arch != by_type)
+      fail_format(path, "architecture '{}' does not match model_type '{}'", arch->name, type);
+  }
+  if (!arch) fail_format(path, "missing required field 'architectures' (supported: {})", supported_list());
+  c.architecture = arch->name;
+  c.model_type = arch->model_type;
+
+  if (present(j, "hidden_act") && j.at("hidden_act") != "silu")
+    fail_format(path, "hidden_act {} is not supported (only silu)", j.at("hidden_act").dump());
+
+  c.hidden_size = required_int(j, "hidden_size", path);
+  c.intermediate_size = required_int(j, "intermediate_size", path);
+  c.num_hidden_layers = required_int(j, "num_hidden_layers", path);
+  c.num_attention_heads = required_int(j, "num_attention_heads", path);
+  c.vocab_size = required_int(j, "vocab_size", path);
+  c.num_key_value_heads = optional_int(j, "num_key_value_heads", c.num_attention_heads, path);
+  c.head_dim = optional_int(j, "head_dim", 0, path);
+  if (c.head_dim == 0 && c.num_attention_heads > 0) c.head_dim = c.hidden_size / c.num_attention_heads;
+  c.max_position_embeddings =
+      optional_int(j, "max_position_embeddings", arch->default_max_position_embeddings, path);
+  c.rms_norm_eps = float(optional_number(j, "rms_norm_eps", 1e-6, path));
+  c.rope_theta = float(optional_number(j, "rope_theta", 10000.0, path));
+  if (present(j, "rope_scaling")) c.rope_scaling = parse_rope_scaling(j.at("rope_scaling"), path);
+  c.tie_word_embeddings = optional_bool(j, "tie_word_embeddings", false, path);
+  // Qwen2 always has q/k/v biases (its config has no switch for them).
+  c.attention_bias = c.model_type == "qwen2" ? true : optional_bool(j, "attention_bias", false, path);
+  c.bos_token_id = token_id(j, "bos_token_id", c.bos_token_id, path);
+  c.eos_token_id = token_id(j, "eos_token_id", c.eos_token_id, path);
+
+  c.validate(path);
+  return c;
+}
+
+json ModelConfig::to_hf_json() const {
+  json j;
+  j["architectures"] = json::array({architecture});
+  j["model_type"] = model_type;
+  j["hidden_act"] = "silu";
+  j["hidden_size"] = hidden_size;
+  j["intermediate_size"] = intermediate_size;
+  j["num_hidden_layers"] = num_hidden_layers;
+  j["num_attention_heads"] = num_attention_heads;
+  j["num_key_value_heads"] = num_key_value_heads;
+  j["head_dim"] = head_dim;
+  j["vocab_size"] = vocab_size;
+  j["max_position_embeddings"] = max_position_embeddings;
+  j["rms_norm_eps"] = shortest(rms_norm_eps);
+  j["rope_theta"] = shortest(rope_theta);
+  if (rope_scaling.type.empty()) {
+    j["rope_scaling"] = nullptr;
+  } else {
+    j["rope_scaling"] = {{"rope_type", rope_scaling.type}, {"factor", shortest(rope_scaling.factor)}};
+    if (rope_scaling.type == "llama3") {
+      j["rope_scaling"]["low_freq_factor"] = shortest(rope_scaling.low_freq_factor);
+      j["rope_scaling"]["high_freq_factor"] = shortest(rope_scaling.high_freq_factor);
+      j["rope_scaling"]["original_max_position_embeddings"] = rope_scaling.original_max_position_embeddings;
+    }
+  }
+  j["tie_word_embeddings"] = tie_word_embeddings;
+  if (model_type != "qwen2") j["attention_bias"] = attention_bias;
+  j["bos_token_id"] = bos_token_id;
+  j["eos_token_id"] = eos_token_id;
+  j["initializer_range"] = 0.02;
+  j["use_cache"] = true;
+  return j;
+}
+
+void ModelConfig::validate(const std::string& path) const {
+  // Bounds keep every product of sizes far from int64 overflow and reject garbage headers early.
+  auto check_range = [&](const char* name, int64_t v, int64_t max) {
+    if (v <= 0 || v > max) fail_format(path, "{} = {} is out of range (expected 1..{})", name, v, max);
+  };
+  check_range("hidden_size", hidden_size, int64_t(1) << 20);
+  check_range("intermediate_size", intermediate_size, int64_t(1) << 22);
+  check_range("num_hidden_layers", num_hidden_layers, 4096);
+  check_range("num_attention_heads", num_attention_heads, 4096);
+  check_range("num_key_value_heads", num_key_value_heads, 4096);
+  check_range("head_dim", head_dim, 16384);
+  check_range("vocab_size", vocab_size, int64_t(1) << 24);
+  check_range("max_position_embeddings", max_position_embeddings, int64_t(1) << 30);
+  if (num_attention_heads % num_key_value_heads != 0)
+    fail_format(path, "num_attention_heads ({}) must be a multiple of num_key_value_heads ({})", num_attention_heads,
+                num_key_value_heads);
+  if (head_dim % 2 != 0) fail_format(path, "head_dim ({}) must be even for rotary embeddings", head_dim);
+  if (!(rms_norm_eps > 0.0f)) fail_format(path, "rms_norm_eps must be positive, found {}", rms_norm_eps);
+  if (!(rope_theta > 0.0f)) fail_format(path, "rope_theta must be positive, found {}", rope_theta);
+  if (!rope_scaling.type.empty()) {
+    if (rope_scaling.type != "llama3" && rope_scaling.type != "linear")
+      fail_format(path, "rope_scaling type '{}' is not supported (supported: llama3, linear)", rope_scaling.type);
+    if (!(rope_scaling.factor > 0.0f)) fail_format(path, "rope_scaling factor must be positive, found {}", rope_scaling.factor);
+    if (rope_scaling.type == "llama3" &&
+        (!(rope_scaling.low_freq_factor > 0.0f) || !(rope_scaling.high_freq_factor > rope_scaling.low_freq_factor) ||
+         rope_scaling.original_max_position_embeddings <= 0))
+      fail_format(path, "rope_scaling llama3 needs 0 < low_freq_factor < high_freq_factor and a positive "
+                        "original_max_position_embeddings");
+  }
+}
+
+}  // namespace lora
