@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <functional>
 #include <random>
 #include <vector>
 
@@ -14,41 +13,14 @@
 #include "kernels/rmsnorm.h"
 #include "kernels/rope.h"
 #include "kernels/swiglu.h"
+#include "grad_check.h"
 
 namespace lora {
 namespace {
 
-std::vector<float> randn(size_t n, uint64_t seed, float scale = 1.0f) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> d(0.0f, scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(rng);
-  return v;
-}
-
-double dot(const std::vector<float>& a, const std::vector<float>& b) {
-  double s = 0;
-  for (size_t i = 0; i < a.size(); ++i) s += double(a[i]) * b[i];
-  return s;
-}
-
-// Compares an analytic gradient with central differences of loss() w.r.t. every element of x.
-void expect_gradient(std::vector<float>& x, const std::vector<float>& analytic, const std::function<double()>& loss,
-                     const char* what, float h = 1e-2f, double tol = 2e-3) {
-  ASSERT_EQ(x.size(), analytic.size());
-  double scale = 1e-3;
-  for (float g : analytic) scale = std::max(scale, double(std::fabs(g)));
-  for (size_t i = 0; i < x.size(); ++i) {
-    const float saved = x[i];
-    x[i] = saved + h;
-    const double up = loss();
-    x[i] = saved - h;
-    const double down = loss();
-    x[i] = saved;
-    const double numeric = (up - down) / (2.0 * h);
-    ASSERT_NEAR(analytic[i], numeric, tol * scale) << what << " element " << i;
-  }
-}
+using test::dot;
+using test::expect_gradient;
+using test::randn;
 
 TEST(KernelGrads, RmsNorm) {
   const int64_t rows = 3, dim = 11;

@@ -1,0 +1,176 @@
+#include "adapters/lora_config.h"
+
+#include <cmath>
+#include <regex>
+
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+
+namespace lora {
+
+const std::vector<std::string>& llama_linear_module_names() {
+  static const std::vector<std::string> names = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+  return names;
+}
+
+std::optional<int64_t> layer_index_of(const std::string& path) {
+  static const std::regex layer_re(R"((^|\.)layers\.(\d+)\.)");
+  std::smatch m;
+  if (std::regex_search(path, m, layer_re)) return std::stoll(m[2]);
+  return std::nullopt;
+}
+
+namespace {
+
+// PEFT's rule for a list of names: the key equals the path or is its last dotted components.
+bool path_ends_with_module(const std::string& path, const std::string& key) {
+  if (path == key) return true;
+  return path.size() > key.size() && path.compare(path.size() - key.size(), key.size(), key) == 0 &&
+         path[path.size() - key.size() - 1] == '.';
+}
+
+bool is_lm_head(const std::string& path) { return path == "lm_head"; }
+bool is_embedding(const std::string& path) { return path_ends_with_module(path, "embed_tokens"); }
+
+}  // namespace
+
+void LoraConfig::validate() const {
+  if (r <= 0) fail("LoRA rank r must be positive, got {}", r);
+  if (!(lora_dropout >= 0.0f && lora_dropout < 1.0f)) fail("lora_dropout must be in [0, 1), got {}", lora_dropout);
+  if (init_lora_weights != "true" && init_lora_weights != "gaussian" && init_lora_weights != "pissa" &&
+      init_lora_weights != "false")
+    fail("unknown init_lora_weights '{}' (expected true, gaussian, pissa or false)", init_lora_weights);
+  if (bias != "none" && bias != "all" && bias != "lora_only")
+    fail("unknown bias mode '{}' (expected none, all or lora_only)", bias);
+  for (const auto& [k, v] : rank_pattern)
+    if (v <= 0) fail("rank_pattern['{}'] must be positive, got {}", k, v);
+  if (!target_modules_regex.empty()) {
+    try {
+      std::regex re(target_modules_regex);
+    } catch (const std::regex_error& e) {
+      fail("target_modules regex '{}' is invalid: {}", target_modules_regex, e.what());
+    }
+  } else {
+    static const std::vector<std::string> known = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                                                   "down_proj", "embed_tokens", "lm_head", "all-linear"};
+    for (const std::string& t : target_modules) {
+      const std::string last = t.substr(t.rfind('.') == std::string::npos ? 0 : t.rfind('.') + 1);
+      if (std::find(known.begin(), known.end(), last) == known.end())
+        fail("unknown target module '{}' (valid: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, "
+             "embed_tokens, lm_head, all-linear)", t);
+    }
+  }
+}
+
+bool LoraConfig::targets(const std::string& path) const {
+  for (const std::string& ex : exclude_modules)
+    if (path_ends_with_module(path, ex)) return false;
+  if (!layers_to_transform.empty()) {
+    const auto layer = layer_index_of(path);
+    if (!layer || std::find(layers_to_transform.begin(), layers_to_transform.end(), *layer) == layers_to_transform.end())
+      return false;
+  }
+  if (!target_modules_regex.empty()) return std::regex_match(path, std::regex(target_modules_regex));
+  for (const std::string& t : target_modules) {
+    // all-linear: every linear layer except the output head (PEFT's rule), never the embedding.
+    if (t == "all-linear" && !is_lm_head(path) && !is_embedding(path)) return true;
+    if (path_ends_with_module(path, t)) return true;
+  }
+  return false;
+}
+
+int64_t LoraConfig::rank_for(const std::string& path) const {
+  for (const auto& [key, value] : rank_pattern)
+    if (path_ends_with_module(path, key) || std::regex_match(path, std::regex("(.*\\.)?" + key))) return value;
+  return r;
+}
+
+float LoraConfig::alpha_for(const std::string& path) const {
+  for (const auto& [key, value] : alpha_pattern)
+    if (path_ends_with_module(path, key) || std::regex_match(path, std::regex("(.*\\.)?" + key))) return value;
+  return lora_alpha;
+}
+
+float LoraConfig::scaling_for(const std::string& path) const {
+  const double rank = double(rank_for(path));
+  return float(alpha_for(path) / (use_rslora ? std::sqrt(rank) : rank));
+}
+
+nlohmann::json LoraConfig::to_peft_json() const {
+  nlohmann::json j;
+  j["peft_type"] = "LORA";
+  j["task_type"] = task_type;
+  j["base_model_name_or_path"] = base_model_name_or_path;
+  j["r"] = r;
+  j["lora_alpha"] = lora_alpha;
+  j["lora_dropout"] = lora_dropout;
+  if (!target_modules_regex.empty())
+    j["target_modules"] = target_modules_regex;
+  else
+    j["target_modules"] = target_modules;
+  j["exclude_modules"] = exclude_modules.empty() ? nlohmann::json(nullptr) : nlohmann::json(exclude_modules);
+  j["layers_to_transform"] = layers_to_transform.empty() ? nlohmann::json(nullptr) : nlohmann::json(layers_to_transform);
+  j["rank_pattern"] = rank_pattern;
+  j["alpha_pattern"] = alpha_pattern;
+  j["use_rslora"] = use_rslora;
+  j["use_dora"] = use_dora;
+  if (init_lora_weights == "true" || init_lora_weights == "false")
+    j["init_lora_weights"] = init_lora_weights == "true";
+  else
+    j["init_lora_weights"] = init_lora_weights;
+  j["bias"] = bias;
+  j["modules_to_save"] = modules_to_save.empty() ? nlohmann::json(nullptr) : nlohmann::json(modules_to_save);
+  j["fan_in_fan_out"] = false;
+  j["inference_mode"] = true;
+  j["revision"] = nullptr;
+  return j;
+}
+
+LoraConfig LoraConfig::from_peft_json(const nlohmann::json& j, const std::string& path) {
+  LoraConfig c;
+  try {
+    if (j.value("peft_type", std::string("LORA")) != "LORA")
+      fail_format(path, "peft_type is '{}', expected LORA", j.value("peft_type", std::string()));
+    c.r = j.at("r").get<int64_t>();
+    c.lora_alpha = j.value("lora_alpha", float(c.r));
+    c.lora_dropout = j.value("lora_dropout", 0.0f);
+    const auto& t = j.at("target_modules");
+    if (t.is_string()) {
+      c.target_modules.clear();
+      c.target_modules_regex = t.get<std::string>();
+    } else {
+      c.target_modules = t.get<std::vector<std::string>>();
+    }
+    auto list = [&](const char* key, auto& out) {
+      if (j.contains(key) && !j[key].is_null()) {
+        if (j[key].is_array())
+          out = j[key].get<std::decay_t<decltype(out)>>();
+        else
+          out = {j[key].get<typename std::decay_t<decltype(out)>::value_type>()};
+      }
+    };
+    list("exclude_modules", c.exclude_modules);
+    list("layers_to_transform", c.layers_to_transform);
+    list("modules_to_save", c.modules_to_save);
+    if (j.contains("rank_pattern") && j["rank_pattern"].is_object()) c.rank_pattern = j["rank_pattern"].get<std::map<std::string, int64_t>>();
+    if (j.contains("alpha_pattern") && j["alpha_pattern"].is_object()) c.alpha_pattern = j["alpha_pattern"].get<std::map<std::string, float>>();
+    c.use_rslora = j.value("use_rslora", false);
+    c.use_dora = j.value("use_dora", false);
+    if (j.contains("init_lora_weights")) {
+      const auto& init = j["init_lora_weights"];
+      c.init_lora_weights = init.is_boolean() ? (init.get<bool>() ? "true" : "false") : init.get<std::string>();
+    }
+    if (j.contains("bias") && j["bias"].is_string()) c.bias = j["bias"].get<std::string>();
+    // PEFT writes null for unset strings.
+    if (j.contains("base_model_name_or_path") && j["base_model_name_or_path"].is_string())
+      c.base_model_name_or_path = j["base_model_name_or_path"].get<std::string>();
+    if (j.contains("task_type") && j["task_type"].is_string()) c.task_type = j["task_type"].get<std::string>();
+  } catch (const nlohmann::json::exception& e) {
+    fail_format(path, "invalid adapter_config.json: {}", e.what());
+  }
+  c.validate();
+  return c;
+}
+
+}  // namespace lora

@@ -1,0 +1,64 @@
+#pragma once
+// A linear layer with a LoRA adapter beside its frozen weight:
+//
+//   y = W x + b + s · B A dropout(x),          s = alpha / r  (alpha / sqrt(r) with rsLoRA)
+//
+// and with DoRA the adapted weight is rescaled per output row by a trained magnitude m:
+//
+//   W' = m ⊙ (W + s B A) / ‖W + s B A‖_row     (the norm is a constant in the backward pass).
+//
+// adapted_linear_forward/backward run the whole layer (base and adapter) so the chain rule for both
+// reads in one place. Any part may be absent: no adapter (frozen or fully trained linear), no bias,
+// a trainable weight (full fine-tuning) or bias (bias = "all").
+#include <cstdint>
+#include <random>
+#include <string>
+
+#include "core/tensor.h"
+
+namespace lora {
+
+struct LoraLinear {
+  std::string path;  // module path, e.g. "model.layers.0.self_attn.q_proj"
+  int64_t in_features = 0, out_features = 0, r = 0;
+  float scaling = 1.0f;
+  float dropout = 0.0f;
+  bool use_dora = false;
+  Tensor lora_a, lora_b, magnitude;     // [r, in], [out, r], [out] (DoRA); f32
+  Tensor grad_a, grad_b, grad_magnitude;
+
+  LoraLinear() = default;
+  LoraLinear(std::string path, int64_t in, int64_t out, int64_t r, float scaling, float dropout, bool dora);
+
+  // ΔW = s · B A as an [out, in] f32 tensor (merging, DoRA norms, tests).
+  Tensor delta_weight() const;
+};
+
+// What the backward pass needs from the forward pass of one adapted linear.
+struct LinearSaved {
+  Tensor x_drop;       // [N, in] dropout(x), only when dropout > 0
+  Tensor keep;         // [N, in] u8 dropout mask (1 = kept), only when dropout > 0
+  Tensor u;            // [N, r]  A · dropout(x)
+  Tensor dora_z;       // [N, out] W x_drop + s B u: what the magnitude multiplies, over the row norm
+  Tensor weight_norm;  // [out]   ‖W + s B A‖_row (DoRA), a constant for the backward
+};
+
+struct LinearParams {
+  const Tensor* weight = nullptr;  // [out, in], f32 or bf16
+  const Tensor* bias = nullptr;    // [out] or null
+  LoraLinear* lora = nullptr;      // null: plain linear
+  Tensor* weight_grad = nullptr;   // accumulated when the weight is trained (full fine-tuning)
+  Tensor* bias_grad = nullptr;     // accumulated when the bias is trained
+};
+
+// x [N, in] -> y [N, out]. `saved` receives what the backward needs (may be null at inference).
+// rng draws the dropout mask (needed only when the adapter has dropout > 0 and training is on).
+void adapted_linear_forward(const LinearParams& p, const Tensor& x, Tensor& y, LinearSaved* saved,
+                            std::mt19937_64* rng);
+
+// Given dy [N, out]: dx (accumulated into when accumulate_dx, else overwritten), and the gradients of
+// every trainable part (lora grad_a/grad_b/grad_magnitude, weight_grad, bias_grad) accumulated.
+void adapted_linear_backward(const LinearParams& p, const Tensor& x, const Tensor& dy, const LinearSaved& saved,
+                             Tensor& dx, bool accumulate_dx);
+
+}  // namespace lora
