@@ -1,0 +1,148 @@
+#include "formats/gguf_model.h"
+
+#include <cmath>
+
+#include "core/error.h"
+#include "formats/rope_layout.h"
+#include "formats/weight_names.h"
+#include "tokenizer/tokenizer.h"
+
+namespace lora {
+
+namespace {
+
+struct GGUFArchitecture {
+  const char* gguf_name;
+  const char* hf_architecture;
+  const char* model_type;
+  bool interleaved_rope;  // q/k rows stored in GGUF's interleaved order
+  bool attention_bias;
+};
+
+constexpr GGUFArchitecture kArchitectures[] = {
+    {"llama", "LlamaForCausalLM", "llama", true, false},
+    {"qwen2", "Qwen2ForCausalLM", "qwen2", false, true},
+};
+
+const GGUFArchitecture& find_architecture(const GGUFFile& g) {
+  const std::string arch = g.get_string("general.architecture");
+  for (const GGUFArchitecture& a : kArchitectures)
+    if (arch == a.gguf_name) return a;
+  fail_format(g.path(), "unsupported GGUF architecture '{}' (supported: llama, qwen2)", arch);
+}
+
+// Llama 3.x GGUF files carry llama3 RoPE scaling as a tensor of per-frequency divisors
+// (rope_freqs.weight) instead of its parameters. Recover the factor (the largest divisor) and, with
+// the parameters every Llama 3.x release uses, check that they reproduce the tensor.
+RopeScaling llama3_scaling_from_rope_freqs(const GGUFFile& g, const ModelConfig& c) {
+  const Tensor t = g.load_tensor("rope_freqs.weight").to(DType::F32);
+  if (t.numel() != c.head_dim / 2)
+    fail_format(g.path(), "tensor 'rope_freqs.weight' has {} values, expected head_dim/2 = {}", t.numel(), c.head_dim / 2);
+  const float* f = t.f32();
+  RopeScaling rs;
+  rs.type = "llama3";
+  rs.factor = 1.0f;
+  for (int64_t i = 0; i < t.numel(); ++i) rs.factor = std::max(rs.factor, f[i]);
+  rs.low_freq_factor = 1.0f;
+  rs.high_freq_factor = 4.0f;
+  rs.original_max_position_embeddings = 8192;
+  const double low_wavelen = double(rs.original_max_position_embeddings) / rs.low_freq_factor;
+  const double high_wavelen = double(rs.original_max_position_embeddings) / rs.high_freq_factor;
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    const double freq = std::pow(double(c.rope_theta), -2.0 * double(i) / double(c.head_dim));
+    const double wavelen = 2.0 * M_PI / freq;
+    double divisor = 1.0;
+    if (wavelen > low_wavelen) {
+      divisor = rs.factor;
+    } else if (wavelen >= high_wavelen) {
+      const double smooth = (double(rs.original_max_position_embeddings) / wavelen - rs.low_freq_factor) /
+                            (rs.high_freq_factor - rs.low_freq_factor);
+      divisor = 1.0 / ((1.0 - smooth) / rs.factor + smooth);
+    }
+    if (std::fabs(divisor - f[i]) > 1e-3 * divisor)
+      fail_format(g.path(), "tensor 'rope_freqs.weight' does not match llama3 RoPE scaling (factor {}, low 1, high 4, "
+                            "original context 8192) at index {}: {} vs {}", rs.factor, i, f[i], divisor);
+  }
+  return rs;
+}
+
+}  // namespace
+
+ModelConfig gguf_model_config(const GGUFFile& g) {
+  const GGUFArchitecture& a = find_architecture(g);
+  const std::string p = std::string(a.gguf_name) + ".";
+  ModelConfig c;
+  c.architecture = a.hf_architecture;
+  c.model_type = a.model_type;
+  c.hidden_size = g.get_int(p + "embedding_length");
+  c.intermediate_size = g.get_int(p + "feed_forward_length");
+  c.num_hidden_layers = g.get_int(p + "block_count");
+  c.num_attention_heads = g.get_int(p + "attention.head_count");
+  c.num_key_value_heads = g.get_int(p + "attention.head_count_kv", c.num_attention_heads);
+  c.head_dim = g.get_int(p + "attention.key_length", c.num_attention_heads > 0 ? c.hidden_size / c.num_attention_heads : 0);
+  c.rms_norm_eps = float(g.get_float(p + "attention.layer_norm_rms_epsilon", 1e-5));
+  c.rope_theta = float(g.get_float(p + "rope.freq_base", 10000.0));
+  c.max_position_embeddings = g.get_int(p + "context_length", 2048);
+  if (g.has(p + "vocab_size")) {
+    c.vocab_size = g.get_int(p + "vocab_size");
+  } else if (g.has("tokenizer.ggml.tokens")) {
+    c.vocab_size = int64_t(g.get_array("tokenizer.ggml.tokens").size());
+  } else if (const GGUFTensorInfo* emb = g.find_tensor("token_embd.weight"); emb && emb->ne.size() == 2) {
+    c.vocab_size = emb->ne[1];
+  } else {
+    fail_format(g.path(), "cannot tell the vocabulary size (no {}vocab_size, token list or token_embd.weight)", p);
+  }
+  c.tie_word_embeddings = g.find_tensor("output.weight") == nullptr;
+  c.attention_bias = a.attention_bias;
+  c.bos_token_id = g.get_int("tokenizer.ggml.bos_token_id", c.bos_token_id);
+  c.eos_token_id = g.get_int("tokenizer.ggml.eos_token_id", c.eos_token_id);
+
+  const std::string scaling = g.get_string(p + "rope.scaling.type", "none");
+  if (scaling == "linear") {
+    c.rope_scaling.type = "linear";
+    c.rope_scaling.factor = float(g.get_float(p + "rope.scaling.factor"));
+  } else if (scaling != "none") {
+    fail_format(g.path(), "RoPE scaling type '{}' is not supported (supported: linear, llama3)", scaling);
+  }
+  c.validate(g.path());
+  if (g.find_tensor("rope_freqs.weight")) c.rope_scaling = llama3_scaling_from_rope_freqs(g, c);
+  return c;
+}
+
+Model load_gguf_model(const std::string& path, const LoadOptions& options) {
+  const GGUFFile g = GGUFFile::open(path);
+  const GGUFArchitecture& arch = find_architecture(g);
+  Model m;
+  m.config = gguf_model_config(g);
+  m.source_path = path;
+  m.source_format = "gguf";
+  const ModelConfig& c = m.config;
+
+  auto load = [&](const std::string& name, const std::vector<int64_t>& shape, WeightKind kind) {
+    if (!g.find_tensor(name)) fail_format(path, "missing tensor '{}'", name);
+    Tensor t = g.load_tensor(name);
+    check_shape(path, name, t, shape);
+    if (kind != WeightKind::Linear && t.dtype() != DType::F32) t = t.to(DType::F32);
+    return t;
+  };
+
+  ModelWeights& w = m.weights;
+  w.tok_embeddings = load("token_embd.weight", {c.vocab_size, c.hidden_size}, WeightKind::Linear);
+  w.norm = load("output_norm.weight", {c.hidden_size}, WeightKind::Norm);
+  w.lm_head = c.tie_word_embeddings ? w.tok_embeddings : load("output.weight", {c.vocab_size, c.hidden_size}, WeightKind::Linear);
+  w.layers.resize(size_t(c.num_hidden_layers));
+  const std::vector<LayerTensorSpec> specs = layer_tensor_specs(c);
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+    for (const LayerTensorSpec& s : specs) {
+      Tensor t = load(gguf_layer_name(i, s), expected_shape(s, c), s.kind);
+      if (arch.interleaved_rope && s.rope != RopeRows::None) t = rope_interleaved_to_half(t, rope_heads(s, c));
+      w.layers[size_t(i)].*s.member = std::move(t);
+    }
+  }
+
+  if (options.load_tokenizer && options.tokenizer_path.empty() && g.has("tokenizer.ggml.model"))
+    m.tokenizer = load_tokenizer_from_gguf(g);
+  return m;
+}
+
+}  // namespace lora

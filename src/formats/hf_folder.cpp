@@ -1,0 +1,161 @@
+#include "formats/hf_folder.h"
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "formats/safetensors.h"
+#include "formats/weight_names.h"
+#include "tokenizer/tokenizer.h"
+
+namespace lora {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+json read_json_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail_format(path, "cannot open");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  json j = json::parse(ss.str(), nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) fail_format(path, "not valid JSON");
+  return j;
+}
+
+// The tensors of a checkpoint, whether in one file or sharded; each shard is mapped once.
+class CheckpointTensors {
+ public:
+  explicit CheckpointTensors(const std::string& dir) {
+    const std::string single = dir + "/model.safetensors", index = dir + "/model.safetensors.index.json";
+    if (fs::exists(index)) {
+      const json j = read_json_file(index);
+      if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
+        fail_format(index, "missing 'weight_map' object");
+      std::map<std::string, const SafetensorsFile*> opened;
+      for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
+        if (!it->is_string()) fail_format(index, "weight_map entry '{}' is not a file name", it.key());
+        const std::string shard = it->get<std::string>();
+        if (shard.find('/') != std::string::npos || shard == "..")
+          fail_format(index, "weight_map entry '{}' names a file outside the folder: '{}'", it.key(), shard);
+        if (!opened.count(shard)) {
+          shards_.push_back(std::make_unique<SafetensorsFile>(SafetensorsFile::open(dir + "/" + shard)));
+          opened[shard] = shards_.back().get();
+        }
+        where_[it.key()] = opened[shard];
+      }
+    } else if (fs::exists(single)) {
+      shards_.push_back(std::make_unique<SafetensorsFile>(SafetensorsFile::open(single)));
+      for (const SafetensorsTensorInfo& t : shards_[0]->tensors()) where_[t.name] = shards_[0].get();
+    } else {
+      fail_format(dir, "no model.safetensors or model.safetensors.index.json (only safetensors checkpoints are supported)");
+    }
+  }
+
+  bool has(const std::string& name) const { return where_.count(name) != 0; }
+  const SafetensorsFile& file_of(const std::string& name, const std::string& dir) const {
+    auto it = where_.find(name);
+    if (it == where_.end()) fail_format(dir, "missing tensor '{}'", name);
+    return *it->second;
+  }
+
+ private:
+  std::vector<std::unique_ptr<SafetensorsFile>> shards_;
+  std::map<std::string, const SafetensorsFile*> where_;
+};
+
+Tensor load_weight(const CheckpointTensors& ckpt, const std::string& dir, const std::string& name,
+                   const std::vector<int64_t>& shape, WeightKind kind) {
+  const SafetensorsFile& file = ckpt.file_of(name, dir);
+  const SafetensorsTensorInfo* info = file.find(name);
+  if (!info) fail_format(file.path(), "missing tensor '{}' (listed in the index)", name);
+  if (!info->dtype || (*info->dtype != DType::F32 && *info->dtype != DType::BF16 && *info->dtype != DType::F16))
+    fail_format(file.path(), "tensor '{}' has dtype {}, expected F32, BF16 or F16{}", name, info->dtype_name,
+                info->dtype_name == "U8" ? " (a quantized checkpoint?)" : "");
+  Tensor t = file.load(name);
+  check_shape(file.path(), name, t, shape);
+  if (t.dtype() == DType::F16 || (kind != WeightKind::Linear && t.dtype() != DType::F32)) t = t.to(DType::F32);
+  return t;
+}
+
+const char* torch_dtype_name(DType t) {
+  switch (t) {
+    case DType::F32: return "float32";
+    case DType::BF16: return "bfloat16";
+    case DType::F16: return "float16";
+    default: fail("cannot save model weights as {}", dtype_name(t));
+  }
+}
+
+}  // namespace
+
+Model load_hf_folder(const std::string& dir, const LoadOptions& options) {
+  const std::string config_path = dir + "/config.json";
+  if (!fs::exists(config_path)) fail_format(dir, "not a Hugging Face model folder (no config.json)");
+  Model m;
+  m.config = ModelConfig::from_hf_json(read_json_file(config_path), config_path);
+  m.source_path = dir;
+  m.source_format = "hf";
+  ModelConfig& c = m.config;
+
+  const CheckpointTensors ckpt(dir);
+  ModelWeights& w = m.weights;
+  w.tok_embeddings = load_weight(ckpt, dir, "model.embed_tokens.weight", {c.vocab_size, c.hidden_size}, WeightKind::Linear);
+  w.norm = load_weight(ckpt, dir, "model.norm.weight", {c.hidden_size}, WeightKind::Norm);
+  if (c.tie_word_embeddings || !ckpt.has("lm_head.weight")) {
+    c.tie_word_embeddings = true;
+    w.lm_head = w.tok_embeddings;
+  } else {
+    w.lm_head = load_weight(ckpt, dir, "lm_head.weight", {c.vocab_size, c.hidden_size}, WeightKind::Linear);
+  }
+  w.layers.resize(size_t(c.num_hidden_layers));
+  const std::vector<LayerTensorSpec> specs = layer_tensor_specs(c);
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i)
+    for (const LayerTensorSpec& s : specs)
+      w.layers[size_t(i)].*s.member = load_weight(ckpt, dir, hf_layer_name(i, s), expected_shape(s, c), s.kind);
+
+  if (options.load_tokenizer && options.tokenizer_path.empty() &&
+      (fs::exists(dir + "/tokenizer.json") || fs::exists(dir + "/tokenizer.model")))
+    m.tokenizer = load_tokenizer(dir);
+  return m;
+}
+
+void save_hf_folder(const Model& model, const std::string& dir, std::optional<DType> dtype) {
+  const ModelWeights& w = model.weights;
+  const bool tied = model.config.tie_word_embeddings || w.lm_head.data() == w.tok_embeddings.data();
+  auto stored = [&](const Tensor& t) { return dtype && t.dtype() != *dtype ? t.to(*dtype) : t; };
+
+  std::map<std::string, Tensor> tensors;
+  tensors["model.embed_tokens.weight"] = stored(w.tok_embeddings);
+  tensors["model.norm.weight"] = stored(w.norm);
+  if (!tied) tensors["lm_head.weight"] = stored(w.lm_head);
+  const std::vector<LayerTensorSpec> specs = layer_tensor_specs(model.config);
+  for (size_t i = 0; i < w.layers.size(); ++i)
+    for (const LayerTensorSpec& s : specs) {
+      const Tensor& t = w.layers[i].*s.member;
+      if (t.empty()) fail("{}: cannot save: layer {} has no {}", dir, i, s.hf_name);
+      tensors[hf_layer_name(int64_t(i), s)] = stored(t);
+    }
+
+  ModelConfig config = model.config;
+  config.tie_word_embeddings = tied;
+  json config_json = config.to_hf_json();
+  config_json["torch_dtype"] = torch_dtype_name(dtype.value_or(w.tok_embeddings.dtype()));
+  const json generation = {{"bos_token_id", config.bos_token_id}, {"eos_token_id", config.eos_token_id}};
+
+  AtomicDirectory out(dir);
+  write_file_atomic(out / "config.json", config_json.dump(2) + "\n");
+  write_file_atomic(out / "generation_config.json", generation.dump(2) + "\n");
+  save_safetensors(out / "model.safetensors", tensors, {{"format", "pt"}});
+  if (model.tokenizer) save_hf_tokenizer(*model.tokenizer, out.tmp_path());
+  out.commit();
+}
+
+}  // namespace lora

@@ -1,0 +1,66 @@
+#include "formats/weight_names.h"
+
+#include "core/error.h"
+
+namespace lora {
+
+std::vector<LayerTensorSpec> layer_tensor_specs(const ModelConfig& config) {
+  using K = WeightKind;
+  using R = RopeRows;
+  std::vector<LayerTensorSpec> specs = {
+      {"input_layernorm.weight", "attn_norm.weight", &LayerWeights::attn_norm, K::Norm, R::None},
+      {"self_attn.q_proj.weight", "attn_q.weight", &LayerWeights::wq, K::Linear, R::QueryHeads},
+      {"self_attn.k_proj.weight", "attn_k.weight", &LayerWeights::wk, K::Linear, R::KeyValueHeads},
+      {"self_attn.v_proj.weight", "attn_v.weight", &LayerWeights::wv, K::Linear, R::None},
+      {"self_attn.o_proj.weight", "attn_output.weight", &LayerWeights::wo, K::Linear, R::None},
+      {"post_attention_layernorm.weight", "ffn_norm.weight", &LayerWeights::ffn_norm, K::Norm, R::None},
+      {"mlp.gate_proj.weight", "ffn_gate.weight", &LayerWeights::w_gate, K::Linear, R::None},
+      {"mlp.up_proj.weight", "ffn_up.weight", &LayerWeights::w_up, K::Linear, R::None},
+      {"mlp.down_proj.weight", "ffn_down.weight", &LayerWeights::w_down, K::Linear, R::None},
+  };
+  if (config.attention_bias) {
+    specs.push_back({"self_attn.q_proj.bias", "attn_q.bias", &LayerWeights::bq, K::Bias, R::QueryHeads});
+    specs.push_back({"self_attn.k_proj.bias", "attn_k.bias", &LayerWeights::bk, K::Bias, R::KeyValueHeads});
+    specs.push_back({"self_attn.v_proj.bias", "attn_v.bias", &LayerWeights::bv, K::Bias, R::None});
+  }
+  return specs;
+}
+
+std::vector<int64_t> expected_shape(const LayerTensorSpec& spec, const ModelConfig& c) {
+  const auto m = spec.member;
+  const int64_t D = c.hidden_size, H = c.intermediate_size;
+  if (m == &LayerWeights::attn_norm || m == &LayerWeights::ffn_norm) return {D};
+  if (m == &LayerWeights::wq) return {c.q_dim(), D};
+  if (m == &LayerWeights::wk || m == &LayerWeights::wv) return {c.kv_dim(), D};
+  if (m == &LayerWeights::wo) return {D, c.q_dim()};
+  if (m == &LayerWeights::w_gate || m == &LayerWeights::w_up) return {H, D};
+  if (m == &LayerWeights::w_down) return {D, H};
+  if (m == &LayerWeights::bq) return {c.q_dim()};
+  return {c.kv_dim()};  // bk, bv
+}
+
+int64_t rope_heads(const LayerTensorSpec& spec, const ModelConfig& c) {
+  switch (spec.rope) {
+    case RopeRows::QueryHeads: return c.num_attention_heads;
+    case RopeRows::KeyValueHeads: return c.num_key_value_heads;
+    case RopeRows::None: return 0;
+  }
+  return 0;
+}
+
+std::string hf_layer_name(int64_t layer, const LayerTensorSpec& spec) {
+  return fmt::format("model.layers.{}.{}", layer, spec.hf_name);
+}
+
+std::string gguf_layer_name(int64_t layer, const LayerTensorSpec& spec) {
+  return fmt::format("blk.{}.{}", layer, spec.gguf_name);
+}
+
+void check_shape(const std::string& path, const std::string& name, const Tensor& t, const std::vector<int64_t>& expected) {
+  if (t.shape() != expected) {
+    const Tensor want(t.dtype(), expected, nullptr, nullptr);
+    fail_format(path, "tensor '{}' has shape {}, expected {} from the config", name, t.shape_str(), want.shape_str());
+  }
+}
+
+}  // namespace lora
