@@ -52,71 +52,89 @@ void add_bias(const Tensor& bias, Tensor& y) {
 
 }  // namespace
 
+void lora_down_forward(const LoraLinear& l, const Tensor& x, LinearSaved& s, std::mt19937_64* rng) {
+  const int64_t n = mat(x).rows;
+  // x_d = dropout(x): kept entries scaled by 1/(1-p) so the expectation is unchanged.
+  const bool drop = l.dropout > 0.0f && rng != nullptr;
+  if (drop) {
+    s.x_drop = Tensor(DType::F32, {n, l.in_features});
+    s.keep = Tensor(DType::U8, {n, l.in_features});
+    std::bernoulli_distribution keep(1.0 - l.dropout);
+    const float scale = 1.0f / (1.0f - l.dropout);
+    const float* xs = x.f32();
+    float* d = s.x_drop.f32();
+    uint8_t* k = s.keep.data_as<uint8_t>();
+    for (int64_t i = 0; i < n * l.in_features; ++i) {
+      k[i] = keep(*rng) ? 1 : 0;
+      d[i] = k[i] ? xs[i] * scale : 0.0f;
+    }
+  } else {
+    s.x_drop = Tensor();
+    s.keep = Tensor();
+  }
+  s.u = Tensor(DType::F32, {n, l.r});
+  matmul(mat(drop ? s.x_drop : x), false, mat(l.lora_a), true, mut_mat(s.u));  // u = A x_d
+}
+
+void lora_down_backward(LoraLinear& l, const Tensor& x, const LinearSaved& s, const Tensor& du, Tensor& dx,
+                        const Tensor* extra_dxd) {
+  const bool drop = !s.x_drop.empty();
+  matmul(mat(du), true, mat(drop ? s.x_drop : x), false, mut_mat(l.grad_a), 1.0f, 1.0f);  // dA += duᵀ x_d
+  if (!drop) {
+    matmul(mat(du), false, mat(l.lora_a), false, mut_mat(dx), 1.0f, 1.0f);  // dx += du A
+    if (extra_dxd)
+      for (int64_t i = 0; i < dx.numel(); ++i) dx.f32()[i] += extra_dxd->f32()[i];
+    return;
+  }
+  // x_d = mask ⊙ x / (1-p): the gradient reaching x_d goes back through the same mask.
+  Tensor dxd = extra_dxd ? extra_dxd->clone() : Tensor(DType::F32, {mat(x).rows, l.in_features});
+  matmul(mat(du), false, mat(l.lora_a), false, mut_mat(dxd), 1.0f, extra_dxd ? 1.0f : 0.0f);
+  const float scale = 1.0f / (1.0f - l.dropout);
+  const uint8_t* k = s.keep.data_as<uint8_t>();
+  float* dxv = dx.f32();
+  for (int64_t i = 0; i < dx.numel(); ++i)
+    if (k[i]) dxv[i] += dxd.f32()[i] * scale;
+}
+
 void adapted_linear_forward(const LinearParams& p, const Tensor& x, Tensor& y, LinearSaved* saved,
                             std::mt19937_64* rng) {
-  const int64_t n = mat(x).rows;
   LoraLinear* l = p.lora;
   if (!l) {  // y = W x + b
     linear(x, *p.weight, p.bias, y);
     return;
   }
+  const int64_t n = mat(x).rows;
   LinearSaved local;
   LinearSaved& s = saved ? *saved : local;
-
-  // x_d = dropout(x): kept entries scaled by 1/(1-p) so the expectation is unchanged.
-  const bool drop = l->dropout > 0.0f && rng != nullptr;
-  const Tensor* xd = &x;
-  if (drop) {
-    s.x_drop = Tensor(DType::F32, {n, l->in_features});
-    s.keep = Tensor(DType::U8, {n, l->in_features});
-    std::bernoulli_distribution keep(1.0 - l->dropout);
-    const float scale = 1.0f / (1.0f - l->dropout);
-    const float* xs = x.f32();
-    float* d = s.x_drop.f32();
-    uint8_t* k = s.keep.data_as<uint8_t>();
-    for (int64_t i = 0; i < n * l->in_features; ++i) {
-      k[i] = keep(*rng) ? 1 : 0;
-      d[i] = k[i] ? xs[i] * scale : 0.0f;
-    }
-    xd = &s.x_drop;
-  } else {
-    s.x_drop = Tensor();
-    s.keep = Tensor();
-  }
-
-  // u = A x_d
-  s.u = Tensor(DType::F32, {n, l->r});
-  matmul(mat(*xd), false, mat(l->lora_a), true, mut_mat(s.u));
+  lora_down_forward(*l, x, s, rng);
+  const bool drop = !s.x_drop.empty();
 
   if (!l->use_dora) {
-    linear(x, *p.weight, p.bias, y);                                          // W x + b
+    linear(x, *p.weight, p.bias, y);                                              // W x + b
     matmul(mat(s.u), false, mat(l->lora_b), true, mut_mat(y), l->scaling, 1.0f);  // + s B u
     return;
   }
 
-  // DoRA: y = W x + b + (c − 1) ⊙ W x_d + c ⊙ s B u, with c = m / ‖W + s B A‖_row. Without dropout
-  // x_d = x and this is c ⊙ (W x + s B u) + b.
+  // DoRA (PEFT's formulation): y = W x + b + (c − 1) ⊙ W x_d + c ⊙ s B u, with c = m / ‖W + s B A‖_row.
+  // Writing z = W x_d + s B u, that is y = W x + b + c ⊙ z − W x_d; without dropout, c ⊙ (W x + s B u) + b.
   s.weight_norm = dora_weight_norm(*p.weight, *l);
   s.dora_z = Tensor(DType::F32, {n, l->out_features});
-  matmul(mat(*xd), false, mat(*p.weight), true, mut_mat(s.dora_z));                   // W x_d
+  const Tensor& xd = drop ? s.x_drop : x;
+  matmul(mat(xd), false, mat(*p.weight), true, mut_mat(s.dora_z));                     // W x_d
+  std::vector<float> wxd;
+  if (drop) wxd.assign(s.dora_z.f32(), s.dora_z.f32() + s.dora_z.numel());
+  matmul(mat(s.u), false, mat(l->lora_b), true, mut_mat(s.dora_z), l->scaling, 1.0f);  // z
   if (drop) linear(x, *p.weight, nullptr, y);                                          // W x
-  matmul(mat(s.u), false, mat(l->lora_b), true, mut_mat(s.dora_z), l->scaling, 1.0f);  // z = W x_d + s B u
   const float* m = l->magnitude.f32();
   const float* norm = s.weight_norm.f32();
   const float* z = s.dora_z.f32();
   float* yv = y.f32();
   const int64_t out = l->out_features;
-  // With dropout: y = W x + c ⊙ z − W x_d  (the W x_d inside z has coefficient c, outside it −1).
-  std::vector<float> wxd;
-  if (drop) {
-    wxd.resize(size_t(n * out));
-    matmul(mat(*xd), false, mat(*p.weight), true, MutMatView{wxd.data(), n, out, out});
-  }
   for (int64_t r = 0; r < n; ++r)
     for (int64_t o = 0; o < out; ++o) {
-      const float c = m[o] / norm[o];
       const int64_t i = r * out + o;
-      yv[i] = drop ? yv[i] + c * z[i] - wxd[i] : c * z[i];
+      const float c = m[o] / norm[o];
+      yv[i] = drop ? yv[i] + c * z[i] - wxd[size_t(i)] : c * z[i];
     }
   if (p.bias) add_bias(*p.bias, y);
 }
@@ -124,9 +142,7 @@ void adapted_linear_forward(const LinearParams& p, const Tensor& x, Tensor& y, L
 void adapted_linear_backward(const LinearParams& p, const Tensor& x, const Tensor& dy, const LinearSaved& s,
                              Tensor& dx, bool accumulate_dx) {
   const int64_t n = mat(x).rows;
-  const float beta_dx = accumulate_dx ? 1.0f : 0.0f;
   const MatView dyv = mat(dy);
-
   if (p.bias_grad) {  // db += Σ_rows dy
     float* db = p.bias_grad->f32();
     for (int64_t r = 0; r < n; ++r)
@@ -135,15 +151,15 @@ void adapted_linear_backward(const LinearParams& p, const Tensor& x, const Tenso
   if (p.weight_grad) matmul(dyv, true, mat(x), false, mut_mat(*p.weight_grad), 1.0f, 1.0f);  // dW += dyᵀ x
 
   LoraLinear* l = p.lora;
+  const float beta_dx = accumulate_dx ? 1.0f : 0.0f;
   if (!l) {
     matmul(dyv, false, mat(*p.weight), false, mut_mat(dx), 1.0f, beta_dx);  // dx = dy W
     return;
   }
   const bool drop = !s.x_drop.empty();
-  const Tensor& xd = drop ? s.x_drop : x;
   const int64_t out = l->out_features;
 
-  // g is the gradient reaching the adapter's output s·B·u: dy itself, or c ⊙ dy under DoRA.
+  // g: the gradient reaching the adapter's output s B u — dy itself, or c ⊙ dy under DoRA.
   Tensor g_dora;
   const Tensor* g = &dy;
   if (l->use_dora) {
@@ -155,39 +171,29 @@ void adapted_linear_backward(const LinearParams& p, const Tensor& x, const Tenso
     for (int64_t r = 0; r < n; ++r)
       for (int64_t o = 0; o < out; ++o) {
         const int64_t i = r * out + o;
-        dm[o] += dy.f32()[i] * z[i] / norm[o];  // dm = Σ dy ⊙ z / ‖·‖
+        dm[o] += dy.f32()[i] * z[i] / norm[o];  // ∂y/∂m = z / ‖·‖
         g_dora.f32()[i] = dy.f32()[i] * m[o] / norm[o];
       }
     g = &g_dora;
   }
 
-  // dB += s gᵀ u ;  h = Bᵀ g (per row: [N, r]) ;  dA += s hᵀ x_d
+  // dB += s gᵀ u;  du = s g B
   matmul(mat(*g), true, mat(s.u), false, mut_mat(l->grad_b), l->scaling, 1.0f);
-  Tensor h(DType::F32, {n, l->r});
-  matmul(mat(*g), false, mat(l->lora_b), false, mut_mat(h));
-  matmul(mat(h), true, mat(xd), false, mut_mat(l->grad_a), l->scaling, 1.0f);
+  Tensor du(DType::F32, {n, l->r});
+  matmul(mat(*g), false, mat(l->lora_b), false, mut_mat(du), l->scaling);
 
-  if (!drop) {
-    // dx = g' W + s h A, where g' = dy (LoRA) or c ⊙ dy (DoRA: W x is scaled by c too)
-    matmul(mat(*g), false, mat(*p.weight), false, mut_mat(dx), 1.0f, beta_dx);
-    matmul(mat(h), false, mat(l->lora_a), false, mut_mat(dx), l->scaling, 1.0f);
-    return;
-  }
-  // With dropout the adapter path sees x_d = mask ⊙ x / (1-p): its gradient goes back through the mask.
-  //   LoRA: dx = dy W + mask' ⊙ (s h A);  DoRA: dx = dy W + mask' ⊙ ((c − 1) ⊙ dy W + s h A)
-  Tensor dxd(DType::F32, {n, l->in_features});
-  matmul(mat(h), false, mat(l->lora_a), false, mut_mat(dxd), l->scaling);
-  if (l->use_dora) {
+  // The base path: dx = dy W, except DoRA without dropout, where W x is scaled by c too (dx = g W).
+  // DoRA with dropout also has (c − 1) ⊙ W x_d, whose gradient (g − dy) W goes through the mask.
+  Tensor extra;
+  if (l->use_dora && drop) {
     Tensor cm1(DType::F32, {n, out});
     for (int64_t i = 0; i < n * out; ++i) cm1.f32()[i] = g_dora.f32()[i] - dy.f32()[i];
-    matmul(mat(cm1), false, mat(*p.weight), false, mut_mat(dxd), 1.0f, 1.0f);
+    extra = Tensor(DType::F32, {n, l->in_features});
+    matmul(mat(cm1), false, mat(*p.weight), false, mut_mat(extra));
   }
-  matmul(dyv, false, mat(*p.weight), false, mut_mat(dx), 1.0f, beta_dx);
-  const float scale = 1.0f / (1.0f - l->dropout);
-  const uint8_t* k = s.keep.data_as<uint8_t>();
-  float* dxv = dx.f32();
-  for (int64_t i = 0; i < n * l->in_features; ++i)
-    if (k[i]) dxv[i] += dxd.f32()[i] * scale;
+  const Tensor& base_grad = (l->use_dora && !drop) ? *g : dy;
+  matmul(mat(base_grad), false, mat(*p.weight), false, mut_mat(dx), 1.0f, beta_dx);
+  lora_down_backward(*l, x, s, du, dx, extra.empty() ? nullptr : &extra);
 }
 
 }  // namespace lora

@@ -61,4 +61,11 @@ void adapted_linear_forward(const LinearParams& p, const Tensor& x, Tensor& y, L
 void adapted_linear_backward(const LinearParams& p, const Tensor& x, const Tensor& dy, const LinearSaved& saved,
                              Tensor& dx, bool accumulate_dx);
 
+// The adapter's down-projection alone, u = A · dropout(x) into saved.u (and the dropout mask), and its
+// backward from du = dL/du: grad_a += duᵀ x_d, dx += dropout'(du A + extra_dxd). Used where the
+// up-projection is fused elsewhere (the lm_head inside the chunked cross-entropy).
+void lora_down_forward(const LoraLinear& l, const Tensor& x, LinearSaved& saved, std::mt19937_64* rng);
+void lora_down_backward(LoraLinear& l, const Tensor& x, const LinearSaved& saved, const Tensor& du, Tensor& dx,
+                        const Tensor* extra_dxd = nullptr);
+
 }  // namespace lora

@@ -17,7 +17,8 @@ double token_nll(const float* logits, int64_t vocab, int32_t target) {
 }
 
 CrossEntropyResult lm_head_cross_entropy(const float* h, const Tensor& lm_head, const int32_t* targets, int64_t n,
-                                         int64_t chunk, float grad_scale, float* dh, float* dlm_head) {
+                                         int64_t chunk, float grad_scale, float* dh, float* dlm_head,
+                                         const LowRankLogits* low_rank) {
   const int64_t vocab = lm_head.dim(0), dim = lm_head.dim(1);
   const MatView W = mat(lm_head);
   for (int64_t r = 0; r < n; ++r)  // checked here: an exception must not leave an OpenMP region
@@ -30,6 +31,10 @@ CrossEntropyResult lm_head_cross_entropy(const float* h, const Tensor& lm_head, 
     const MatView hc{h + r0 * dim, DType::F32, rows, dim, dim};
     const MutMatView lc{logits.data(), rows, vocab, vocab};
     matmul(hc, false, W, true, lc);
+    const int64_t r = low_rank ? low_rank->b->dim(1) : 0;
+    if (low_rank)
+      matmul(MatView{low_rank->u + r0 * r, DType::F32, rows, r, r}, false, mat(*low_rank->b), true, lc, low_rank->scale,
+             1.0f);
 
     double chunk_loss = 0;
     int64_t chunk_count = 0;
@@ -59,6 +64,11 @@ CrossEntropyResult lm_head_cross_entropy(const float* h, const Tensor& lm_head, 
       const MatView dl{logits.data(), DType::F32, rows, vocab, vocab};
       matmul(dl, false, W, false, MutMatView{dh + r0 * dim, rows, dim, dim});
       if (dlm_head) matmul(dl, true, hc, false, MutMatView{dlm_head, vocab, dim, dim}, 1.0f, 1.0f);
+      if (low_rank) {
+        const MatView uc{low_rank->u + r0 * r, DType::F32, rows, r, r};
+        matmul(dl, false, mat(*low_rank->b), false, MutMatView{low_rank->du + r0 * r, rows, r, r}, low_rank->scale);
+        matmul(dl, true, uc, false, MutMatView{low_rank->db, vocab, r, r}, low_rank->scale, 1.0f);
+      }
     }
   }
   return result;

@@ -18,11 +18,22 @@ struct CrossEntropyResult {
   int64_t count = 0;    // tokens whose target is not kIgnoreIndex
 };
 
-// logits = h · lm_headᵀ for h [n, dim]; loss over rows whose target != kIgnoreIndex.
+// A low-rank term added to the logits, logits += scale · u · Bᵀ, for a LoRA on the lm_head: u = A x
+// [n, r] is computed by the caller (who also owns dropout), so the kernel needs only B and returns
+// du = scale · dlogits · B for the caller to finish dA and dx.
+struct LowRankLogits {
+  const float* u = nullptr;   // [n, r]
+  const Tensor* b = nullptr;  // [vocab, r], f32
+  float scale = 1.0f;
+  float* du = nullptr;        // [n, r], overwritten (backward only)
+  float* db = nullptr;        // [vocab, r], accumulated (backward only)
+};
+
+// logits = h · lm_headᵀ (+ low-rank term) for h [n, dim]; loss over rows whose target != kIgnoreIndex.
 // If dh is given, the backward runs in the same pass with dloss/dlogits = grad_scale · (softmax − onehot):
 // dh = dlogits · lm_head (overwritten, zero on ignored rows), dlm_head += dlogitsᵀ · h (if not null).
 CrossEntropyResult lm_head_cross_entropy(const float* h, const Tensor& lm_head, const int32_t* targets, int64_t n,
                                          int64_t chunk, float grad_scale = 0.0f, float* dh = nullptr,
-                                         float* dlm_head = nullptr);
+                                         float* dlm_head = nullptr, const LowRankLogits* low_rank = nullptr);
 
 }  // namespace lora

@@ -1,0 +1,220 @@
+// The training forward and backward passes of TrainableModel (construction is in trainable_model.cpp).
+//
+// forward, per block:  n = rmsnorm(x);  q,k,v = rope(Lq n), rope(Lk n), Lv n;  h = x + Lo attn(q,k,v)
+//                      m = rmsnorm(h);  x' = h + Ld (silu(Lg m) ⊙ Lu m)
+// backward, per block in reverse, with dx the gradient at the block output:
+//   dact = Ldᵀ dx;  dgate, dup = swiglu'(dact);  dx += rmsnorm'(Lgᵀ dgate + Luᵀ dup)      (dx is now dh)
+//   datt = Loᵀ dx;  dq, dk, dv = attn'(datt);  dx += rmsnorm'(Lqᵀ rope'(dq) + Lkᵀ rope'(dk) + Lvᵀ dv)
+#include <cstring>
+
+#include "core/error.h"
+#include "core/matmul.h"
+#include "kernels/attention.h"
+#include "kernels/embedding.h"
+#include "kernels/rmsnorm.h"
+#include "kernels/rope.h"
+#include "kernels/swiglu.h"
+#include "train/activations.h"
+#include "train/trainable_model.h"
+
+namespace lora {
+
+namespace {
+
+void add_into(Tensor& dst, const Tensor& src) {
+  float* d = dst.f32();
+  const float* s = src.f32();
+  const int64_t n = dst.numel();
+#pragma omp parallel for simd if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) d[i] += s[i];
+}
+
+// A dropout stream per (step, block, projection): recomputation under gradient checkpointing draws
+// exactly the masks the first forward drew.
+std::mt19937_64 dropout_rng(uint64_t step_seed, int64_t layer, int proj) {
+  std::seed_seq seq{uint32_t(step_seed), uint32_t(step_seed >> 32), uint32_t(layer), uint32_t(proj)};
+  return std::mt19937_64(seq);
+}
+
+}  // namespace
+
+void TrainableModel::layer_forward(int64_t l, LayerActivations& a, int64_t B, int64_t T, bool training, uint64_t seed) {
+  const ModelConfig& c = base_.config;
+  const LayerWeights& w = weights_.layers[size_t(l)];
+  auto& slots = slots_[size_t(l)];
+  const int64_t n = B * T;
+  const Tensor& x = residual_[size_t(l)];
+  Tensor& x_out = residual_[size_t(l) + 1];
+  auto lin = [&](Proj p, const Tensor& in, Tensor& out) {
+    std::mt19937_64 rng = dropout_rng(seed, l, p);
+    adapted_linear_forward(slots[p].params(), in, out, &a.linear[p], training ? &rng : nullptr);
+  };
+
+  rmsnorm_forward(x.f32(), w.attn_norm.f32(), a.xn_attn.f32(), n, c.hidden_size, c.rms_norm_eps, a.rstd_attn.f32());
+  lin(kQ, a.xn_attn, a.q);
+  lin(kK, a.xn_attn, a.k);
+  lin(kV, a.xn_attn, a.v);
+  rope_forward(a.q.f32(), positions_.data(), n, c.num_attention_heads, c.head_dim, rope_);
+  rope_forward(a.k.f32(), positions_.data(), n, c.num_key_value_heads, c.head_dim, rope_);
+  const AttentionShape shape{c.num_attention_heads, c.num_key_value_heads, c.head_dim};
+  for (int64_t b = 0; b < B; ++b)
+    attention_forward(a.q.f32() + b * T * c.q_dim(), a.k.f32() + b * T * c.kv_dim(), a.v.f32() + b * T * c.kv_dim(),
+                      a.att.f32() + b * T * c.q_dim(), T, 0, shape);
+  lin(kO, a.att, a.h);
+  add_into(a.h, x);  // h = x + Lo att
+
+  rmsnorm_forward(a.h.f32(), w.ffn_norm.f32(), a.xn_ffn.f32(), n, c.hidden_size, c.rms_norm_eps, a.rstd_ffn.f32());
+  lin(kGate, a.xn_ffn, a.gate);
+  lin(kUp, a.xn_ffn, a.up);
+  swiglu_forward(a.gate.f32(), a.up.f32(), a.act.f32(), a.act.numel());
+  lin(kDown, a.act, x_out);
+  add_into(x_out, a.h);  // x' = h + Ld act
+}
+
+void TrainableModel::layer_backward(int64_t l, LayerActivations& a, Tensor& dx, int64_t B, int64_t T) {
+  const ModelConfig& c = base_.config;
+  const LayerWeights& w = weights_.layers[size_t(l)];
+  auto& slots = slots_[size_t(l)];
+  const int64_t n = B * T;
+  const Tensor& x = residual_[size_t(l)];
+  float* dnorm_attn = norm_grads_[size_t(l)][0].empty() ? nullptr : norm_grads_[size_t(l)][0].f32();
+  float* dnorm_ffn = norm_grads_[size_t(l)][1].empty() ? nullptr : norm_grads_[size_t(l)][1].f32();
+  auto back = [&](Proj p, const Tensor& in, const Tensor& dout, Tensor& din, bool accumulate) {
+    adapted_linear_backward(slots[p].params(), in, dout, a.linear[p], din, accumulate);
+  };
+
+  // MLP block
+  Tensor dact(DType::F32, {n, c.intermediate_size}), dgate(DType::F32, {n, c.intermediate_size}),
+      dup(DType::F32, {n, c.intermediate_size}), dxn(DType::F32, {n, c.hidden_size}), dres(DType::F32, {n, c.hidden_size});
+  back(kDown, a.act, dx, dact, false);
+  swiglu_backward(dact.f32(), a.gate.f32(), a.up.f32(), dgate.f32(), dup.f32(), dact.numel());
+  back(kGate, a.xn_ffn, dgate, dxn, false);
+  back(kUp, a.xn_ffn, dup, dxn, true);
+  rmsnorm_backward(dxn.f32(), a.h.f32(), w.ffn_norm.f32(), a.rstd_ffn.f32(), dres.f32(), dnorm_ffn, n, c.hidden_size);
+  add_into(dx, dres);  // dh
+
+  // attention block
+  Tensor datt(DType::F32, {n, c.q_dim()}), dq(DType::F32, {n, c.q_dim()}), dk(DType::F32, {n, c.kv_dim()}),
+      dv(DType::F32, {n, c.kv_dim()});
+  back(kO, a.att, dx, datt, false);
+  const AttentionShape shape{c.num_attention_heads, c.num_key_value_heads, c.head_dim};
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t qo = b * T * c.q_dim(), ko = b * T * c.kv_dim();
+    attention_backward(datt.f32() + qo, a.q.f32() + qo, a.k.f32() + ko, a.v.f32() + ko, dq.f32() + qo, dk.f32() + ko,
+                       dv.f32() + ko, T, shape);
+  }
+  rope_backward(dq.f32(), positions_.data(), n, c.num_attention_heads, c.head_dim, rope_);
+  rope_backward(dk.f32(), positions_.data(), n, c.num_key_value_heads, c.head_dim, rope_);
+  back(kQ, a.xn_attn, dq, dxn, false);
+  back(kK, a.xn_attn, dk, dxn, true);
+  back(kV, a.xn_attn, dv, dxn, true);
+  rmsnorm_backward(dxn.f32(), x.f32(), w.attn_norm.f32(), a.rstd_attn.f32(), dres.f32(), dnorm_attn, n, c.hidden_size);
+  add_into(dx, dres);  // gradient at the block input
+}
+
+TrainableModel::Result TrainableModel::run(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t T,
+                                           float grad_scale, bool backward) {
+  const ModelConfig& c = base_.config;
+  const int64_t n = B * T, L = c.num_hidden_layers, hidden = c.hidden_size;
+  if (B < 1 || T < 1) fail("a batch needs at least one sequence of one token");
+  if (T > c.max_position_embeddings)
+    fail("sequence length {} exceeds the model's context ({})", T, c.max_position_embeddings);
+  if (rope_.max_positions < T) rope_ = RopeTable(c, std::max<int64_t>(T, 256));
+  positions_.resize(size_t(n));
+  for (int64_t i = 0; i < n; ++i) positions_[i] = int32_t(i % T);
+  const bool training = backward;
+  const uint64_t seed = training ? rng_() : 0;
+
+  // residual stream and activations
+  residual_.resize(size_t(L + 1));
+  for (Tensor& r : residual_)
+    if (r.empty() || r.dim(0) != n) r = Tensor(DType::F32, {n, hidden});
+  const bool shared = gradient_checkpointing || !backward;
+  acts_.resize(shared ? 1 : size_t(L));
+  for (LayerActivations& a : acts_) a.allocate(c, n);
+
+  // embedding (+ LoRA: x_i += s · B A[:, id_i])
+  embedding_forward(weights_.tok_embeddings, tokens, n, residual_[0].f32());
+  Tensor embed_u;
+  if (embed_lora_) {
+    const EmbeddingLora& e = *embed_lora_;
+    embed_u = Tensor(DType::F32, {n, e.r});
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t k = 0; k < e.r; ++k) embed_u.f32()[i * e.r + k] = e.lora_embedding_a.f32()[k * c.vocab_size + tokens[i]];
+    matmul(mat(embed_u), false, mat(e.lora_embedding_b), true, mut_mat(residual_[0]), e.scaling, 1.0f);
+  }
+
+  for (int64_t l = 0; l < L; ++l) layer_forward(l, acts_[shared ? 0 : size_t(l)], B, T, training, seed);
+
+  // final norm and the loss through lm_head (+ LoRA), chunked
+  if (xn_final_.empty() || xn_final_.dim(0) != n) {
+    xn_final_ = Tensor(DType::F32, {n, hidden});
+    rstd_final_ = Tensor(DType::F32, {n});
+  }
+  rmsnorm_forward(residual_[size_t(L)].f32(), weights_.norm.f32(), xn_final_.f32(), n, hidden, c.rms_norm_eps,
+                  rstd_final_.f32());
+  LowRankLogits head_lr;
+  Tensor du;
+  if (head_lora_) {
+    std::mt19937_64 rng = dropout_rng(seed, L, 0);
+    lora_down_forward(*head_lora_, xn_final_, head_saved_, training ? &rng : nullptr);
+    head_lr.u = head_saved_.u.f32();
+    head_lr.b = &head_lora_->lora_b;
+    head_lr.scale = head_lora_->scaling;
+    if (backward) {
+      du = Tensor(DType::F32, {n, head_lora_->r});
+      head_lr.du = du.f32();
+      head_lr.db = head_lora_->grad_b.f32();
+    }
+  }
+  Tensor dx;
+  if (backward) dx = Tensor(DType::F32, {n, hidden});
+  Tensor dxn_final = backward ? Tensor(DType::F32, {n, hidden}) : Tensor();
+  Tensor* head_grad = head_grad_.empty() ? (weights_.lm_head.data() == weights_.tok_embeddings.data() && !embed_grad_.empty()
+                                                ? &embed_grad_ : nullptr)
+                                         : &head_grad_;
+  const CrossEntropyResult ce = lm_head_cross_entropy(
+      xn_final_.f32(), weights_.lm_head, targets, n, loss_chunk_rows, grad_scale, backward ? dxn_final.f32() : nullptr,
+      backward && head_grad ? head_grad->f32() : nullptr, head_lora_ ? &head_lr : nullptr);
+  Result result{ce.loss_sum, ce.count};
+  if (!backward) return result;
+
+  if (head_lora_) lora_down_backward(*head_lora_, xn_final_, head_saved_, du, dxn_final);
+  rmsnorm_backward(dxn_final.f32(), residual_[size_t(L)].f32(), weights_.norm.f32(), rstd_final_.f32(), dx.f32(),
+                   final_norm_grad_.empty() ? nullptr : final_norm_grad_.f32(), n, hidden);
+
+  for (int64_t l = L - 1; l >= 0; --l) {
+    LayerActivations& a = acts_[shared ? 0 : size_t(l)];
+    if (gradient_checkpointing) {
+      // Recompute the block from its kept input; it rewrites residual_[l + 1] with the same values.
+      Tensor kept_output = residual_[size_t(l) + 1];
+      residual_[size_t(l) + 1] = Tensor(DType::F32, {n, hidden});
+      layer_forward(l, a, B, T, training, seed);
+      residual_[size_t(l) + 1] = kept_output;
+    }
+    layer_backward(l, a, dx, B, T);
+  }
+
+  if (!embed_grad_.empty()) embedding_backward(dx.f32(), tokens, n, embed_grad_.f32(), hidden);
+  if (embed_lora_) {
+    // dB += s · dxᵀ u;  dA[:, id_i] += s · Bᵀ dx_i
+    EmbeddingLora& e = *embed_lora_;
+    matmul(mat(dx), true, mat(embed_u), false, mut_mat(e.grad_b), e.scaling, 1.0f);
+    Tensor du_embed(DType::F32, {n, e.r});
+    matmul(mat(dx), false, mat(e.lora_embedding_b), false, mut_mat(du_embed), e.scaling);
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t k = 0; k < e.r; ++k) e.grad_a.f32()[k * c.vocab_size + tokens[i]] += du_embed.f32()[i * e.r + k];
+  }
+  return result;
+}
+
+TrainableModel::Result TrainableModel::forward_backward(const int32_t* tokens, const int32_t* targets, int64_t B,
+                                                        int64_t T, float grad_scale) {
+  return run(tokens, targets, B, T, grad_scale, true);
+}
+
+TrainableModel::Result TrainableModel::evaluate(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t T) {
+  return run(tokens, targets, B, T, 0.0f, false);
+}
+
+}  // namespace lora

@@ -1,0 +1,254 @@
+// Building a TrainableModel: which tensors train, their initialization, and the parameter registry.
+// The forward and backward passes are in train_step.cpp.
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "core/error.h"
+#include "train/activations.h"
+#include "train/trainable_model.h"
+
+namespace lora {
+
+const char* proj_module_path(Proj p) {
+  static const char* names[kNumProj] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                                        "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj"};
+  return names[p];
+}
+
+LinearParams LinearSlot::params() {
+  return LinearParams{&weight, bias.empty() ? nullptr : &bias, lora.get(),
+                      weight_grad.empty() ? nullptr : &weight_grad, bias_grad.empty() ? nullptr : &bias_grad};
+}
+
+TrainableModel::TrainableModel(const Model& base) : base_(base), weights_(base.weights), slots_(base.weights.layers.size()) {
+  for (size_t l = 0; l < slots_.size(); ++l) {
+    const LayerWeights& w = base.weights.layers[l];
+    const Tensor* weights[kNumProj] = {&w.wq, &w.wk, &w.wv, &w.wo, &w.w_gate, &w.w_up, &w.w_down};
+    const Tensor* biases[kNumProj] = {&w.bq, &w.bk, &w.bv, nullptr, nullptr, nullptr, nullptr};
+    for (int p = 0; p < kNumProj; ++p) {
+      slots_[l][p].weight = *weights[p];
+      if (biases[p]) slots_[l][p].bias = *biases[p];
+    }
+  }
+  norm_grads_.resize(slots_.size());
+  layer_norms_trainable_.assign(slots_.size(), false);
+}
+
+TrainableModel::TrainableModel(TrainableModel&&) noexcept = default;
+TrainableModel::~TrainableModel() = default;
+
+// Replaces a frozen view by an f32 copy that trains (the base tensor is untouched) and gives it a gradient.
+void TrainableModel::make_trainable(Tensor& weight, Tensor& grad) {
+  weight = weight.to(DType::F32);
+  grad = Tensor(DType::F32, weight.shape());
+}
+
+namespace {
+
+void fill_uniform(Tensor& t, float bound, std::mt19937_64& rng) {
+  std::uniform_real_distribution<float> d(-bound, bound);
+  for (int64_t i = 0; i < t.numel(); ++i) t.f32()[i] = d(rng);
+}
+
+void fill_normal(Tensor& t, float stddev, std::mt19937_64& rng) {
+  std::normal_distribution<float> d(0.0f, stddev);
+  for (int64_t i = 0; i < t.numel(); ++i) t.f32()[i] = d(rng);
+}
+
+// ‖W_o‖ for every row o.
+void row_norms(const Tensor& w, Tensor& out) {
+  const int64_t rows = w.dim(0), cols = w.dim(1);
+  Tensor w32 = w.dtype() == DType::F32 ? w : w.to(DType::F32);
+  for (int64_t o = 0; o < rows; ++o) {
+    double ss = 0;
+    for (int64_t i = 0; i < cols; ++i) ss += double(w32.f32()[o * cols + i]) * w32.f32()[o * cols + i];
+    out.f32()[o] = float(std::sqrt(ss));
+  }
+}
+
+// PEFT's initializations: "true" is kaiming-uniform(a=√5) on A, i.e. U(±1/√in), with B = 0; "gaussian"
+// draws A ~ N(0, (1/r)²); "false" leaves both at nn.Linear's default (B random too: the adapter is not
+// an identity at start, useful for tests).
+void init_lora(LoraLinear& l, const std::string& init, std::mt19937_64& rng) {
+  if (init == "true") {
+    fill_uniform(l.lora_a, 1.0f / std::sqrt(float(l.in_features)), rng);
+  } else if (init == "gaussian") {
+    fill_normal(l.lora_a, 1.0f / float(l.r), rng);
+  } else if (init == "false") {
+    fill_uniform(l.lora_a, 1.0f / std::sqrt(float(l.in_features)), rng);
+    fill_uniform(l.lora_b, 1.0f / std::sqrt(float(l.r)), rng);
+  } else {
+    fail("init_lora_weights='{}' is not supported yet (supported: true, gaussian, false)", init);
+  }
+}
+
+std::string peft_key(const std::string& module_path, const std::string& leaf) {
+  return "base_model.model." + module_path + "." + leaf;
+}
+
+}  // namespace
+
+TrainableModel TrainableModel::lora(const Model& base, const LoraConfig& config, uint64_t seed) {
+  config.validate();
+  TrainableModel m(base);
+  m.type_ = FinetuningType::Lora;
+  m.config_ = config;
+  m.rng_.seed(seed);
+  const ModelConfig& c = base.config;
+
+  for (const std::string& module : config.modules_to_save)
+    if (module != "lm_head" && module != "embed_tokens" && module != "model.embed_tokens")
+      fail("modules_to_save: unknown module '{}' (valid: lm_head, embed_tokens)", module);
+
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l)
+    for (int p = 0; p < kNumProj; ++p) {
+      LinearSlot& s = m.slots_[size_t(l)][p];
+      const std::string path = fmt::format("model.layers.{}.{}", l, proj_module_path(Proj(p)));
+      if (config.targets(path)) {
+        s.lora = std::make_unique<LoraLinear>(path, s.weight.dim(1), s.weight.dim(0), config.rank_for(path),
+                                              config.scaling_for(path), config.lora_dropout, config.use_dora);
+        init_lora(*s.lora, config.init_lora_weights, m.rng_);
+        if (config.use_dora) {  // m starts as ‖W + sBA‖: the adapted layer starts equal to the base
+          const Tensor delta = s.lora->delta_weight();
+          Tensor w = s.weight.to(DType::F32);
+          for (int64_t i = 0; i < w.numel(); ++i) w.f32()[i] += delta.f32()[i];
+          row_norms(w, s.lora->magnitude);
+        }
+      }
+      const bool train_bias = config.bias == "all" || (config.bias == "lora_only" && s.lora);
+      if (train_bias && !s.bias.empty()) m.make_trainable(s.bias, s.bias_grad);
+    }
+
+  if (config.targets("model.embed_tokens")) {
+    auto e = std::make_unique<EmbeddingLora>();
+    e->r = config.rank_for("model.embed_tokens");
+    e->scaling = config.scaling_for("model.embed_tokens");
+    // The reversed case: A [r, vocab] starts at zero, B [hidden, r] ~ N(0, 1), as PEFT does.
+    e->lora_embedding_a = Tensor(DType::F32, {e->r, c.vocab_size});
+    e->lora_embedding_b = Tensor(DType::F32, {c.hidden_size, e->r});
+    e->grad_a = Tensor(DType::F32, {e->r, c.vocab_size});
+    e->grad_b = Tensor(DType::F32, {c.hidden_size, e->r});
+    if (config.init_lora_weights == "false")
+      fill_normal(e->lora_embedding_a, 1.0f, m.rng_);
+    fill_normal(e->lora_embedding_b, 1.0f, m.rng_);
+    m.embed_lora_ = std::move(e);
+  }
+  if (config.targets("lm_head")) {
+    if (config.use_dora) fail("DoRA on lm_head is not supported; leave lm_head out of target_modules");
+    m.head_lora_ = std::make_unique<LoraLinear>("lm_head", c.hidden_size, c.vocab_size, config.rank_for("lm_head"),
+                                                config.scaling_for("lm_head"), config.lora_dropout, false);
+    init_lora(*m.head_lora_, config.init_lora_weights, m.rng_);
+  }
+  for (const std::string& module : config.modules_to_save) {
+    if (module == "lm_head") {
+      m.make_trainable(m.weights_.lm_head, m.head_grad_);  // its own copy: untied from the embedding
+      m.head_trainable_ = true;
+    } else {
+      m.make_trainable(m.weights_.tok_embeddings, m.embed_grad_);
+      m.embed_trainable_ = true;
+    }
+  }
+  m.register_params();
+  return m;
+}
+
+TrainableModel TrainableModel::full(const Model& base) {
+  TrainableModel m = freeze(base, base.config.num_hidden_layers);
+  m.type_ = FinetuningType::Full;
+  const bool tied = base.weights.lm_head.data() == base.weights.tok_embeddings.data();
+  m.make_trainable(m.weights_.tok_embeddings, m.embed_grad_);
+  m.embed_trainable_ = true;
+  if (tied) {
+    m.weights_.lm_head = m.weights_.tok_embeddings;  // still tied: one tensor, gradients from both uses
+  } else {
+    m.make_trainable(m.weights_.lm_head, m.head_grad_);
+    m.head_trainable_ = true;
+  }
+  m.make_trainable(m.weights_.norm, m.final_norm_grad_);
+  m.norms_trainable_ = true;
+  m.params_.clear();
+  m.register_params();
+  return m;
+}
+
+TrainableModel TrainableModel::freeze(const Model& base, int64_t n_layers) {
+  const int64_t L = base.config.num_hidden_layers;
+  if (n_layers < 1 || n_layers > L) fail("freeze: the number of trainable layers must be in 1..{}, got {}", L, n_layers);
+  TrainableModel m(base);
+  m.type_ = FinetuningType::Freeze;
+  for (int64_t l = L - n_layers; l < L; ++l) {
+    for (LinearSlot& s : m.slots_[size_t(l)]) {
+      m.make_trainable(s.weight, s.weight_grad);
+      if (!s.bias.empty()) m.make_trainable(s.bias, s.bias_grad);
+    }
+    LayerWeights& w = m.weights_.layers[size_t(l)];
+    m.make_trainable(w.attn_norm, m.norm_grads_[size_t(l)][0]);
+    m.make_trainable(w.ffn_norm, m.norm_grads_[size_t(l)][1]);
+    m.layer_norms_trainable_[size_t(l)] = true;
+  }
+  m.register_params();
+  return m;
+}
+
+void TrainableModel::register_params() {
+  auto add = [&](std::string name, Tensor& v, Tensor& g, bool decay) { params_.push_back({std::move(name), &v, &g, decay}); };
+  const bool adapter_names = type_ == FinetuningType::Lora;
+  if (embed_lora_) {
+    add(peft_key("model.embed_tokens", "lora_embedding_A"), embed_lora_->lora_embedding_a, embed_lora_->grad_a, true);
+    add(peft_key("model.embed_tokens", "lora_embedding_B"), embed_lora_->lora_embedding_b, embed_lora_->grad_b, true);
+  }
+  if (embed_trainable_)
+    add(adapter_names ? "base_model.model.model.embed_tokens.weight" : "model.embed_tokens.weight",
+        weights_.tok_embeddings, embed_grad_, true);
+  for (size_t l = 0; l < slots_.size(); ++l) {
+    if (layer_norms_trainable_[l]) {
+      add(fmt::format("model.layers.{}.input_layernorm.weight", l), weights_.layers[l].attn_norm, norm_grads_[l][0], false);
+      add(fmt::format("model.layers.{}.post_attention_layernorm.weight", l), weights_.layers[l].ffn_norm,
+          norm_grads_[l][1], false);
+    }
+    for (int p = 0; p < kNumProj; ++p) {
+      LinearSlot& s = slots_[l][p];
+      const std::string path = fmt::format("model.layers.{}.{}", l, proj_module_path(Proj(p)));
+      if (s.lora) {
+        add(peft_key(path, "lora_A.weight"), s.lora->lora_a, s.lora->grad_a, true);
+        add(peft_key(path, "lora_B.weight"), s.lora->lora_b, s.lora->grad_b, true);
+        if (s.lora->use_dora) add(peft_key(path, "lora_magnitude_vector"), s.lora->magnitude, s.lora->grad_magnitude, true);
+      }
+      if (!s.weight_grad.empty()) add(path + ".weight", s.weight, s.weight_grad, true);
+      if (!s.bias_grad.empty()) add(adapter_names ? peft_key(path, "bias") : path + ".bias", s.bias, s.bias_grad, false);
+    }
+  }
+  if (norms_trainable_) add("model.norm.weight", weights_.norm, final_norm_grad_, false);
+  if (head_lora_) {
+    add(peft_key("lm_head", "lora_A.weight"), head_lora_->lora_a, head_lora_->grad_a, true);
+    add(peft_key("lm_head", "lora_B.weight"), head_lora_->lora_b, head_lora_->grad_b, true);
+  }
+  if (head_trainable_) add(adapter_names ? "base_model.model.lm_head.weight" : "lm_head.weight", weights_.lm_head, head_grad_, true);
+}
+
+void TrainableModel::zero_grad() {
+  for (Param& p : params_) std::fill_n(p.grad->f32(), p.grad->numel(), 0.0f);
+}
+
+int64_t TrainableModel::trainable_parameter_count() const {
+  int64_t n = 0;
+  for (const Param& p : params_) n += p.value->numel();
+  return n;
+}
+
+int64_t TrainableModel::all_parameter_count() const {
+  if (type_ != FinetuningType::Lora) return base_.parameter_count();
+  // PEFT counts the base plus what the adapter adds; a trained bias is a base parameter, not an addition.
+  int64_t added = 0;
+  for (const Param& p : params_)
+    if (!p.name.ends_with(".bias")) added += p.value->numel();
+  return base_.parameter_count() + added;
+}
+
+std::string TrainableModel::trainable_report() const {
+  const int64_t t = trainable_parameter_count(), a = all_parameter_count();
+  return fmt::format("trainable params: {} || all params: {} || trainable%: {:.4f}", t, a, 100.0 * double(t) / double(a));
+}
+
+}  // namespace lora
