@@ -76,7 +76,9 @@ class WeightCursor {
   size_t offset_;
 };
 
-std::string find_tokenizer(const std::string& path, int64_t vocab_size) {
+}  // namespace
+
+std::string find_llama2c_tokenizer(const std::string& path, int64_t vocab_size) {
   namespace fs = std::filesystem;
   const fs::path dir = fs::path(path).parent_path();
   for (const std::string& name : {std::string("tokenizer.bin"), fmt::format("tok{}.bin", vocab_size)}) {
@@ -85,8 +87,6 @@ std::string find_tokenizer(const std::string& path, int64_t vocab_size) {
   }
   return "";
 }
-
-}  // namespace
 
 uint64_t Llama2cHeader::expected_file_size() const {
   const uint64_t d = uint64_t(dim), hd = uint64_t(hidden_dim), L = uint64_t(n_layers);
@@ -153,7 +153,7 @@ Model load_llama2c(const std::string& path, const LoadOptions& options) {
   w.lm_head = h.shared_classifier() ? w.tok_embeddings : cur.next({V, D});
 
   if (options.load_tokenizer && options.tokenizer_path.empty()) {
-    if (const std::string tok = find_tokenizer(path, V); !tok.empty()) m.tokenizer = load_tokenizer(tok);
+    if (const std::string tok = find_llama2c_tokenizer(path, V); !tok.empty()) m.tokenizer = load_tokenizer(tok);
   }
   return m;
 }

@@ -26,6 +26,9 @@ constexpr size_t kLlama2cHeaderSize = 28;
 // the format; says nothing about the file size).
 std::optional<Llama2cHeader> parse_llama2c_header(const uint8_t* data, size_t size);
 
+// tokenizer.bin beside the checkpoint, else tok<vocab_size>.bin beside it; "" when neither exists.
+std::string find_llama2c_tokenizer(const std::string& path, int64_t vocab_size);
+
 // Weights are views into the mapped file except wq/wk, which are permuted to the rotate_half order.
 // The tokenizer is tokenizer.bin beside the file, else tok<vocab_size>.bin (none found: null).
 Model load_llama2c(const std::string& path, const LoadOptions& options = {});
