@@ -1,11 +1,76 @@
+// lora info MODEL: what a model is, before anyone spends time loading it into a run.
+#include <map>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
 #include "cli/commands.h"
-#include "core/error.h"
+#include "cli/common.h"
+#include "formats/model_loader.h"
+#include "tokenizer/tokenizer.h"
 
 namespace lora::cli {
 
-// Placeholder until this command is implemented; it refuses to run rather than pretend.
+namespace {
+
+void count_dtypes(const Model& m, std::map<std::string, int64_t>& params) {
+  auto add = [&](const Tensor& t) {
+    if (!t.empty()) params[dtype_name(t.dtype())] += t.numel();
+  };
+  add(m.weights.tok_embeddings);
+  add(m.weights.norm);
+  if (m.weights.lm_head.data() != m.weights.tok_embeddings.data()) add(m.weights.lm_head);
+  for (const LayerWeights& l : m.weights.layers)
+    for (const Tensor* t : {&l.attn_norm, &l.wq, &l.wk, &l.wv, &l.wo, &l.bq, &l.bk, &l.bv, &l.ffn_norm, &l.w_gate,
+                            &l.w_up, &l.w_down})
+      add(*t);
+}
+
+}  // namespace
+
 void register_info(CLI::App& app) {
-  app.add_subcommand("info", "(not implemented yet)")->callback([] { fail("'info' is not implemented yet"); });
+  auto* cmd = app.add_subcommand("info", "Show a model's architecture, size, dtypes, tokenizer and context length");
+  auto opts = std::make_shared<ModelOptions>();
+  auto json = std::make_shared<bool>(false);
+  cmd->add_option("model", opts->model, "Hugging Face folder, .gguf file or llama2.c .bin checkpoint")->required();
+  cmd->add_option("--tokenizer", opts->tokenizer, "tokenizer to use instead of the model's");
+  cmd->add_flag("--json", *json, "print one JSON object");
+  cmd->callback([opts, json] {
+    const Model m = opts->load(false);
+    const ModelConfig& c = m.config;
+    std::map<std::string, int64_t> by_dtype;
+    count_dtypes(m, by_dtype);
+    const std::string tok_kind = m.tokenizer ? m.tokenizer->kind() : "none";
+    const int64_t tok_vocab = m.tokenizer ? m.tokenizer->vocab_size() : 0;
+    if (*json) {
+      nlohmann::json j = {{"path", m.source_path}, {"format", m.source_format}, {"config", c.to_hf_json()},
+                          {"parameters", m.parameter_count()}, {"parameters_by_dtype", by_dtype},
+                          {"tokenizer", {{"kind", tok_kind}, {"vocab_size", tok_vocab}}},
+                          {"context_length", c.max_position_embeddings}};
+      fmt::print("{}\n", j.dump(2));
+      return;
+    }
+    fmt::print("model:           {} ({})\n", m.source_path, m.source_format);
+    fmt::print("architecture:    {} (model_type {})\n", c.architecture, c.model_type);
+    fmt::print("parameters:      {} ({:.2f} M)\n", m.parameter_count(), double(m.parameter_count()) / 1e6);
+    std::string dt;
+    for (const auto& [name, n] : by_dtype) dt += fmt::format("{}{} {}", dt.empty() ? "" : ", ", name, n);
+    fmt::print("dtypes:          {}\n", dt);
+    fmt::print("layers:          {}\n", c.num_hidden_layers);
+    fmt::print("hidden size:     {} (intermediate {})\n", c.hidden_size, c.intermediate_size);
+    fmt::print("attention:       {} heads, {} kv heads, head_dim {}{}\n", c.num_attention_heads,
+               c.num_key_value_heads, c.head_dim, c.attention_bias ? ", q/k/v biases" : "");
+    fmt::print("vocabulary:      {}{}\n", c.vocab_size, c.tie_word_embeddings ? " (lm_head tied to embeddings)" : "");
+    fmt::print("context length:  {}\n", c.max_position_embeddings);
+    fmt::print("rope:            theta {}{}\n", c.rope_theta,
+               c.rope_scaling.type.empty() ? "" : fmt::format(", {} scaling x{}", c.rope_scaling.type, c.rope_scaling.factor));
+    fmt::print("rms_norm_eps:    {}\n", c.rms_norm_eps);
+    if (m.tokenizer)
+      fmt::print("tokenizer:       {} ({} tokens, bos {}, eos {})\n", tok_kind, tok_vocab, m.tokenizer->bos_id(),
+                 m.tokenizer->eos_id());
+    else
+      fmt::print("tokenizer:       none found (use --tokenizer)\n");
+  });
 }
 
 }  // namespace lora::cli

@@ -1,0 +1,35 @@
+#include "cli/common.h"
+
+#include <fmt/format.h>
+
+#include "core/context.h"
+#include "core/error.h"
+#include "formats/model_loader.h"
+
+namespace lora::cli {
+
+void ModelOptions::add_to(CLI::App* cmd) {
+  cmd->add_option("-m,--model", model, "Hugging Face folder, .gguf file or llama2.c .bin checkpoint")->required();
+  cmd->add_option("--tokenizer", tokenizer,
+                  "tokenizer to use instead of the model's (tokenizer.json, tokenizer.model, llama2.c .bin, .gguf)");
+  cmd->add_option("--dtype", dtype, "convert weights on load to f32 or bf16 (default: as stored)")
+      ->check(CLI::IsMember({"f32", "bf16"}));
+  cmd->add_option("-t,--threads", threads, "threads (default: all cores, or LORA_THREADS)");
+}
+
+Model ModelOptions::load(bool require_tokenizer) const {
+  set_thread_count(threads);
+  LoadOptions opts;
+  opts.tokenizer_path = tokenizer;
+  if (!dtype.empty()) opts.weight_dtype = dtype_from_name(dtype);
+  Model m = load_model(model, opts);
+  if (require_tokenizer && !m.tokenizer)
+    fail("{}: no tokenizer found with the model; pass one with --tokenizer", model);
+  return m;
+}
+
+std::string rate(int64_t tokens, double seconds) {
+  return seconds > 0 ? fmt::format("{:.1f} tok/s", double(tokens) / seconds) : std::string("- tok/s");
+}
+
+}  // namespace lora::cli

@@ -1,0 +1,28 @@
+#pragma once
+// Options every model-taking command shares (-m, --tokenizer, --threads, --dtype) and the loading
+// that goes with them.
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "model/model.h"
+
+namespace lora::cli {
+
+struct ModelOptions {
+  std::string model;
+  std::string tokenizer;
+  std::string dtype;  // "", "f32", "bf16": convert weights on load
+  int threads = 0;
+
+  // Adds -m/--model (required), --tokenizer, --dtype, --threads/-t.
+  void add_to(CLI::App* cmd);
+  // Sets the thread count and loads the model; a model without a tokenizer is an error when
+  // require_tokenizer is set.
+  Model load(bool require_tokenizer = true) const;
+};
+
+// Throughput as "123.4 tok/s" given a token count and seconds.
+std::string rate(int64_t tokens, double seconds);
+
+}  // namespace lora::cli
