@@ -172,25 +172,41 @@ def rmsnorm(x, w, eps):
     return x * torch.rsqrt((x * x).mean(-1, keepdim=True) + eps) * w
 
 
-def forward(cfg, W, layout, tokens):
+def plain_linear(layer, name, x, weight, bias):
+    return x @ weight.T + (bias if bias is not None else 0)
+
+
+def forward(cfg, W, layout, tokens, linear=plain_linear, embed=None, head=None):
+    """Logits [B, T, vocab]. linear(layer, name, x, weight, bias), embed(tokens) and head(h) let a caller
+    (the LoRA reference) replace any projection; by default they are the plain model's."""
     B, T = tokens.shape
     H, KV, d = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
     eps = cfg["rms_norm_eps"]
-    x = W["embed"][tokens]
+    x = embed(tokens) if embed else W["embed"][tokens]
     mask = torch.full((T, T), float("-inf"), dtype=DT).triu(1)
-    for L in W["layers"]:
+    for l, L in enumerate(W["layers"]):
         h = rmsnorm(x, L["attn_norm"], eps)
-        q = h @ L["wq"].T + L.get("bq", 0)
-        k = h @ L["wk"].T + L.get("bk", 0)
-        v = h @ L["wv"].T + L.get("bv", 0)
+        q = linear(l, "self_attn.q_proj", h, L["wq"], L.get("bq"))
+        k = linear(l, "self_attn.k_proj", h, L["wk"], L.get("bk"))
+        v = linear(l, "self_attn.v_proj", h, L["wv"], L.get("bv"))
         q = rope(q.view(B, T, H, d), cfg, layout).transpose(1, 2)
         k = rope(k.view(B, T, KV, d), cfg, layout).transpose(1, 2).repeat_interleave(H // KV, dim=1)
         v = v.view(B, T, KV, d).transpose(1, 2).repeat_interleave(H // KV, dim=1)
         att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d) + mask, dim=-1) @ v
-        x = x + att.transpose(1, 2).reshape(B, T, H * d) @ L["wo"].T
+        x = x + linear(l, "self_attn.o_proj", att.transpose(1, 2).reshape(B, T, H * d), L["wo"], None)
         h = rmsnorm(x, L["ffn_norm"], eps)
-        x = x + (torch.nn.functional.silu(h @ L["w_gate"].T) * (h @ L["w_up"].T)) @ L["w_down"].T
-    return rmsnorm(x, W["norm"], eps) @ W["lm_head"].T
+        act = torch.nn.functional.silu(linear(l, "mlp.gate_proj", h, L["w_gate"], None)) * \
+            linear(l, "mlp.up_proj", h, L["w_up"], None)
+        x = x + linear(l, "mlp.down_proj", act, L["w_down"], None)
+    h = rmsnorm(x, W["norm"], eps)
+    return head(h) if head else h @ W["lm_head"].T
+
+
+def interleaved_to_rotate_half(w, n_heads):
+    """Rows of a q/k projection from llama2.c/GGUF order (pairs 2i, 2i+1) to Hugging Face order (i, i+d/2)."""
+    rows = w.shape[0]
+    d = rows // n_heads
+    return w.reshape(n_heads, d // 2, 2, *w.shape[1:]).transpose(1, 2).reshape(w.shape)
 
 
 # ----------------------------------------------------------------------------- random HF folder

@@ -1,0 +1,173 @@
+#!/usr/bin/env python3
+"""PyTorch autograd reference (float64) for LoRA / DoRA / full fine-tuning, the oracle of the training engine.
+
+Given a base model, an adapter_config.json (PEFT keys, plus "finetuning_type": "lora" | "full"), the
+initial trainable tensors (safetensors, named as they are saved: PEFT keys for adapters, Hugging Face
+names for whole weights) and one batch, it writes to --out (safetensors, float32):
+  loss                  the mean NLL over the counted targets, before any update
+  grad.<name>           d loss / d <name> at the initial values
+  final.<name>          <name> after --steps AdamW steps on the same batch (HF schedule, grad clipping)
+
+  lora_reference.py --model M --config adapter_config.json --init init.safetensors \\
+      --tokens "1 5 9,1 7 3" --targets "5 9 -100,7 3 2" --steps 10 --lr 1e-3 --schedule cosine \\
+      --warmup 2 --max-grad-norm 1.0 --weight-decay 0.01 --out result.safetensors
+"""
+import argparse
+import json
+import math
+import re
+
+import torch
+
+import llama_reference as ref
+
+DT = ref.DT
+torch.set_grad_enabled(True)  # llama_reference turns autograd off for its own use
+
+
+def pattern_value(patterns, path, default):
+    for key, value in patterns.items():
+        if path == key or path.endswith("." + key) or re.fullmatch(r"(.*\.)?" + key, path):
+            return value
+    return default
+
+
+class Trainable:
+    def __init__(self, cfg, W, adapter_cfg, init):
+        self.cfg, self.W, self.a = cfg, W, adapter_cfg
+        self.full = adapter_cfg.get("finetuning_type", "lora") == "full"
+        self.P = {k: v.clone().to(DT).requires_grad_(True) for k, v in init.items()}
+        if self.full:
+            self.bind_full()
+
+    # ---- whole-weight fine-tuning: the params are the model's own tensors
+    def bind_full(self):
+        names = {"embed": "model.embed_tokens.weight", "norm": "model.norm.weight"}
+        for k, n in names.items():
+            self.W[k] = self.P[n]
+        self.W["lm_head"] = self.P.get("lm_head.weight", self.W["embed"])
+        fields = {"attn_norm": "input_layernorm.weight", "ffn_norm": "post_attention_layernorm.weight",
+                  "wq": "self_attn.q_proj.weight", "wk": "self_attn.k_proj.weight", "wv": "self_attn.v_proj.weight",
+                  "wo": "self_attn.o_proj.weight", "w_gate": "mlp.gate_proj.weight", "w_up": "mlp.up_proj.weight",
+                  "w_down": "mlp.down_proj.weight", "bq": "self_attn.q_proj.bias", "bk": "self_attn.k_proj.bias",
+                  "bv": "self_attn.v_proj.bias"}
+        for l, L in enumerate(self.W["layers"]):
+            for k, n in fields.items():
+                key = f"model.layers.{l}.{n}"
+                if key in self.P:
+                    L[k] = self.P[key]
+
+    def scaling(self, path, r):
+        alpha = pattern_value(self.a.get("alpha_pattern") or {}, path, self.a["lora_alpha"])
+        return alpha / (math.sqrt(r) if self.a.get("use_rslora") else r)
+
+    # ---- the adapted projections
+    def linear(self, layer, name, x, weight, bias):
+        path = f"model.layers.{layer}.{name}"
+        key = "base_model.model." + path
+        if key + ".bias" in self.P:
+            bias = self.P[key + ".bias"]
+        out = x @ weight.T + (bias if bias is not None else 0)
+        if self.full or key + ".lora_A.weight" not in self.P:
+            return out
+        A, B = self.P[key + ".lora_A.weight"], self.P[key + ".lora_B.weight"]
+        s = self.scaling(path, A.shape[0])
+        lora = (x @ A.T) @ B.T * s
+        if key + ".lora_magnitude_vector" not in self.P:
+            return out + lora
+        # DoRA: m ⊙ (W + sBA) x / ‖W + sBA‖_row, the norm detached as in PEFT
+        m = self.P[key + ".lora_magnitude_vector"]
+        norm = (weight + s * B @ A).norm(dim=1).detach()
+        c = m / norm
+        base = x @ weight.T
+        return c * (base + lora) + (bias if bias is not None else 0)
+
+    def embed(self, tokens):
+        key = "base_model.model.model.embed_tokens"
+        table = self.P.get(key + ".weight", self.W["embed"])
+        x = table[tokens]
+        if key + ".lora_embedding_A" in self.P:
+            A, B = self.P[key + ".lora_embedding_A"], self.P[key + ".lora_embedding_B"]
+            x = x + (A.T[tokens] @ B.T) * self.scaling("model.embed_tokens", A.shape[0])
+        return x
+
+    def head(self, h):
+        key = "base_model.model.lm_head"
+        weight = self.P.get(key + ".weight", self.W["lm_head"])
+        logits = h @ weight.T
+        if key + ".lora_A.weight" in self.P:
+            A, B = self.P[key + ".lora_A.weight"], self.P[key + ".lora_B.weight"]
+            logits = logits + (h @ A.T) @ B.T * self.scaling("lm_head", A.shape[0])
+        return logits
+
+    def loss(self, tokens, targets):
+        if self.full:
+            logits = ref.forward(self.cfg, self.W, "rotate_half", tokens)
+        else:
+            logits = ref.forward(self.cfg, self.W, "rotate_half", tokens, linear=self.linear, embed=self.embed,
+                                 head=self.head)
+        return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                                                 ignore_index=-100, reduction="mean")
+
+
+def hf_schedule(kind, warmup, total):
+    def f(step):
+        if step < warmup:
+            return step / max(1, warmup)
+        if kind == "constant":
+            return 1.0
+        progress = (step - warmup) / max(1, total - warmup)
+        if kind == "linear":
+            return max(0.0, 1.0 - progress)
+        return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
+    return f
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    for a in ("--model", "--config", "--init", "--tokens", "--targets", "--out"):
+        ap.add_argument(a, required=True)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--schedule", default="cosine")
+    ap.add_argument("--warmup", type=int, default=0)
+    ap.add_argument("--max-grad-norm", type=float, default=1.0)
+    ap.add_argument("--weight-decay", type=float, default=0.0)
+    a = ap.parse_args()
+
+    cfg, W, layout = ref.load(a.model)
+    if layout == "interleaved":  # train in the Hugging Face layout, as the engine does internally
+        for L in W["layers"]:
+            L["wq"] = ref.interleaved_to_rotate_half(L["wq"], cfg["num_attention_heads"])
+            L["wk"] = ref.interleaved_to_rotate_half(L["wk"], cfg["num_key_value_heads"])
+    with open(a.config) as f:
+        adapter_cfg = json.load(f)
+    model = Trainable(cfg, W, adapter_cfg, ref.read_safetensors(a.init))
+    tokens = torch.tensor([[int(t) for t in s.split()] for s in a.tokens.split(",")])
+    targets = torch.tensor([[int(t) for t in s.split()] for s in a.targets.split(",")])
+
+    out = {}
+    loss = model.loss(tokens, targets)
+    loss.backward()
+    out["loss"] = loss.detach().reshape(1)
+    for k, p in model.P.items():
+        out["grad." + k] = p.grad.detach().clone()
+
+    no_decay = [p for k, p in model.P.items() if k.endswith(".bias") or "norm" in k]
+    decay = [p for k, p in model.P.items() if not (k.endswith(".bias") or "norm" in k)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": a.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=a.lr, betas=(0.9, 0.999), eps=1e-8)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, hf_schedule(a.schedule, a.warmup, a.steps))
+    for _ in range(a.steps):
+        opt.zero_grad()
+        model.loss(tokens, targets).backward()
+        torch.nn.utils.clip_grad_norm_(list(model.P.values()), a.max_grad_norm)
+        opt.step()
+        sched.step()
+    for k, p in model.P.items():
+        out["final." + k] = p.detach().clone()
+    ref.write_safetensors(a.out, out)
+
+
+if __name__ == "__main__":
+    main()
