@@ -112,10 +112,10 @@ uint64_t tensor_nbytes(const std::string& path, const GGUFTensorInfo& t) {
   if (t.ne[0] % traits->block_size != 0)
     fail_format(path, "tensor '{}': ne[0] = {} is not a multiple of the {} block size {}", t.name, t.ne[0],
                 traits->name, traits->block_size);
-  uint64_t bytes = uint64_t(t.ne[0] / traits->block_size) * traits->type_size;
-  for (size_t i = 1; i < t.ne.size(); ++i)
-    if (__builtin_mul_overflow(bytes, uint64_t(t.ne[i]), &bytes))
-      fail_format(path, "tensor '{}': dimensions overflow", t.name);
+  uint64_t bytes = 0;
+  bool overflow = __builtin_mul_overflow(uint64_t(t.ne[0] / traits->block_size), uint64_t(traits->type_size), &bytes);
+  for (size_t i = 1; i < t.ne.size(); ++i) overflow |= __builtin_mul_overflow(bytes, uint64_t(t.ne[i]), &bytes);
+  if (overflow) fail_format(path, "tensor '{}': dimensions overflow", t.name);
   return bytes;
 }
 

@@ -1,0 +1,446 @@
+// Corrupt and truncated model files: every one must throw lora::FormatError naming the file and the
+// problem — never crash, read out of bounds, or allocate what a bogus count asks for.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <random>
+
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "formats/gguf.h"
+#include "formats/gguf_model.h"
+#include "formats/gguf_writer.h"
+#include "formats/hf_folder.h"
+#include "formats/llama2c.h"
+#include "formats/model_loader.h"
+#include "formats/safetensors.h"
+#include "test_util.h"
+
+namespace lora {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using test::TempDir;
+
+LoadOptions no_tokenizer() {
+  LoadOptions o;
+  o.load_tokenizer = false;
+  return o;
+}
+
+// Runs f, which must throw a FormatError whose message contains every one of `parts`.
+void expect_format_error(const std::function<void()>& f, const std::vector<std::string>& parts) {
+  try {
+    f();
+    ADD_FAILURE() << "no error thrown; expected one mentioning '" << parts.front() << "'";
+  } catch (const FormatError& e) {
+    const std::string msg = e.what();
+    for (const std::string& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "expected a FormatError, got: " << e.what();
+  }
+}
+
+template <typename T> void patch(std::string& bytes, size_t at, T v) { std::memcpy(&bytes[at], &v, sizeof v); }
+
+// Must open cleanly or throw FormatError; anything else (a crash under ASan, another exception) fails.
+template <typename Open> void expect_clean_failure_or_success(Open open, const std::string& path) {
+  try {
+    open(path);
+  } catch (const FormatError& e) {
+    EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "not a FormatError: " << e.what();
+  }
+}
+
+// ---------------------------------------------------------------- GGUF
+
+std::string small_gguf() {
+  GGUFWriter w;
+  w.set_string("general.architecture", "llama");
+  w.set_array("tokenizer.ggml.tokens", GGUFValueType::STRING, {"<unk>", "<s>", "</s>", "hello"});
+  w.set_array("tokenizer.ggml.scores", GGUFValueType::FLOAT32, {0.0, -1.0, -2.0, -3.5});
+  w.set("u64", GGUFValueType::UINT64, 7);
+  Tensor t(DType::F32, {2, 8});
+  for (int i = 0; i < 16; ++i) t.f32()[i] = float(i);
+  w.add_tensor("w", t);
+  w.add_tensor_raw("q", GGMLType::Q8_0, {32}, std::string(34, '\x01'));
+  return w.to_bytes();
+}
+
+TEST(BadInput, GgufTruncatedAnywhere) {
+  TempDir tmp;
+  const std::string whole = small_gguf();
+  const std::string path = tmp / "cut.gguf";
+  test::write_text(path, whole);
+  const GGUFFile ok = GGUFFile::open(path);
+  const GGUFTensorInfo& last = ok.tensors().back();
+  // Padding after the last tensor is optional; every shorter cut loses something.
+  const size_t end = ok.data_offset() + last.offset + last.nbytes;
+  ASSERT_LT(end, whole.size());
+  for (size_t cut = 0; cut < end; ++cut) {
+    test::write_text(path, whole.substr(0, cut));
+    expect_format_error([&] { GGUFFile::open(path); }, {"cut.gguf", cut < 4 ? "bad magic" : "truncated"});
+  }
+  test::write_text(path, whole.substr(0, end));
+  EXPECT_EQ(GGUFFile::open(path).load_tensor("w").f32()[15], 15.0f);
+
+  const std::string real = test::read_text(test::stories_gguf());
+  for (size_t cut : {size_t(0), size_t(9), size_t(30), size_t(700), size_t(5000), size_t(14000), size_t(14176),
+                     size_t(600000), real.size() - 1}) {
+    test::write_text(path, real.substr(0, cut));
+    expect_format_error([&] { GGUFFile::open(path); }, {"cut.gguf", cut < 4 ? "bad magic" : "truncated"});
+    expect_format_error([&] { load_model(path, no_tokenizer()); }, {"cut.gguf"});
+  }
+}
+
+TEST(BadInput, GgufRandomCorruptionNeverCrashes) {
+  TempDir tmp;
+  const std::string whole = small_gguf();
+  const std::string path = tmp / "fuzz.gguf";
+  std::mt19937 rng(1234);
+  for (int iter = 0; iter < 600; ++iter) {
+    std::string b = whole;
+    const int flips = 1 + int(rng() % 4);
+    for (int k = 0; k < flips; ++k) {
+      const size_t at = 4 + rng() % (b.size() - 4);
+      b[at] = (rng() % 3 == 0) ? char(0xff) : char(rng());
+    }
+    test::write_text(path, b);
+    expect_clean_failure_or_success([](const std::string& p) {
+      const GGUFFile g = GGUFFile::open(p);
+      for (const GGUFTensorInfo& t : g.tensors())
+        if (t.type == 0 || t.type == 8) g.load_tensor(t.name);
+    }, path);
+  }
+}
+
+TEST(BadInput, GgufCorruptHeaderFields) {
+  TempDir tmp;
+  const std::string real = test::read_text(test::stories_gguf());
+  const std::string path = tmp / "bad.gguf";
+  auto try_patched = [&](const std::function<void(std::string&)>& edit, const std::vector<std::string>& parts) {
+    std::string b = real;
+    edit(b);
+    test::write_text(path, b);
+    std::vector<std::string> all = parts;
+    SCOPED_TRACE(all.back());
+    all.push_back("bad.gguf");
+    expect_format_error([&] { GGUFFile::open(path); }, all);
+  };
+  const uint64_t huge = uint64_t(1) << 60;
+  try_patched([](std::string& b) { b[3] = 'X'; }, {"bad magic"});
+  try_patched([](std::string& b) { patch<uint32_t>(b, 4, 1); }, {"version 1"});
+  try_patched([](std::string& b) { patch<uint32_t>(b, 4, 0x03000000); }, {"unsupported GGUF version 50331648"});
+  try_patched([&](std::string& b) { patch<uint64_t>(b, 8, huge); }, {"claims 1152921504606846976 tensors"});
+  try_patched([&](std::string& b) { patch<uint64_t>(b, 16, huge); }, {"claims 1152921504606846976 metadata entries"});
+  try_patched([&](std::string& b) { patch<uint64_t>(b, 24, huge); }, {"metadata key #0", "claims 1152921504606846976 bytes"});
+
+  const std::string key = "tokenizer.ggml.tokens";
+  const size_t k = real.find(key);
+  ASSERT_NE(k, std::string::npos);
+  const size_t type_at = k + key.size(), count_at = type_at + 8, first_len_at = count_at + 8;
+  try_patched([&](std::string& b) { patch<uint32_t>(b, type_at, 13); }, {"tokenizer.ggml.tokens", "unknown value type 13"});
+  try_patched([&](std::string& b) { patch<uint32_t>(b, type_at + 4, 77); }, {"tokenizer.ggml.tokens", "unknown value type 77"});
+  try_patched([&](std::string& b) { patch<uint64_t>(b, count_at, huge); },
+              {"tokenizer.ggml.tokens", "array of 1152921504606846976 string values"});
+  try_patched([&](std::string& b) { patch<uint64_t>(b, first_len_at, huge); },
+              {"tokenizer.ggml.tokens", "claims 1152921504606846976 bytes"});
+
+  // Tensor info of token_embd.weight: name, n_dims, ne[2], type, offset.
+  const std::string name = "token_embd.weight";
+  const size_t t = real.find(name);
+  ASSERT_NE(t, std::string::npos);
+  const size_t ndims_at = t + name.size(), ne_at = ndims_at + 4, ttype_at = ne_at + 16, off_at = ttype_at + 4;
+  try_patched([&](std::string& b) { patch<uint32_t>(b, ndims_at, 5); }, {"token_embd.weight", "n_dims 5"});
+  try_patched([&](std::string& b) { patch<uint64_t>(b, ne_at + 8, uint64_t(1) << 40); },
+              {"token_embd.weight", "truncated", "runs past the end"});
+  try_patched([&](std::string& b) { patch<uint64_t>(b, ne_at, uint64_t(1) << 62); }, {"token_embd.weight", "overflow"});
+  try_patched([&](std::string& b) { patch<uint64_t>(b, ne_at, ~uint64_t(0)); }, {"token_embd.weight", "out of range"});
+  try_patched([&](std::string& b) { patch<uint32_t>(b, ttype_at, 99); }, {"token_embd.weight", "unknown ggml type 99"});
+  try_patched([&](std::string& b) { patch<uint32_t>(b, ttype_at, 12); }, {"token_embd.weight", "ne[0] = 64 is not a multiple of the Q4_K block size 256"});
+  try_patched([&](std::string& b) { patch<uint64_t>(b, off_at, 4); }, {"token_embd.weight", "not a multiple of the alignment 32"});
+  try_patched([&](std::string& b) { patch<uint64_t>(b, off_at, uint64_t(1) << 50); }, {"token_embd.weight", "runs past the end"});
+  // Another tensor's name renamed onto an earlier one.
+  const size_t k0 = real.find("blk.0.attn_k.weight");
+  try_patched([&](std::string& b) { b[k0 + 11] = 'q'; }, {"duplicate tensor name 'blk.0.attn_q.weight'"});
+}
+
+TEST(BadInput, GgufAlignmentMustBeAPowerOfTwo) {
+  TempDir tmp;
+  GGUFWriter w;
+  w.set_u32("general.alignment", 24);
+  w.write(tmp / "align.gguf");
+  expect_format_error([&] { GGUFFile::open(tmp / "align.gguf"); }, {"align.gguf", "general.alignment must be a power of two"});
+}
+
+// A copy of the stories GGUF with edited metadata and tensors, through the writer.
+void rewrite_stories(const std::string& out, const std::function<void(GGUFWriter&)>& edit_meta,
+                     const std::string& drop_tensor = "") {
+  const GGUFFile g = GGUFFile::open(test::stories_gguf());
+  GGUFWriter w;
+  for (auto it = g.metadata().begin(); it != g.metadata().end(); ++it) {
+    const GGUFValueType type = g.value_type(it.key());
+    w.set(it.key(), type, *it, type == GGUFValueType::ARRAY ? g.array_type(it.key()) : type);
+  }
+  edit_meta(w);
+  for (const GGUFTensorInfo& t : g.tensors())
+    if (t.name != drop_tensor) w.add_tensor(t.name, g.load_tensor(t.name));
+  w.write(out);
+}
+
+TEST(BadInput, GgufModelProblems) {
+  TempDir tmp;
+  rewrite_stories(tmp / "same.gguf", [](GGUFWriter&) {});
+  EXPECT_EQ(load_model(tmp / "same.gguf", no_tokenizer()).config.hidden_size, 64);
+
+  rewrite_stories(tmp / "arch.gguf", [](GGUFWriter& w) { w.set_string("general.architecture", "gpt2"); });
+  expect_format_error([&] { load_model(tmp / "arch.gguf", no_tokenizer()); },
+                      {"arch.gguf", "unsupported GGUF architecture 'gpt2' (supported: llama, qwen2)"});
+  rewrite_stories(tmp / "missing.gguf", [](GGUFWriter&) {}, "blk.3.ffn_up.weight");
+  expect_format_error([&] { load_model(tmp / "missing.gguf", no_tokenizer()); },
+                      {"missing.gguf", "missing tensor 'blk.3.ffn_up.weight'"});
+  rewrite_stories(tmp / "shape.gguf", [](GGUFWriter& w) { w.set_u32("llama.feed_forward_length", 100); });
+  expect_format_error([&] { load_model(tmp / "shape.gguf", no_tokenizer()); },
+                      {"shape.gguf", "tensor 'blk.0.ffn_gate.weight' has shape [172, 64], expected [100, 64]"});
+  rewrite_stories(tmp / "heads.gguf", [](GGUFWriter& w) { w.set_u32("llama.attention.head_count_kv", 3); });
+  expect_format_error([&] { load_model(tmp / "heads.gguf", no_tokenizer()); },
+                      {"heads.gguf", "num_attention_heads (8) must be a multiple of num_key_value_heads (3)"});
+  rewrite_stories(tmp / "nokey.gguf", [](GGUFWriter& w) { w.set_string("general.architecture", "qwen2"); });
+  expect_format_error([&] { load_model(tmp / "nokey.gguf", no_tokenizer()); },
+                      {"nokey.gguf", "missing metadata key 'qwen2.embedding_length'"});
+}
+
+// ---------------------------------------------------------------- safetensors
+
+std::string safetensors_bytes(const std::string& header, const std::string& data) {
+  std::string b(8, '\0');
+  patch<uint64_t>(b, 0, header.size());
+  return b + header + data;
+}
+
+TEST(BadInput, SafetensorsTruncated) {
+  TempDir tmp;
+  std::map<std::string, Tensor> tensors = {{"a", Tensor(DType::F32, {4, 4})}, {"b", Tensor(DType::BF16, {3})}};
+  save_safetensors(tmp / "ok.safetensors", tensors, {{"format", "pt"}});
+  const std::string whole = test::read_text(tmp / "ok.safetensors");
+  uint64_t n = 0;
+  std::memcpy(&n, whole.data(), 8);
+  const std::string path = tmp / "cut.safetensors";
+  struct Cut {
+    size_t at;
+    const char* problem;
+  };
+  for (const Cut& c : {Cut{0, "truncated"}, Cut{5, "truncated"}, Cut{8, "larger than the file"},
+                       Cut{8 + n / 2, "larger than the file"}, Cut{size_t(8 + n), "run past the end"},
+                       Cut{size_t(8 + n + 10), "run past the end"}, Cut{whole.size() - 1, "run past the end"}}) {
+    test::write_text(path, whole.substr(0, c.at));
+    expect_format_error([&] { SafetensorsFile::open(path); }, {"cut.safetensors", c.problem});
+  }
+  // Every cut point is rejected cleanly.
+  for (size_t cut = 0; cut < whole.size(); ++cut) {
+    test::write_text(path, whole.substr(0, cut));
+    expect_format_error([&] { SafetensorsFile::open(path); }, {"cut.safetensors"});
+  }
+}
+
+TEST(BadInput, SafetensorsCorruptHeader) {
+  TempDir tmp;
+  const std::string path = tmp / "bad.safetensors";
+  auto expect_bad = [&](const std::string& bytes, const std::vector<std::string>& parts) {
+    test::write_text(path, bytes);
+    std::vector<std::string> all = parts;
+    all.push_back("bad.safetensors");
+    expect_format_error([&] { SafetensorsFile::open(path); }, all);
+  };
+  const std::string data(16, '\0');
+  std::string huge_len = safetensors_bytes("{}", data);
+  patch<uint64_t>(huge_len, 0, uint64_t(1) << 63);
+  expect_bad(huge_len, {"header length 9223372036854775808 is larger than the file"});
+  expect_bad(safetensors_bytes(R"({"w":{"dtype":"F32","shape":[250],"data_offsets":[0,1000]}})", data),
+             {"tensor 'w'", "data_offsets [0, 1000] run past the end of the data section (16 bytes"});
+  expect_bad(safetensors_bytes(R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", data),
+             {"tensor 'w'", "hold 8 bytes, but shape [3] of F32 needs 12"});
+  expect_bad(safetensors_bytes(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[8,4]}})", data),
+             {"tensor 'w'", "end before they begin"});
+  expect_bad(safetensors_bytes(R"({"w":{"dtype":"F33","shape":[1],"data_offsets":[0,4]}})", data),
+             {"tensor 'w'", "unknown dtype 'F33'"});
+  expect_bad(safetensors_bytes(R"({"w":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", data),
+             {"tensor 'w'", "negative"});
+  expect_bad(safetensors_bytes(R"({"w":{"dtype":"F32","shape":[1099511627776,1099511627776],"data_offsets":[0,4]}})", data),
+             {"tensor 'w'", "too large"});
+  expect_bad(safetensors_bytes(R"({"w":{"dtype":"F32","shape":[1]}})", data), {"tensor 'w'", "no 'data_offsets'"});
+  expect_bad(safetensors_bytes(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0]}})", data),
+             {"tensor 'w'", "two non-negative integers"});
+  expect_bad(safetensors_bytes(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]})", data), {"not valid JSON"});
+  expect_bad(safetensors_bytes(R"([1,2])", data), {"not a JSON object"});
+  expect_bad(safetensors_bytes(R"({"__metadata__":{"format":1}})", data), {"__metadata__ value 'format' is not a string"});
+}
+
+TEST(BadInput, SafetensorsRandomCorruptionNeverCrashes) {
+  TempDir tmp;
+  save_safetensors(tmp / "ok.safetensors", {{"a.weight", Tensor(DType::F32, {4, 4})}, {"b", Tensor(DType::I64, {3})}},
+                   {{"format", "pt"}});
+  const std::string whole = test::read_text(tmp / "ok.safetensors");
+  const std::string path = tmp / "fuzz.safetensors";
+  std::mt19937 rng(99);
+  for (int iter = 0; iter < 500; ++iter) {
+    std::string b = whole;
+    for (int k = 0; k < 1 + int(rng() % 3); ++k) b[rng() % 120] = char("0123456789[]{}\",:-e"[rng() % 19]);
+    test::write_text(path, b);
+    expect_clean_failure_or_success([](const std::string& p) {
+      const SafetensorsFile f = SafetensorsFile::open(p);
+      for (const SafetensorsTensorInfo& t : f.tensors())
+        if (t.dtype) f.load(t.name);
+    }, path);
+  }
+}
+
+// ---------------------------------------------------------------- llama2.c
+
+TEST(BadInput, Llama2cTruncatedOrPadded) {
+  TempDir tmp;
+  const std::string whole = test::read_text(test::stories_bin());
+  const std::string path = tmp / "cut.bin";
+  test::write_text(path, whole.substr(0, 27));
+  expect_format_error([&] { load_llama2c(path, no_tokenizer()); }, {"cut.bin", "truncated", "28-byte header"});
+  for (size_t cut : {size_t(28), size_t(1000), size_t(500000), whole.size() - 1}) {
+    test::write_text(path, whole.substr(0, cut));
+    expect_format_error([&] { load_model(path, no_tokenizer()); },
+                        {"cut.bin", fmt::format("truncated: expected 1056540 bytes for this llama2.c header, found {}", cut)});
+  }
+  test::write_text(path, whole + "xxxx");
+  expect_format_error([&] { load_model(path, no_tokenizer()); }, {"cut.bin", "4 unexpected trailing bytes"});
+}
+
+TEST(BadInput, Llama2cCorruptHeader) {
+  TempDir tmp;
+  const std::string whole = test::read_text(test::stories_bin());
+  const std::string path = tmp / "bad.bin";
+  struct Edit {
+    size_t at;
+    int32_t value;
+    const char* problem;
+  };
+  for (const Edit& e : {Edit{0, 0, "dim = 0 is out of range"}, Edit{0, -64, "dim = -64"},
+                        Edit{8, 1 << 30, "n_layers = 1073741824 is out of range"}, Edit{12, 7, "not a multiple of n_heads 7"},
+                        Edit{16, 3, "n_heads 8 is not a multiple of n_kv_heads 3"}, Edit{20, 0, "vocab_size = 0"},
+                        Edit{20, 1 << 30, "vocab_size = 1073741824 is out of range"}, Edit{24, -1, "seq_len = -1"}}) {
+    std::string b = whole;
+    patch<int32_t>(b, e.at, e.value);
+    test::write_text(path, b);
+    expect_format_error([&] { load_llama2c(path, no_tokenizer()); }, {"bad.bin", "not a valid llama2.c checkpoint header", e.problem});
+    expect_format_error([&] { load_model(path, no_tokenizer()); }, {"bad.bin", "not a Hugging Face folder, GGUF or llama2.c checkpoint"});
+  }
+  // A plausible header whose sizes disagree with the file.
+  std::string b = whole;
+  patch<int32_t>(b, 4, 173);
+  test::write_text(path, b);
+  expect_format_error([&] { load_model(path, no_tokenizer()); }, {"bad.bin", "truncated: expected 1060380 bytes for this llama2.c header, found 1056540"});
+}
+
+TEST(BadInput, NotAModelAtAll) {
+  TempDir tmp;
+  test::write_text(tmp / "notes.txt", "hello, this is not a model file at all");
+  expect_format_error([&] { load_model(tmp / "notes.txt"); }, {"notes.txt", "not a Hugging Face folder, GGUF or llama2.c checkpoint"});
+  expect_format_error([&] { load_model(tmp / "nope.bin"); }, {"nope.bin", "no such file"});
+  fs::create_directory(tmp / "empty");
+  expect_format_error([&] { load_model(tmp / "empty"); }, {"empty", "no config.json"});
+  save_safetensors(tmp / "model.safetensors", {{"w", Tensor(DType::F32, {2})}});
+  expect_format_error([&] { load_model(tmp / "model.safetensors"); }, {"model.safetensors", "config.json"});
+}
+
+// ---------------------------------------------------------------- Hugging Face folders
+
+class BadHfFolder : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    save_hf_folder(load_llama2c(test::stories_bin(), no_tokenizer()), dir());
+    config_ = json::parse(test::read_text(dir() + "/config.json"));
+  }
+  std::string dir() const { return tmp_ / "model"; }
+  void write_config(const json& j) { test::write_text(dir() + "/config.json", j.dump()); }
+
+  TempDir tmp_;
+  json config_;
+};
+
+TEST_F(BadHfFolder, ConfigMissingRequiredField) {
+  for (const char* field : {"hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "vocab_size"}) {
+    json j = config_;
+    j.erase(field);
+    write_config(j);
+    expect_format_error([&] { load_model(dir(), no_tokenizer()); },
+                        {fmt::format("config.json: missing required field '{}'", field)});
+  }
+  json j = config_;
+  j["hidden_size"] = "64";
+  write_config(j);
+  expect_format_error([&] { load_model(dir(), no_tokenizer()); }, {"config.json", "field 'hidden_size' must be an integer"});
+}
+
+TEST_F(BadHfFolder, ConfigUnknownArchitectureOrBroken) {
+  json j = config_;
+  j["architectures"] = {"GPT2LMHeadModel"};
+  write_config(j);
+  expect_format_error([&] { load_model(dir(), no_tokenizer()); },
+                      {"config.json", "unsupported architecture 'GPT2LMHeadModel'",
+                       "supported: LlamaForCausalLM, Qwen2ForCausalLM, MistralForCausalLM"});
+  j = config_;
+  j["model_type"] = "qwen2";
+  write_config(j);
+  expect_format_error([&] { load_model(dir(), no_tokenizer()); }, {"config.json", "does not match model_type 'qwen2'"});
+  j = config_;
+  j["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0}};
+  write_config(j);
+  expect_format_error([&] { load_model(dir(), no_tokenizer()); }, {"config.json", "rope_scaling type 'yarn' is not supported"});
+  test::write_text(dir() + "/config.json", "{\"hidden_size\": 64,");
+  expect_format_error([&] { load_model(dir(), no_tokenizer()); }, {"config.json", "not valid JSON"});
+}
+
+TEST_F(BadHfFolder, TensorShapeMismatchAndMissingTensor) {
+  json j = config_;
+  j["intermediate_size"] = 100;
+  write_config(j);
+  expect_format_error([&] { load_model(dir(), no_tokenizer()); },
+                      {"model.safetensors", "tensor 'model.layers.0.mlp.gate_proj.weight' has shape [172, 64], expected [100, 64]"});
+  j = config_;
+  j["num_key_value_heads"] = 8;
+  write_config(j);
+  expect_format_error([&] { load_model(dir(), no_tokenizer()); },
+                      {"model.safetensors", "tensor 'model.layers.0.self_attn.k_proj.weight' has shape [32, 64], expected [64, 64]"});
+  j = config_;
+  j["num_hidden_layers"] = 6;
+  write_config(j);
+  expect_format_error([&] { load_model(dir(), no_tokenizer()); }, {"model", "missing tensor 'model.layers.5.input_layernorm.weight'"});
+}
+
+TEST_F(BadHfFolder, BrokenWeightsFiles) {
+  const std::string st = dir() + "/model.safetensors";
+  const std::string whole = test::read_text(st);
+  test::write_text(st, whole.substr(0, whole.size() / 2));
+  expect_format_error([&] { load_model(dir(), no_tokenizer()); }, {"model.safetensors", "run past the end"});
+
+  save_safetensors(st, {{"model.embed_tokens.weight", Tensor(DType::U8, {512, 64})}});
+  expect_format_error([&] { load_model(dir(), no_tokenizer()); },
+                      {"model.safetensors", "tensor 'model.embed_tokens.weight' has dtype U8", "quantized"});
+
+  fs::remove(st);
+  expect_format_error([&] { load_model(dir(), no_tokenizer()); }, {"model", "no model.safetensors"});
+  test::write_text(dir() + "/model.safetensors.index.json",
+                   json{{"weight_map", {{"model.embed_tokens.weight", "model-00001-of-00002.safetensors"}}}}.dump());
+  expect_format_error([&] { load_model(dir(), no_tokenizer()); }, {"model-00001-of-00002.safetensors", "cannot open"});
+  test::write_text(dir() + "/model.safetensors.index.json",
+                   json{{"weight_map", {{"model.embed_tokens.weight", "../../etc/passwd"}}}}.dump());
+  expect_format_error([&] { load_model(dir(), no_tokenizer()); }, {"index.json", "outside the folder"});
+  test::write_text(dir() + "/model.safetensors.index.json", "{}");
+  expect_format_error([&] { load_model(dir(), no_tokenizer()); }, {"index.json", "weight_map"});
+}
+
+}  // namespace
+}  // namespace lora
