@@ -6,6 +6,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake pkg-config git
   libdnnl-dev            # GEMM (fp32 / bf16, AVX-512 aware)
+  liblapacke-dev         # SVD (PiSSA init, SVD merging of adapters)
   nlohmann-json3-dev     # JSON (config.json, tokenizer.json, safetensors headers)
   libcli11-dev           # command-line parsing
   libfmt-dev

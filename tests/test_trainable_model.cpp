@@ -147,3 +147,39 @@ TEST(TrainableModel, GradientCheckpointingGivesTheSameGradients) {
 
 }  // namespace
 }  // namespace lora
+
+namespace lora {
+namespace {
+
+TEST(TrainableModel, PissaStartsFromTheBaseWithTheTopSingularTriplets) {
+  const Model base = random_model(tiny_config(false, false), 9);
+  LoraConfig cfg;
+  cfg.target_modules = {"q_proj", "down_proj"};
+  cfg.r = 3;
+  cfg.lora_alpha = 6;
+  cfg.init_lora_weights = "pissa";
+  TrainableModel m = TrainableModel::lora(base, cfg, 1);
+  // residual + s·B·A reproduces W
+  const LinearSlot& q = m.slot(1, kQ);
+  const Tensor delta = q.lora->delta_weight();
+  const Tensor& w = base.weights.layers[1].wq;
+  for (int64_t i = 0; i < w.numel(); ++i) EXPECT_NEAR(q.weight.f32()[i] + delta.f32()[i], w.f32()[i], 1e-6);
+  // the adapted model computes what the base does
+  Batch b;
+  Transformer t(base, b.B, b.T);
+  const Tensor& logits = t.forward(b.tokens.data(), b.B, b.T, true);
+  double want = 0;
+  for (size_t i = 0; i < b.targets.size(); ++i)
+    if (b.targets[i] != kIgnoreIndex) want += token_nll(logits.f32() + i * 23, 23, b.targets[i]);
+  EXPECT_NEAR(m.evaluate(b.tokens.data(), b.targets.data(), b.B, b.T).loss_sum, want, 1e-4);
+  // s·B·A is the best rank-3 approximation: its residual is smaller than W's by the top singular values
+  double res = 0, full = 0;
+  for (int64_t i = 0; i < w.numel(); ++i) {
+    res += double(q.weight.f32()[i]) * q.weight.f32()[i];
+    full += double(w.f32()[i]) * w.f32()[i];
+  }
+  EXPECT_LT(res, full * 0.9);
+}
+
+}  // namespace
+}  // namespace lora

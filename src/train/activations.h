@@ -36,4 +36,26 @@ struct TrainableModel::LayerActivations {
   }
 };
 
+// Gradient buffers of one block's backward pass, allocated once and reused by every block (only one
+// block is in its backward pass at a time).
+struct TrainableModel::GradScratch {
+  Tensor dact, dgate, dup;  // [N, inter]
+  Tensor dxn, dres;         // [N, hidden]
+  Tensor datt, dq;          // [N, q_dim]
+  Tensor dk, dv;            // [N, kv_dim]
+
+  void allocate(const ModelConfig& c, int64_t n) {
+    if (!dxn.empty() && dxn.dim(0) == n) return;
+    dact = Tensor(DType::F32, {n, c.intermediate_size});
+    dgate = Tensor(DType::F32, {n, c.intermediate_size});
+    dup = Tensor(DType::F32, {n, c.intermediate_size});
+    dxn = Tensor(DType::F32, {n, c.hidden_size});
+    dres = Tensor(DType::F32, {n, c.hidden_size});
+    datt = Tensor(DType::F32, {n, c.q_dim()});
+    dq = Tensor(DType::F32, {n, c.q_dim()});
+    dk = Tensor(DType::F32, {n, c.kv_dim()});
+    dv = Tensor(DType::F32, {n, c.kv_dim()});
+  }
+};
+
 }  // namespace lora

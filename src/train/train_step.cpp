@@ -83,9 +83,10 @@ void TrainableModel::layer_backward(int64_t l, LayerActivations& a, Tensor& dx, 
     adapted_linear_backward(slots[p].params(), in, dout, a.linear[p], din, accumulate);
   };
 
+  GradScratch& g = *scratch_;
+  Tensor &dact = g.dact, &dgate = g.dgate, &dup = g.dup, &dxn = g.dxn, &dres = g.dres;
+
   // MLP block
-  Tensor dact(DType::F32, {n, c.intermediate_size}), dgate(DType::F32, {n, c.intermediate_size}),
-      dup(DType::F32, {n, c.intermediate_size}), dxn(DType::F32, {n, c.hidden_size}), dres(DType::F32, {n, c.hidden_size});
   back(kDown, a.act, dx, dact, false);
   swiglu_backward(dact.f32(), a.gate.f32(), a.up.f32(), dgate.f32(), dup.f32(), dact.numel());
   back(kGate, a.xn_ffn, dgate, dxn, false);
@@ -94,8 +95,7 @@ void TrainableModel::layer_backward(int64_t l, LayerActivations& a, Tensor& dx, 
   add_into(dx, dres);  // dh
 
   // attention block
-  Tensor datt(DType::F32, {n, c.q_dim()}), dq(DType::F32, {n, c.q_dim()}), dk(DType::F32, {n, c.kv_dim()}),
-      dv(DType::F32, {n, c.kv_dim()});
+  Tensor &datt = g.datt, &dq = g.dq, &dk = g.dk, &dv = g.dv;
   back(kO, a.att, dx, datt, false);
   const AttentionShape shape{c.num_attention_heads, c.num_key_value_heads, c.head_dim};
   for (int64_t b = 0; b < B; ++b) {
@@ -168,7 +168,11 @@ TrainableModel::Result TrainableModel::run(const int32_t* tokens, const int32_t*
     }
   }
   Tensor dx;
-  if (backward) dx = Tensor(DType::F32, {n, hidden});
+  if (backward) {
+    dx = Tensor(DType::F32, {n, hidden});
+    if (!scratch_) scratch_ = std::make_unique<GradScratch>();
+    scratch_->allocate(c, n);
+  }
   Tensor dxn_final = backward ? Tensor(DType::F32, {n, hidden}) : Tensor();
   Tensor* head_grad = head_grad_.empty() ? (weights_.lm_head.data() == weights_.tok_embeddings.data() && !embed_grad_.empty()
                                                 ? &embed_grad_ : nullptr)

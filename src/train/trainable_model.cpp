@@ -5,6 +5,8 @@
 #include <fmt/format.h>
 
 #include "core/error.h"
+#include "core/linalg.h"
+#include "core/matmul.h"
 #include "train/activations.h"
 #include "train/trainable_model.h"
 
@@ -79,8 +81,24 @@ void init_lora(LoraLinear& l, const std::string& init, std::mt19937_64& rng) {
     fill_uniform(l.lora_a, 1.0f / std::sqrt(float(l.in_features)), rng);
     fill_uniform(l.lora_b, 1.0f / std::sqrt(float(l.r)), rng);
   } else {
-    fail("init_lora_weights='{}' is not supported yet (supported: true, gaussian, false)", init);
+    fail("init_lora_weights='{}' is not supported here (supported: true, gaussian, false, pissa)", init);
   }
+}
+
+// PiSSA: the adapter starts as the top-r singular triplets of W, scaled so that s·B·A equals them, and the
+// frozen weight becomes the residual W − s·B·A (a copy: the base model is untouched):
+//   W = U S Vᵀ,  A = diag(√(S_r/s)) V_rᵀ,  B = U_r diag(√(S_r/s)).
+void init_pissa(LoraLinear& l, Tensor& weight) {
+  const Svd d = svd(weight);
+  const int64_t r = l.r, in = l.in_features, out = l.out_features;
+  if (r > d.s.numel()) fail("{}: PiSSA rank {} exceeds the matrix rank bound {}", l.path, r, d.s.numel());
+  for (int64_t k = 0; k < r; ++k) {
+    const float root = std::sqrt(d.s.f32()[k] / l.scaling);
+    for (int64_t i = 0; i < in; ++i) l.lora_a.f32()[k * in + i] = root * d.vt.f32()[k * in + i];
+    for (int64_t o = 0; o < out; ++o) l.lora_b.f32()[o * r + k] = d.u.f32()[o * d.s.numel() + k] * root;
+  }
+  weight = weight.to(DType::F32);
+  matmul(mat(l.lora_b), false, mat(l.lora_a), false, mut_mat(weight), -l.scaling, 1.0f);  // W − s·B·A
 }
 
 std::string peft_key(const std::string& module_path, const std::string& leaf) {
@@ -108,7 +126,10 @@ TrainableModel TrainableModel::lora(const Model& base, const LoraConfig& config,
       if (config.targets(path)) {
         s.lora = std::make_unique<LoraLinear>(path, s.weight.dim(1), s.weight.dim(0), config.rank_for(path),
                                               config.scaling_for(path), config.lora_dropout, config.use_dora);
-        init_lora(*s.lora, config.init_lora_weights, m.rng_);
+        if (config.init_lora_weights == "pissa")
+          init_pissa(*s.lora, s.weight);
+        else
+          init_lora(*s.lora, config.init_lora_weights, m.rng_);
         if (config.use_dora) {  // m starts as ‖W + sBA‖: the adapted layer starts equal to the base
           const Tensor delta = s.lora->delta_weight();
           Tensor w = s.weight.to(DType::F32);
@@ -138,7 +159,10 @@ TrainableModel TrainableModel::lora(const Model& base, const LoraConfig& config,
     if (config.use_dora) fail("DoRA on lm_head is not supported; leave lm_head out of target_modules");
     m.head_lora_ = std::make_unique<LoraLinear>("lm_head", c.hidden_size, c.vocab_size, config.rank_for("lm_head"),
                                                 config.scaling_for("lm_head"), config.lora_dropout, false);
-    init_lora(*m.head_lora_, config.init_lora_weights, m.rng_);
+    if (config.init_lora_weights == "pissa")
+      init_pissa(*m.head_lora_, m.weights_.lm_head);  // the residual head is a copy: a tied embedding stays as is
+    else
+      init_lora(*m.head_lora_, config.init_lora_weights, m.rng_);
   }
   for (const std::string& module : config.modules_to_save) {
     if (module == "lm_head") {

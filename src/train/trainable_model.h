@@ -96,6 +96,7 @@ class TrainableModel {
 
  private:
   struct LayerActivations;
+  struct GradScratch;
   explicit TrainableModel(const Model& base);
   void register_params();
   void make_trainable(Tensor& weight, Tensor& grad);
@@ -119,6 +120,7 @@ class TrainableModel {
   RopeTable rope_;
   std::vector<LayerActivations> acts_;  // one per block, or one shared with gradient checkpointing
   std::vector<Tensor> residual_;        // [L + 1] residual stream at each block's input, and the output
+  std::unique_ptr<GradScratch> scratch_;
   Tensor rstd_final_, xn_final_;
   LinearSaved head_saved_;
   std::vector<int32_t> positions_;
