@@ -26,6 +26,7 @@ struct LoraLinear {
   bool use_dora = false;
   Tensor lora_a, lora_b, magnitude;     // [r, in], [out, r], [out] (DoRA); f32
   Tensor grad_a, grad_b, grad_magnitude;
+  Tensor pissa_a0, pissa_b0;            // PiSSA's initial A and B, to save the adapter as a plain LoRA
 
   LoraLinear() = default;
   LoraLinear(std::string path, int64_t in, int64_t out, int64_t r, float scaling, float dropout, bool dora);

@@ -99,6 +99,8 @@ void init_pissa(LoraLinear& l, Tensor& weight) {
   }
   weight = weight.to(DType::F32);
   matmul(mat(l.lora_b), false, mat(l.lora_a), false, mut_mat(weight), -l.scaling, 1.0f);  // W − s·B·A
+  l.pissa_a0 = l.lora_a.clone();
+  l.pissa_b0 = l.lora_b.clone();
 }
 
 std::string peft_key(const std::string& module_path, const std::string& leaf) {

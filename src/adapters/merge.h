@@ -1,0 +1,14 @@
+#pragma once
+// Folding a trained adapter into the weights: a standalone Model that computes exactly what
+// base + adapter computes, for fast inference (generation, evaluation) without the adapter's extra work.
+#include "model/model.h"
+#include "train/trainable_model.h"
+
+namespace lora {
+
+// W' = W + s·B·A for every adapted linear (DoRA: m ⊙ (W + s·B·A) / ‖W + s·B·A‖_row), embedding
+// E' = E + s·(B·A)ᵀ, trained biases and modules_to_save copies taken over. Adapted tensors become f32
+// copies; everything else stays a view of the base (which is not modified). The tokenizer is shared.
+Model merged_model(const TrainableModel& model);
+
+}  // namespace lora
