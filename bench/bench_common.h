@@ -1,9 +1,11 @@
 #pragma once
 // Small helpers the benchmark programs share: wall time, peak RSS, machine peak for MFU.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <string>
+#include <vector>
 
 namespace lora::bench {
 
