@@ -22,8 +22,12 @@ class Tokenizer {
   // Ids to text. Byte-fallback tokens are reassembled into UTF-8; special tokens are skipped when
   // skip_special is set.
   virtual std::string decode(const std::vector<int32_t>& ids, bool skip_special = false) const = 0;
-  // The token's raw string as stored in the vocabulary.
+  // The token's raw string as stored in the vocabulary ("Ġhello", "▁Hello", "<0x0A>", "<|im_start|>").
   virtual std::string token_text(int32_t id) const = 0;
+  // The bytes the token contributes to decoded text (byte-level characters mapped back to bytes, "▁"
+  // as a space, "<0x0A>" as the byte 0x0A), without the leading-space stripping decode() applies at
+  // the start of a sequence. What `lora tokenize` shows per token. May be part of a UTF-8 character.
+  virtual std::string token_bytes(int32_t id) const = 0;
   virtual int32_t vocab_size() const = 0;
   virtual bool is_special(int32_t id) const = 0;
   // "llama2c", "sentencepiece", "hf-bpe", "hf-spm-bpe", "gguf-llama", "gguf-gpt2" ...
