@@ -30,10 +30,12 @@ HfBpeTokenizer::HfBpeTokenizer(std::string kind, Pipeline pipeline, ModelOptions
   n_model_tokens_ = int32_t(vocab.size());
   pieces_ = std::move(vocab);
   model_keys_.resize(pieces_.size());
+  in_model_vocab_.assign(pieces_.size(), 0);
   model_.reserve(pieces_.size());
   const bool byte_level = pre_tokenizer_.byte_level();
   for (size_t i = 0; i < pieces_.size(); ++i) {
     if (pieces_[i].empty()) continue;
+    in_model_vocab_[i] = 1;
     if (byte_level) {
       // A string outside the byte alphabet can never come out of the ByteLevel pre-tokenizer, so
       // the model never produces it; leaving it out of the table is exactly equivalent.

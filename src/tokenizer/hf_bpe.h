@@ -40,7 +40,8 @@ class HfBpeTokenizer : public VocabTokenizer {
   const Pipeline& pipeline() const { return pipeline_; }
   const ModelOptions& model_options() const { return options_; }
   const std::vector<std::pair<int32_t, int32_t>>& merges() const { return merges_; }
-  int32_t n_model_tokens() const { return n_model_tokens_; }  // ids below this are the model's vocabulary
+  // Whether the id is an entry of the model's "vocab" (added tokens may or may not also be).
+  bool in_model_vocab(int32_t id) const { return id >= 0 && id < n_model_tokens_ && in_model_vocab_[size_t(id)]; }
 
  protected:
   void encode_text(std::string_view text, bool at_text_start, std::vector<int32_t>& out) const override;
@@ -58,6 +59,7 @@ class HfBpeTokenizer : public VocabTokenizer {
   std::vector<std::string> model_keys_;  // the model's spelling of each token (raw bytes when byte-level)
   std::vector<std::pair<int32_t, int32_t>> merges_;
   int32_t n_model_tokens_ = 0;
+  std::vector<uint8_t> in_model_vocab_;
   // How the decoder spells tokens out.
   bool decode_byte_level_ = false, decode_byte_fallback_ = false;
   std::vector<std::pair<std::string, std::string>> decode_replace_;

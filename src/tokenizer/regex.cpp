@@ -40,8 +40,8 @@ std::string pcre2_message(int code) {
 Regex::Regex(std::string_view pattern, bool literal) : pattern_(pattern) {
   int err = 0;
   PCRE2_SIZE err_offset = 0;
-  uint32_t options = PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF;
-  if (literal) options |= PCRE2_LITERAL;
+  // PCRE2_LITERAL refuses UCP (it has no classes to apply it to).
+  const uint32_t options = PCRE2_UTF | PCRE2_MATCH_INVALID_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP);
   pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern_.data()), pattern_.size(), options, &err,
                                    &err_offset, nullptr);
   if (!code) fail("regex '{}' does not compile at offset {}: {}", pattern_, err_offset, pcre2_message(err));
