@@ -1,0 +1,299 @@
+#include "train/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "adapters/peft_io.h"
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "formats/safetensors.h"
+#include "kernels/cross_entropy.h"
+#include "train/lr_schedule.h"
+#include "train/optimizer.h"
+
+namespace lora {
+
+namespace fs = std::filesystem;
+
+struct Trainer::Optimizer {
+  AdamW adamw;
+  LrSchedule schedule;
+};
+
+// B sequences padded to the longest; targets[t] = labels[t + 1] (kIgnoreIndex past the end).
+struct Trainer::Batch {
+  int64_t B = 0, T = 0, n_targets = 0;
+  std::vector<int32_t> tokens, targets;
+};
+
+Trainer::Trainer(TrainableModel& model, TrainingArguments args, std::vector<TrainExample> train_set,
+                 std::vector<TrainExample> eval_set)
+    : model_(model), args_(std::move(args)), train_set_(std::move(train_set)), eval_set_(std::move(eval_set)) {
+  if (train_set_.empty()) fail("the training set is empty");
+  if (args_.batch_size < 1 || args_.grad_accum < 1) fail("batch size and gradient accumulation must be at least 1");
+  for (const TrainExample& e : train_set_)
+    if (e.input_ids.size() != e.labels.size()) fail("an example has {} ids but {} labels", e.input_ids.size(), e.labels.size());
+  micro_per_epoch_ = (int64_t(train_set_.size()) + args_.batch_size - 1) / args_.batch_size;
+  steps_per_epoch_ = (micro_per_epoch_ + args_.grad_accum - 1) / args_.grad_accum;
+  total_steps_ = args_.max_steps > 0 ? args_.max_steps : args_.num_epochs * steps_per_epoch_;
+  if (total_steps_ < 1) fail("nothing to train: {} epochs, max_steps {}", args_.num_epochs, args_.max_steps);
+  const int64_t warmup = args_.warmup_steps > 0 ? args_.warmup_steps
+                                                : int64_t(std::ceil(args_.warmup_ratio * double(total_steps_)));
+  LrSchedule schedule{args_.lr_scheduler, args_.learning_rate, warmup, total_steps_};
+  schedule.validate();
+  optimizer_ = std::make_shared<Optimizer>(
+      Optimizer{AdamW(model_.params(), AdamWConfig{0.9f, 0.999f, 1e-8f, args_.weight_decay}), schedule});
+}
+
+std::vector<size_t> Trainer::epoch_order(int64_t epoch) const {
+  // A fresh, seeded shuffle per epoch: the data position alone (epoch, index) fixes what comes next.
+  std::vector<size_t> order(train_set_.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::mt19937_64 rng(args_.seed * 1000003ULL + uint64_t(epoch));
+  std::shuffle(order.begin(), order.end(), rng);
+  return order;
+}
+
+Trainer::Batch Trainer::make_batch(const std::vector<TrainExample>& data, const std::vector<size_t>& order,
+                                   size_t begin, size_t end) const {
+  Batch b;
+  b.B = int64_t(end - begin);
+  for (size_t i = begin; i < end; ++i) b.T = std::max<int64_t>(b.T, int64_t(data[order[i]].input_ids.size()));
+  b.tokens.assign(size_t(b.B * b.T), 0);
+  b.targets.assign(size_t(b.B * b.T), kIgnoreIndex);
+  for (int64_t r = 0; r < b.B; ++r) {
+    const TrainExample& e = data[order[begin + size_t(r)]];
+    for (size_t t = 0; t < e.input_ids.size(); ++t) {
+      b.tokens[size_t(r * b.T) + t] = e.input_ids[t];
+      if (t + 1 < e.labels.size()) {
+        b.targets[size_t(r * b.T) + t] = e.labels[t + 1];
+        b.n_targets += e.labels[t + 1] != kIgnoreIndex;
+      }
+    }
+  }
+  return b;
+}
+
+EvalResult Trainer::evaluate(const std::vector<TrainExample>& data) {
+  std::vector<size_t> order(data.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  double loss_sum = 0;
+  int64_t count = 0;
+  for (size_t i = 0; i < data.size(); i += size_t(args_.batch_size)) {
+    const Batch b = make_batch(data, order, i, std::min(data.size(), i + size_t(args_.batch_size)));
+    const auto r = model_.evaluate(b.tokens.data(), b.targets.data(), b.B, b.T);
+    loss_sum += r.loss_sum;
+    count += r.count;
+  }
+  EvalResult e;
+  e.tokens = count;
+  e.loss = count ? loss_sum / double(count) : 0.0;
+  e.perplexity = std::exp(e.loss);
+  return e;
+}
+
+bool Trainer::train(const std::string& resume_from) {
+  fs::create_directories(args_.output_dir);
+  if (!resume_from.empty()) load_checkpoint(resume_from);
+  const auto start = std::chrono::steady_clock::now();
+  int64_t tokens_seen = 0;
+  std::vector<size_t> order;
+  int64_t order_epoch = -1;
+
+  while (step_ < total_steps_) {
+    // gather this step's micro-batches, then scale every gradient by the step's total target count
+    std::vector<Batch> micro;
+    int64_t n_targets = 0;
+    for (int64_t k = 0; k < args_.grad_accum; ++k) {
+      const int64_t epoch = micro_cursor_ / micro_per_epoch_, index = micro_cursor_ % micro_per_epoch_;
+      if (epoch != order_epoch) {
+        order = epoch_order(epoch);
+        order_epoch = epoch;
+      }
+      const size_t begin = size_t(index * args_.batch_size);
+      micro.push_back(make_batch(train_set_, order, begin, std::min(order.size(), begin + size_t(args_.batch_size))));
+      n_targets += micro.back().n_targets;
+      ++micro_cursor_;
+      if (micro_cursor_ % micro_per_epoch_ == 0) break;  // an epoch's last step may be shorter
+    }
+    model_.zero_grad();
+    double loss_sum = 0;
+    int64_t count = 0;
+    for (const Batch& b : micro) {
+      const auto r = model_.forward_backward(b.tokens.data(), b.targets.data(), b.B, b.T,
+                                             n_targets ? 1.0f / float(n_targets) : 0.0f);
+      loss_sum += r.loss_sum;
+      count += r.count;
+      tokens_seen += b.B * b.T;
+    }
+    const double loss = count ? loss_sum / double(count) : 0.0;
+    if (!std::isfinite(loss))
+      fail("the loss became {} at step {}; stopping. The last checkpoint in {} is intact", loss, step_ + 1,
+           args_.output_dir);
+    const double grad_norm = clip_grad_norm(model_.params(), args_.max_grad_norm);
+    if (!std::isfinite(grad_norm))
+      fail("the gradient norm became {} at step {}; stopping. The last checkpoint in {} is intact", grad_norm,
+           step_ + 1, args_.output_dir);
+    const double lr = optimizer_->schedule.at(step_);
+    optimizer_->adamw.step(model_.params(), float(lr));
+    ++step_;
+
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    StepLog log{step_, total_steps_, double(micro_cursor_) / double(micro_per_epoch_), loss, lr, grad_norm,
+                elapsed > 0 ? double(tokens_seen) / elapsed : 0.0, elapsed};
+    history_.push_back(log);
+    if (on_step) on_step(log);
+    if (args_.logging_steps > 0 && (step_ % args_.logging_steps == 0 || step_ == total_steps_))
+      write_metrics_line(nlohmann::json{{"step", step_}, {"epoch", log.epoch}, {"loss", loss}, {"learning_rate", lr},
+                                        {"grad_norm", grad_norm}, {"tokens_per_second", log.tokens_per_second}}
+                             .dump());
+    if (!eval_set_.empty() && ((args_.eval_steps > 0 && step_ % args_.eval_steps == 0) || step_ == total_steps_)) {
+      const EvalResult e = evaluate(eval_set_);
+      eval_history_.emplace_back(step_, e);
+      if (on_eval) on_eval(step_, e);
+      write_metrics_line(nlohmann::json{{"step", step_}, {"eval_loss", e.loss}, {"eval_perplexity", e.perplexity},
+                                        {"eval_tokens", e.tokens}}
+                             .dump());
+    }
+    if (args_.save_steps > 0 && step_ % args_.save_steps == 0 && step_ < total_steps_) save_checkpoint();
+    if (stop_requested_) {
+      if (last_saved_step_ != step_) save_checkpoint();
+      return false;
+    }
+  }
+  save_final();
+  return true;
+}
+
+void Trainer::write_metrics_line(const std::string& line) {
+  std::ofstream out(args_.output_dir + "/metrics.jsonl", std::ios::app);
+  out << line << "\n";
+  if (!out) fail("{}/metrics.jsonl: cannot write", args_.output_dir);
+}
+
+namespace {
+
+nlohmann::json state_json(int64_t step, int64_t micro_cursor, std::mt19937_64& rng, const std::vector<StepLog>& history) {
+  std::ostringstream rng_state;
+  rng_state << rng;
+  nlohmann::json log = nlohmann::json::array();
+  for (const StepLog& s : history)
+    log.push_back({{"step", s.step}, {"epoch", s.epoch}, {"loss", s.loss}, {"learning_rate", s.learning_rate},
+                   {"grad_norm", s.grad_norm}});
+  return {{"global_step", step}, {"micro_batch_cursor", micro_cursor}, {"dropout_rng", rng_state.str()},
+          {"log_history", log}};
+}
+
+// The trained tensors of a full / freeze run (a LoRA run saves its adapter instead).
+void save_trainable(TrainableModel& m, const std::string& path) {
+  std::map<std::string, Tensor> tensors;
+  for (const Param& p : m.params()) tensors[p.name] = *p.value;
+  save_safetensors(path, tensors, {{"format", "pt"}});
+}
+
+}  // namespace
+
+std::string Trainer::save_checkpoint() {
+  const std::string dir = fmt::format("{}/checkpoint-{}", args_.output_dir, step_);
+  AtomicDirectory out(dir);
+  if (model_.type() == FinetuningType::Lora)
+    save_peft_adapter(model_, out / "adapter");
+  else
+    save_trainable(model_, out / "trainable_weights.safetensors");
+  std::map<std::string, Tensor> opt;
+  for (size_t i = 0; i < model_.params().size(); ++i) {
+    opt["exp_avg." + model_.params()[i].name] = optimizer_->adamw.exp_avg()[i];
+    opt["exp_avg_sq." + model_.params()[i].name] = optimizer_->adamw.exp_avg_sq()[i];
+  }
+  save_safetensors(out / "optimizer.safetensors", opt, {{"adamw_steps", std::to_string(optimizer_->adamw.steps())}});
+  write_file_atomic(out / "trainer_state.json", state_json(step_, micro_cursor_, model_.rng(), history_).dump(1) + "\n");
+  out.commit();
+  last_saved_step_ = step_;
+  prune_checkpoints();
+  if (on_save) on_save(dir);
+  return dir;
+}
+
+void Trainer::prune_checkpoints() {
+  if (args_.save_total_limit <= 0) return;
+  std::vector<std::pair<int64_t, fs::path>> found;
+  for (const auto& e : fs::directory_iterator(args_.output_dir)) {
+    const std::string name = e.path().filename().string();
+    if (e.is_directory() && name.rfind("checkpoint-", 0) == 0) {
+      try {
+        found.emplace_back(std::stoll(name.substr(11)), e.path());
+      } catch (const std::exception&) {
+      }
+    }
+  }
+  std::sort(found.begin(), found.end());
+  for (size_t i = 0; i + size_t(args_.save_total_limit) < found.size(); ++i) fs::remove_all(found[i].second);
+}
+
+void Trainer::load_checkpoint(const std::string& dir) {
+  const std::string state_path = dir + "/trainer_state.json";
+  std::ifstream in(state_path);
+  if (!in) fail_format(state_path, "cannot open (is '{}' a checkpoint folder?)", dir);
+  nlohmann::json state;
+  try {
+    state = nlohmann::json::parse(in);
+    step_ = state.at("global_step").get<int64_t>();
+    micro_cursor_ = state.at("micro_batch_cursor").get<int64_t>();
+    std::istringstream rng_state(state.at("dropout_rng").get<std::string>());
+    rng_state >> model_.rng();
+    history_.clear();
+    for (const auto& h : state.at("log_history"))
+      history_.push_back({h.at("step").get<int64_t>(), total_steps_, h.at("epoch").get<double>(), h.at("loss").get<double>(),
+                          h.at("learning_rate").get<double>(), h.at("grad_norm").get<double>(), 0, 0});
+  } catch (const nlohmann::json::exception& e) {
+    fail_format(state_path, "invalid trainer state: {}", e.what());
+  }
+  const std::string weights = model_.type() == FinetuningType::Lora ? dir + "/adapter/adapter_model.safetensors"
+                                                                     : dir + "/trainable_weights.safetensors";
+  const SafetensorsFile w = SafetensorsFile::open(weights);
+  const SafetensorsFile opt = SafetensorsFile::open(dir + "/optimizer.safetensors");
+  for (size_t i = 0; i < model_.params().size(); ++i) {
+    Param& p = model_.params()[i];
+    auto copy = [&](const SafetensorsFile& f, const std::string& name, Tensor& into) {
+      if (!f.has(name)) fail_format(f.path(), "tensor '{}' is missing: the checkpoint is not of this run's configuration", name);
+      const Tensor t = f.load(name).to(DType::F32);
+      if (t.shape() != into.shape())
+        fail_format(f.path(), "tensor '{}' has shape {}, expected {}", name, t.shape_str(), into.shape_str());
+      std::memcpy(into.data(), t.data(), t.nbytes());
+    };
+    copy(w, p.name, *p.value);
+    copy(opt, "exp_avg." + p.name, optimizer_->adamw.exp_avg()[i]);
+    copy(opt, "exp_avg_sq." + p.name, optimizer_->adamw.exp_avg_sq()[i]);
+  }
+  optimizer_->adamw.set_steps(std::stoll(opt.metadata().at("adamw_steps")));
+  last_saved_step_ = step_;
+
+  // A run that went on past its last checkpoint logged steps that will now be redone: drop them.
+  const std::string metrics = args_.output_dir + "/metrics.jsonl";
+  std::ifstream old(metrics);
+  std::string kept, line;
+  while (std::getline(old, line)) {
+    const auto j = nlohmann::json::parse(line, nullptr, false);
+    if (!j.is_discarded() && j.value("step", int64_t(0)) <= step_) kept += line + "\n";
+  }
+  write_file_atomic(metrics, kept);
+}
+
+void Trainer::save_final() {
+  if (model_.type() == FinetuningType::Lora) {
+    save_peft_adapter(model_, args_.output_dir);
+  } else {
+    save_trainable(model_, args_.output_dir + "/trainable_weights.safetensors");
+  }
+  write_file_atomic(args_.output_dir + "/trainer_state.json",
+                    state_json(step_, micro_cursor_, model_.rng(), history_).dump(1) + "\n");
+}
+
+}  // namespace lora

@@ -1,0 +1,108 @@
+#pragma once
+// The training loop around a TrainableModel, with the conventions of Hugging Face's Trainer:
+// epochs or max steps, batches padded to their longest example, gradient accumulation, AdamW with a
+// warmup + decay schedule and global-norm clipping, periodic logging / evaluation / checkpoints, and
+// an exact resume from any checkpoint (weights, optimizer state, step, data position, dropout RNG).
+//
+// Output folder:
+//   metrics.jsonl                 one JSON object per logged step / evaluation
+//   checkpoint-STEP/              adapter (or trained weights) + optimizer.safetensors + trainer_state.json
+//   adapter_config.json, adapter_model.safetensors   the final LoRA adapter (full/freeze: the trained
+//                                                    tensors in trainable_weights.safetensors)
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "train/trainable_model.h"
+
+namespace lora {
+
+// One training sequence, Hugging Face convention: labels aligned with input_ids, kIgnoreIndex where a
+// token does not count; the loss at position t predicts labels[t + 1].
+struct TrainExample {
+  std::vector<int32_t> input_ids, labels;
+};
+
+struct TrainingArguments {
+  std::string output_dir;
+  int64_t num_epochs = 3;  // used when max_steps <= 0
+  int64_t max_steps = -1;
+  int64_t batch_size = 4;
+  int64_t grad_accum = 1;
+  double learning_rate = 2e-4;
+  std::string lr_scheduler = "cosine";
+  int64_t warmup_steps = 0;
+  double warmup_ratio = 0.0;  // used when warmup_steps is 0
+  float weight_decay = 0.0f;
+  double max_grad_norm = 1.0;  // <= 0: no clipping
+  uint64_t seed = 42;
+  int64_t logging_steps = 10;
+  int64_t save_steps = 0;      // 0: only at the end
+  int64_t eval_steps = 0;      // 0: only at the end (when there is an eval set)
+  int64_t save_total_limit = 3;
+};
+
+struct StepLog {
+  int64_t step = 0, total_steps = 0;
+  double epoch = 0;
+  double loss = 0, learning_rate = 0, grad_norm = 0, tokens_per_second = 0, elapsed_seconds = 0;
+};
+
+struct EvalResult {
+  double loss = 0, perplexity = 0;
+  int64_t tokens = 0;
+};
+
+class Trainer {
+ public:
+  Trainer(TrainableModel& model, TrainingArguments args, std::vector<TrainExample> train_set,
+          std::vector<TrainExample> eval_set = {});
+
+  int64_t total_steps() const { return total_steps_; }
+  int64_t steps_per_epoch() const { return steps_per_epoch_; }
+
+  // Trains to total_steps() — or until stop() — starting from `resume_from` (a checkpoint folder)
+  // when given. Writes checkpoints and, at the end, the final adapter. A non-finite loss throws
+  // lora::Error and leaves the checkpoints as they were. Returns true when the run completed.
+  bool train(const std::string& resume_from = "");
+
+  // Mean loss and perplexity over every counted token of a data set (no dropout).
+  EvalResult evaluate(const std::vector<TrainExample>& data);
+
+  // Asks the loop to save a checkpoint and return after the current step (from a signal handler).
+  void stop() { stop_requested_ = true; }
+
+  std::function<void(const StepLog&)> on_step;              // after every optimizer step
+  std::function<void(int64_t step, const EvalResult&)> on_eval;
+  std::function<void(const std::string& path)> on_save;
+
+  const std::vector<StepLog>& history() const { return history_; }
+  // Saves a checkpoint of the current state into output_dir/checkpoint-STEP (atomically).
+  std::string save_checkpoint();
+
+ private:
+  struct Batch;
+  Batch make_batch(const std::vector<TrainExample>& data, const std::vector<size_t>& order, size_t begin, size_t end) const;
+  std::vector<size_t> epoch_order(int64_t epoch) const;
+  void load_checkpoint(const std::string& dir);
+  void save_final();
+  void write_metrics_line(const std::string& json_line);
+  void prune_checkpoints();
+
+  TrainableModel& model_;
+  TrainingArguments args_;
+  std::vector<TrainExample> train_set_, eval_set_;
+  int64_t micro_per_epoch_ = 0, steps_per_epoch_ = 0, total_steps_ = 0;
+  int64_t step_ = 0;          // optimizer steps done
+  int64_t micro_cursor_ = 0;  // micro-batches consumed in all (epoch = cursor / micro_per_epoch_)
+  int64_t last_saved_step_ = -1;
+  std::vector<StepLog> history_;
+  std::vector<std::pair<int64_t, EvalResult>> eval_history_;
+  std::atomic<bool> stop_requested_{false};
+  struct Optimizer;
+  std::shared_ptr<Optimizer> optimizer_;
+};
+
+}  // namespace lora
