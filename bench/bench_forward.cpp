@@ -36,13 +36,13 @@ struct Row {
   double params, prefill_tps, decode_tps, mfu;
 };
 
-// Forward FLOPs per token: 2 per weight of the linear layers and lm_head, plus attention (QKᵀ and PV,
-// 2 * 2 * ctx * q_dim per layer at context ctx).
+// Forward FLOPs per prompt token: 2 per weight of the blocks' linear layers, plus attention (QKᵀ and
+// PV, 2 * 2 * ctx * q_dim per layer at context ctx). Prefill computes the lm_head for the last token
+// only, so it is not counted per token.
 double flops_per_token(const ModelConfig& c, double ctx) {
   const double lin = double(c.num_hidden_layers) *
                      (double(c.hidden_size) * (c.q_dim() + 2 * c.kv_dim()) + double(c.q_dim()) * c.hidden_size +
-                      3.0 * c.hidden_size * c.intermediate_size) +
-                     double(c.vocab_size) * c.hidden_size;
+                      3.0 * c.hidden_size * c.intermediate_size);
   return 2.0 * lin + 4.0 * c.num_hidden_layers * ctx * c.q_dim();
 }
 
