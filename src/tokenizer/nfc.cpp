@@ -64,6 +64,7 @@ const std::vector<uint32_t>& composition_seconds() {
 
 bool may_change(uint32_t cp) {
   if (cp < 0x300) return false;
+  if ((cp >= 0x4E00 && cp <= 0x9FFF) || (cp >= kSBase && cp < kSBase + kSCount)) return false;  // CJK ideographs, Hangul syllables
   if (cp >= kVBase && cp < kVBase + kVCount) return true;
   if (cp > kTBase && cp < kTBase + kTCount) return true;
   if (combining_class(cp) != 0 || decomposition(cp)) return true;
@@ -88,19 +89,8 @@ void decompose(uint32_t cp, std::vector<uint32_t>& out) {
 
 }  // namespace
 
-std::string nfc(std::string_view text) {
-  bool fast = true;
-  for (size_t i = 0; i < text.size() && fast;) {
-    if (static_cast<unsigned char>(text[i]) < 0xCC) {  // below U+0300: nothing to do
-      i += utf8::char_length(text, i);
-      continue;
-    }
-    const size_t n = utf8::valid_sequence_length(text, i);
-    if (n && may_change(utf8::decode(text.data() + i, n))) fast = false;
-    i += n ? n : 1;
-  }
-  if (fast) return std::string(text);
-
+// NFC of a stretch that needs the full algorithm.
+static std::string nfc_slow(std::string_view text) {
   std::vector<uint32_t> cps;
   cps.reserve(text.size());
   for (size_t i = 0; i < text.size();) {
@@ -144,6 +134,36 @@ std::string nfc(std::string_view text) {
     else utf8::append(s, cp);
   }
   return s;
+}
+
+// A character that is not may_change() is a safe boundary: nothing before it reorders or composes
+// across it. Only the stretches around other characters (from the safe character before them, which
+// they may compose with, to the next safe one) go through the full algorithm; the rest is copied.
+std::string nfc(std::string_view text) {
+  std::string out;
+  size_t copied = 0, last_safe = 0;
+  auto safe_at = [&](size_t i, size_t& n) {
+    n = utf8::valid_sequence_length(text, i);
+    if (!n) return n = 1, true;  // malformed bytes pass through and block composition
+    return static_cast<unsigned char>(text[i]) < 0xCC || !may_change(utf8::decode(text.data() + i, n));
+  };
+  for (size_t i = 0, n = 0; i < text.size();) {
+    if (safe_at(i, n)) {
+      last_safe = i;
+      i += n;
+      continue;
+    }
+    const size_t start = std::max(last_safe, copied);
+    size_t end = i + n;
+    while (end < text.size() && !safe_at(end, n)) end += n;
+    if (out.empty()) out.reserve(text.size());
+    out.append(text.substr(copied, start - copied));
+    out += nfc_slow(text.substr(start, end - start));
+    copied = last_safe = i = end;
+  }
+  if (copied == 0) return std::string(text);
+  out.append(text.substr(copied));
+  return out;
 }
 
 }  // namespace lora
