@@ -10,6 +10,8 @@ PACKAGES=(
   nlohmann-json3-dev     # JSON (config.json, tokenizer.json, safetensors headers)
   libcli11-dev           # command-line parsing
   libfmt-dev
+  libyaml-cpp-dev        # training config files (-c FILE)
+  libcairo2-dev          # the loss-curve PNG
   libpcre2-dev           # Unicode-aware pre-tokenizer regexes
   libsentencepiece-dev   # Llama 2 tokenizer.model
   libgtest-dev libgmock-dev libbenchmark-dev

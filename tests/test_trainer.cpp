@@ -170,3 +170,27 @@ TEST(Trainer, EvaluationAndLearning) {
 
 }  // namespace
 }  // namespace lora
+
+#include "train/loss_plot.h"
+
+namespace lora {
+namespace {
+
+TEST(LossPlot, WritesAPngAndSmoothsLikeLlamaFactory) {
+  LossCurve c;
+  for (int s = 1; s <= 200; ++s) c.train.emplace_back(s, 3.0 * std::exp(-s / 60.0) + 0.3 + 0.2 * std::sin(s * 1.7));
+  for (int s = 50; s <= 200; s += 50) c.eval.emplace_back(s, 3.0 * std::exp(-s / 60.0) + 0.45);
+  test::TempDir tmp;
+  plot_loss_png(c, tmp / "training_loss.png");
+  const std::string png = test::read_text(tmp / "training_loss.png");
+  ASSERT_GT(png.size(), 5000u);
+  EXPECT_EQ(png.substr(0, 8), std::string("\x89PNG\r\n\x1a\n", 8));
+  // smoothing: weight 1.8 * (sigmoid(0.05 n) - 0.5); for n = 3: w = 0.0674...
+  const auto sm = smooth_loss({1.0, 2.0, 3.0});
+  const double w = 1.8 * (1.0 / (1.0 + std::exp(-0.15)) - 0.5);
+  EXPECT_NEAR(sm[1], w * 1.0 + (1 - w) * 2.0, 1e-12);
+  EXPECT_NEAR(sm[2], w * sm[1] + (1 - w) * 3.0, 1e-12);
+}
+
+}  // namespace
+}  // namespace lora
