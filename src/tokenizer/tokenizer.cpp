@@ -28,7 +28,7 @@ std::vector<int32_t> Tokenizer::encode_for_model(std::string_view text) const {
 // tail past what was already returned, cut before an unfinished UTF-8 character.
 std::string StreamDecoder::feed(int32_t id) {
   ids_.push_back(id);
-  const std::string text = tok_.decode(ids_);
+  const std::string text = tok_.decode(ids_, skip_special_);
   std::string out;
   size_t i = emitted_;
   while (i < text.size()) {
@@ -48,7 +48,7 @@ std::string StreamDecoder::feed(int32_t id) {
 }
 
 std::string StreamDecoder::flush() {
-  const std::string text = tok_.decode(ids_);
+  const std::string text = tok_.decode(ids_, skip_special_);
   const std::string out = emitted_ < text.size() ? utf8::replace_invalid(std::string_view(text).substr(emitted_)) : "";
   emitted_ = text.size();
   return out;

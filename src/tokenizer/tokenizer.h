@@ -50,15 +50,18 @@ class Tokenizer {
 };
 
 // Streaming detokenizer: feed ids one at a time, get back only complete UTF-8 text (never half a
-// character), so generated text can be printed as it is produced.
+// character), so generated text can be printed as it is produced. Special tokens (BOS, <|im_end|>)
+// are control tokens, not text, and are left out unless asked for, as llama.cpp and HF's
+// decode(skip_special_tokens=True) do for what the user reads.
 class StreamDecoder {
  public:
-  explicit StreamDecoder(const Tokenizer& tok) : tok_(tok) {}
+  explicit StreamDecoder(const Tokenizer& tok, bool skip_special = true) : tok_(tok), skip_special_(skip_special) {}
   std::string feed(int32_t id);
   std::string flush();  // whatever is left (invalid trailing bytes as U+FFFD)
 
  private:
   const Tokenizer& tok_;
+  bool skip_special_;
   std::vector<int32_t> ids_;
   size_t emitted_ = 0;  // bytes of decode(ids_) already returned
 };
