@@ -90,7 +90,7 @@ TEST(Trainer, ResumeContinuesExactly) {
     if (s.step == 10) b.stop();
   };
   ASSERT_FALSE(b.train());
-  ASSERT_TRUE(fs::exists(tmp / "b/checkpoint-10/adapter/adapter_model.safetensors"));
+  ASSERT_TRUE(fs::exists(tmp / "b/checkpoint-10/adapter_model.safetensors"));
 
   TrainableModel resumed = TrainableModel::lora(base, lora_cfg(), 99);  // other init: the checkpoint decides
   Trainer c(resumed, args(tmp / "b", 20), train_set);
@@ -133,7 +133,7 @@ TEST(Trainer, NanLossStopsAndKeepsTheLastCheckpoint) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("at step 8"), std::string::npos) << e.what();
   }
-  const SafetensorsFile ckpt = SafetensorsFile::open(tmp / "run/checkpoint-5/adapter/adapter_model.safetensors");
+  const SafetensorsFile ckpt = SafetensorsFile::open(tmp / "run/checkpoint-5/adapter_model.safetensors");
   for (const auto& info : ckpt.tensors()) {
     const Tensor v = ckpt.load(info.name);
     for (int64_t i = 0; i < v.numel(); ++i) ASSERT_TRUE(std::isfinite(v.f32()[i]));
