@@ -125,8 +125,10 @@ std::string human_count(int64_t n) {
 void run_train(CLI::App* cmd, TrainOptions& o) {
   if (!o.config.empty()) apply_yaml_config(cmd, o.config);
   if (!o.resume.empty()) {
-    const std::string recorded = o.resume + "/training_args.yaml";
     std::error_code ec;
+    if (!fs::is_regular_file(o.resume + "/trainer_state.json", ec))
+      fail_format(o.resume + "/trainer_state.json", "cannot open (is '{}' a checkpoint folder?)", o.resume);
+    const std::string recorded = o.resume + "/training_args.yaml";
     if (fs::is_regular_file(recorded, ec)) apply_yaml_config(cmd, recorded);
     if (o.output.empty()) o.output = fs::path(absolute(o.resume)).parent_path().string();
   }
@@ -222,6 +224,7 @@ void register_train(CLI::App& app) {
       "train",
       "Fine-tune a model on a dataset: a LoRA adapter (PEFT format) or a fully trained model in OUTDIR, with "
       "checkpoints, metrics.jsonl and training_loss.png. Ctrl-C saves a checkpoint; --resume continues from it");
+  cmd->option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // a later flag overrides an earlier one
   auto o = std::make_shared<TrainOptions>();
   add_train_options(cmd, *o);
   cmd->callback([cmd, o] { run_train(cmd, *o); });

@@ -236,8 +236,7 @@ DatasetFile read_dataset_file(const std::string& path, DataFormat format) {
     const RecordReader r(record, fmt::format("{}:{}", path, line));
     if (out.format == DataFormat::Auto) {
       out.format = r.detect();
-    } else if (format == DataFormat::Auto && r.has("instruction") + r.has("conversations") + r.has("messages") +
-                                                     r.has("prompt") + r.has("text") > 0) {
+    } else if (format == DataFormat::Auto) {
       // a record of another format than the first one: say how the file's format was chosen
       const DataFormat own = r.detect();
       if (own != out.format)
@@ -264,7 +263,7 @@ DatasetFile read_dataset_file(const std::string& path, DataFormat format) {
       s.origin = fmt::format("{}:{}", path, n);
       out.samples.push_back(std::move(s));
     }
-  } else if (lead == '[' || (lead == '{' && ext == ".json" && json::accept(text))) {
+  } else if (ext != ".jsonl" && (lead == '[' || (lead == '{' && json::accept(text)))) {
     json doc;
     try {
       doc = json::parse(text);
