@@ -142,7 +142,7 @@ void run_train(CLI::App* cmd, TrainOptions& o) {
   const Tokenizer& tok = *base.tokenizer;
   const TemplateChoice tmpl = choose_template(o.data.template_name, tok);
   const int64_t context = base.config.max_position_embeddings;
-  if (o.data.max_seq_len > context)
+  if (o.data.max_seq_len > context && cmd->get_option("--max-seq-len")->count() > 0)
     fmt::print(stderr, "note: --max-seq-len {} exceeds the model's context; using {}\n", o.data.max_seq_len, context);
   fmt::print(stderr, "model: {} ({} layers, hidden {}, vocab {}, {} parameters)\n", o.model.model,
              base.config.num_hidden_layers, base.config.hidden_size, base.config.vocab_size, human_count(base.parameter_count()));
@@ -166,9 +166,11 @@ void run_train(CLI::App* cmd, TrainOptions& o) {
   Trainer trainer(model, args, std::move(data.train), std::move(data.eval));
 
   fmt::print(stderr, "method: {}; {}\n", method_summary(o.method), model.trainable_report());
-  fmt::print(stderr, "schedule: {} steps ({} per epoch), batch {} x {} accumulated, lr {:g} {} with {} warmup\n",
-             trainer.total_steps(), trainer.steps_per_epoch(), o.batch_size, o.grad_accum, o.lr, o.lr_scheduler,
-             o.warmup >= 1 ? fmt::format("{} steps of", int64_t(o.warmup)) : fmt::format("a {:g} ratio of", o.warmup));
+  fmt::print(stderr, "schedule: {} steps ({} per epoch), batch {} x {} accumulated, lr {:g} {}, {}\n", trainer.total_steps(),
+             trainer.steps_per_epoch(), o.batch_size, o.grad_accum, o.lr, o.lr_scheduler,
+             o.warmup >= 1  ? fmt::format("{} warmup steps", int64_t(o.warmup))
+             : o.warmup > 0 ? fmt::format("warmup over {:g} of the steps", o.warmup)
+                            : std::string("no warmup"));
   if (!o.resume.empty()) fmt::print(stderr, "resuming from {}\n", o.resume);
   if (o.overwrite_output_dir && o.resume.empty()) clear_previous_run(o.output);
 
