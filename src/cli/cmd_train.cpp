@@ -134,6 +134,9 @@ void run_train(CLI::App* cmd, TrainOptions& o) {
   }
   validate_train_options(o);
   check_output_dir(o.output);
+  std::error_code ec;
+  if (fs::equivalent(o.output, o.model.model, ec))
+    fail("{}: the output folder is the model's folder; write the run somewhere else", o.output);
   if (o.resume.empty() && holds_a_run(o.output) && !o.overwrite_output_dir)
     fail("{}: the output folder holds a previous run; continue it with --resume {}/checkpoint-STEP, or start over with "
          "--overwrite-output-dir", o.output, o.output);

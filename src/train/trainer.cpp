@@ -133,7 +133,7 @@ bool Trainer::train(const std::string& resume_from) {
                              .dump());
     }
     if (args_.save_steps > 0 && step_ % args_.save_steps == 0 && step_ < total_steps_) save_checkpoint();
-    if (stop_requested_) {
+    if (stop_requested_ && step_ < total_steps_) {  // at the last step the run simply completes
       if (last_saved_step_ != step_) save_checkpoint();
       return false;
     }
