@@ -195,7 +195,7 @@ pid_t spawn_cli(const std::vector<std::string>& args, const std::string& out, co
 
 TEST(TrainCli, CtrlCSavesACheckpointThatResumesExactly) {
   TempDir tmp;
-  const int steps = 150;
+  const int steps = 60;
   const auto straight = run_cli(train_args(tmp / "straight", steps) + " --save-steps 0");
   ASSERT_EQ(straight.exit_code, 0) << straight.err;
 
