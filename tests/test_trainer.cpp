@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "formats/model_loader.h"
 #include "formats/safetensors.h"
 #include "kernels/cross_entropy.h"
 #include "model/random_model.h"
@@ -90,7 +91,7 @@ TEST(Trainer, ResumeContinuesExactly) {
     if (s.step == 10) b.stop();
   };
   ASSERT_FALSE(b.train());
-  ASSERT_TRUE(fs::exists(tmp / "b/checkpoint-10/adapter/adapter_model.safetensors"));
+  ASSERT_TRUE(fs::exists(tmp / "b/checkpoint-10/adapter_model.safetensors"));
 
   TrainableModel resumed = TrainableModel::lora(base, lora_cfg(), 99);  // other init: the checkpoint decides
   Trainer c(resumed, args(tmp / "b", 20), train_set);
@@ -119,6 +120,53 @@ TEST(Trainer, ResumeContinuesExactly) {
   EXPECT_EQ(checkpoints, 2);
 }
 
+TEST(Trainer, FullFineTuningSavesModelFoldersAndResumesExactly) {
+  const Model base = random_model(cfg(), 11);
+  const auto train_set = data(13, 12);
+  TempDir tmp;
+  TrainingArguments a = args(tmp / "a", 12);
+  a.save_steps = 6;
+  TrainableModel straight = TrainableModel::full(base);
+  Trainer ta(straight, a, train_set);
+  ASSERT_TRUE(ta.train());
+
+  TrainableModel first = TrainableModel::full(base);
+  TrainingArguments b = args(tmp / "b", 12);
+  b.save_steps = 6;
+  Trainer tb(first, b, train_set);
+  tb.on_step = [&](const StepLog& s) {
+    if (s.step == 6) tb.stop();
+  };
+  ASSERT_FALSE(tb.train());
+  // a checkpoint is a complete model folder (plus the optimizer state)
+  const Model at6 = load_model(tmp / "b/checkpoint-6");
+  EXPECT_EQ(at6.config.hidden_size, 32);
+  TrainableModel resumed = TrainableModel::full(base);
+  Trainer tc(resumed, b, train_set);
+  ASSERT_TRUE(tc.train(tmp / "b/checkpoint-6"));
+  const auto want = snapshot(straight), got = snapshot(resumed);
+  for (size_t i = 0; i < want.size(); ++i)
+    for (int64_t j = 0; j < want[i].numel(); ++j) ASSERT_NEAR(got[i].f32()[j], want[i].f32()[j], 1e-6) << straight.params()[i].name;
+
+  // the output folder is the trained model: what it computes is what the trained weights compute
+  const Model out = load_model(tmp / "b");
+  const Tensor& wq = out.weights.layers[1].wq;
+  const Tensor& trained = resumed.slot(1, kQ).weight;
+  ASSERT_EQ(wq.shape(), trained.shape());
+  for (int64_t i = 0; i < wq.numel(); ++i) ASSERT_EQ(wq.f32()[i], trained.f32()[i]);
+  EXPECT_NE(std::memcmp(wq.data(), base.weights.layers[1].wq.data(), wq.nbytes()), 0);
+
+  // resuming on other data is refused, naming the checkpoint's trainer state
+  TrainableModel other = TrainableModel::full(base);
+  Trainer td(other, b, data(14, 12));
+  try {
+    td.train(tmp / "b/checkpoint-6");
+    FAIL() << "other data must be refused";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("trained on other data"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Trainer, NanLossStopsAndKeepsTheLastCheckpoint) {
   const Model base = random_model(cfg(), 4);
   TempDir tmp;
@@ -133,7 +181,7 @@ TEST(Trainer, NanLossStopsAndKeepsTheLastCheckpoint) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("at step 8"), std::string::npos) << e.what();
   }
-  const SafetensorsFile ckpt = SafetensorsFile::open(tmp / "run/checkpoint-5/adapter/adapter_model.safetensors");
+  const SafetensorsFile ckpt = SafetensorsFile::open(tmp / "run/checkpoint-5/adapter_model.safetensors");
   for (const auto& info : ckpt.tensors()) {
     const Tensor v = ckpt.load(info.name);
     for (int64_t i = 0; i < v.numel(); ++i) ASSERT_TRUE(std::isfinite(v.f32()[i]));

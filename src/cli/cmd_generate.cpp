@@ -7,6 +7,7 @@
 
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "cli/load_adapters.h"
 #include "core/error.h"
 #include "model/sampler.h"
 #include "model/transformer.h"
@@ -18,6 +19,7 @@ namespace {
 
 struct GenerateOptions {
   ModelOptions model;
+  std::vector<std::string> adapters;
   std::string prompt;
   int n_predict = 128;
   int ctx = 0;
@@ -27,7 +29,7 @@ struct GenerateOptions {
 };
 
 void run_generate(const GenerateOptions& o) {
-  const Model m = o.model.load();
+  const Model m = apply_adapters(o.model.load(), o.adapters);
   const Tokenizer& tok = *m.tokenizer;
   SamplingParams sp = o.sampling;
   sp.seed = o.seed < 0 ? std::random_device{}() : uint64_t(o.seed);
@@ -72,6 +74,7 @@ void register_generate(CLI::App& app) {
   auto* cmd = app.add_subcommand("generate", "Continue a prompt (text on stdout, speed on stderr)");
   auto o = std::make_shared<GenerateOptions>();
   o->model.add_to(cmd);
+  add_adapter_option(cmd, o->adapters);
   cmd->add_option("-p,--prompt", o->prompt, "prompt text (default: empty, i.e. start from BOS)");
   cmd->add_option("-n,--n-predict", o->n_predict, "number of tokens to generate")->capture_default_str();
   cmd->add_option("-c,--ctx", o->ctx, "context length (default: the model's)");

@@ -10,5 +10,15 @@ void register_generate(CLI::App& app);
 void register_perplexity(CLI::App& app);
 void register_convert(CLI::App& app);
 void register_tokenize(CLI::App& app);
+void register_train(CLI::App& app);
+void register_eval(CLI::App& app);
+void register_chat(CLI::App& app);
+void register_init(CLI::App& app);
+
+// Thrown by a command to end the program with this exit status after its message (e.g. 130 when
+// training was interrupted and checkpointed).
+struct ExitStatus {
+  int code;
+};
 
 }  // namespace lora::cli

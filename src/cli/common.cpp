@@ -8,8 +8,8 @@
 
 namespace lora::cli {
 
-void ModelOptions::add_to(CLI::App* cmd) {
-  cmd->add_option("-m,--model", model, "Hugging Face folder, .gguf file or llama2.c .bin checkpoint")->required();
+void ModelOptions::add_to(CLI::App* cmd, bool model_required) {
+  cmd->add_option("-m,--model", model, "Hugging Face folder, .gguf file or llama2.c .bin checkpoint")->required(model_required);
   cmd->add_option("--tokenizer", tokenizer,
                   "tokenizer to use instead of the model's (tokenizer.json, tokenizer.model, llama2.c .bin, .gguf)");
   cmd->add_option("--dtype", dtype, "convert weights on load to f32 or bf16 (default: as stored)")

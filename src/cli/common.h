@@ -15,8 +15,8 @@ struct ModelOptions {
   std::string dtype;  // "", "f32", "bf16": convert weights on load
   int threads = 0;
 
-  // Adds -m/--model (required), --tokenizer, --dtype, --threads/-t.
-  void add_to(CLI::App* cmd);
+  // Adds -m/--model (required unless told otherwise), --tokenizer, --dtype, --threads/-t.
+  void add_to(CLI::App* cmd, bool model_required = true);
   // Sets the thread count and loads the model; a model without a tokenizer is an error when
   // require_tokenizer is set.
   Model load(bool require_tokenizer = true) const;

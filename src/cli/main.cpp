@@ -13,10 +13,16 @@ int main(int argc, char** argv) {
   lora::cli::register_perplexity(app);
   lora::cli::register_convert(app);
   lora::cli::register_tokenize(app);
+  lora::cli::register_init(app);
+  lora::cli::register_train(app);
+  lora::cli::register_eval(app);
+  lora::cli::register_chat(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
+  } catch (const lora::cli::ExitStatus& e) {
+    return e.code;
   } catch (const lora::Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;

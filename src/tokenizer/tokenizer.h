@@ -39,6 +39,8 @@ class Tokenizer {
   bool add_bos() const { return add_bos_; }
   bool add_eos() const { return add_eos_; }
   const std::string& chat_template() const { return chat_template_; }
+  // The chat template text (Jinja) recorded with the tokenizer, as tokenizer_config.json holds it.
+  void set_chat_template(std::string t) { chat_template_ = std::move(t); }
 
   // encode() plus BOS/EOS as the tokenizer's configuration asks (add_bos / add_eos).
   std::vector<int32_t> encode_for_model(std::string_view text) const;

@@ -28,7 +28,6 @@ class VocabTokenizer : public Tokenizer {
   // Used by the loaders (one per file format) to fill in what their configuration says.
   void set_special_ids(int32_t bos, int32_t eos, int32_t pad) { bos_id_ = bos, eos_id_ = eos, pad_id_ = pad; }
   void set_add_special(bool add_bos, bool add_eos) { add_bos_ = add_bos, add_eos_ = add_eos; }
-  void set_chat_template(std::string t) { chat_template_ = std::move(t); }
   const AddedTokenMatcher& added_tokens() const { return added_; }
   // The id of a token string (a vocabulary entry or an added token), -1 when there is none.
   int32_t find_token(std::string_view text) const;

@@ -71,7 +71,7 @@ void plot_loss_png(const LossCurve& curve, const std::string& path, int width, i
     cairo_line_to(cr, left + pw, Y(y));
     cairo_stroke(cr);
     cairo_set_source_rgb(cr, 0.2, 0.2, 0.2);
-    const std::string label = fmt::format("{:.3g}", y);
+    const std::string label = fmt::format("{:.3g}", std::abs(y) < 1e-9 * ys ? 0.0 : y);  // no "-0"
     cairo_move_to(cr, 8, Y(y) + 4);
     cairo_show_text(cr, label.c_str());
   }

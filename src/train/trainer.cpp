@@ -10,9 +10,11 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "adapters/merge.h"
 #include "adapters/peft_io.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "formats/model_loader.h"
 #include "formats/safetensors.h"
 #include "kernels/cross_entropy.h"
 #include "train/lr_schedule.h"
@@ -27,12 +29,6 @@ struct Trainer::Optimizer {
   LrSchedule schedule;
 };
 
-// B sequences padded to the longest; targets[t] = labels[t + 1] (kIgnoreIndex past the end).
-struct Trainer::Batch {
-  int64_t B = 0, T = 0, n_targets = 0;
-  std::vector<int32_t> tokens, targets;
-};
-
 Trainer::Trainer(TrainableModel& model, TrainingArguments args, std::vector<TrainExample> train_set,
                  std::vector<TrainExample> eval_set)
     : model_(model), args_(std::move(args)), train_set_(std::move(train_set)), eval_set_(std::move(eval_set)) {
@@ -40,6 +36,15 @@ Trainer::Trainer(TrainableModel& model, TrainingArguments args, std::vector<Trai
   if (args_.batch_size < 1 || args_.grad_accum < 1) fail("batch size and gradient accumulation must be at least 1");
   for (const TrainExample& e : train_set_)
     if (e.input_ids.size() != e.labels.size()) fail("an example has {} ids but {} labels", e.input_ids.size(), e.labels.size());
+  uint64_t h = 1469598103934665603ULL;  // FNV-1a over every id and label
+  auto mix = [&](int64_t v) {
+    for (int i = 0; i < 8; ++i) h = (h ^ uint64_t((v >> (8 * i)) & 0xff)) * 1099511628211ULL;
+  };
+  for (const TrainExample& e : train_set_) {
+    mix(int64_t(e.input_ids.size()));
+    for (size_t i = 0; i < e.input_ids.size(); ++i) mix(e.input_ids[i]), mix(e.labels[i]);
+  }
+  data_fingerprint_ = fmt::format("{:016x}", h);
   micro_per_epoch_ = (int64_t(train_set_.size()) + args_.batch_size - 1) / args_.batch_size;
   steps_per_epoch_ = (micro_per_epoch_ + args_.grad_accum - 1) / args_.grad_accum;
   total_steps_ = args_.max_steps > 0 ? args_.max_steps : args_.num_epochs * steps_per_epoch_;
@@ -61,55 +66,20 @@ std::vector<size_t> Trainer::epoch_order(int64_t epoch) const {
   return order;
 }
 
-Trainer::Batch Trainer::make_batch(const std::vector<TrainExample>& data, const std::vector<size_t>& order,
-                                   size_t begin, size_t end) const {
-  Batch b;
-  b.B = int64_t(end - begin);
-  for (size_t i = begin; i < end; ++i) b.T = std::max<int64_t>(b.T, int64_t(data[order[i]].input_ids.size()));
-  b.tokens.assign(size_t(b.B * b.T), 0);
-  b.targets.assign(size_t(b.B * b.T), kIgnoreIndex);
-  for (int64_t r = 0; r < b.B; ++r) {
-    const TrainExample& e = data[order[begin + size_t(r)]];
-    for (size_t t = 0; t < e.input_ids.size(); ++t) {
-      b.tokens[size_t(r * b.T) + t] = e.input_ids[t];
-      if (t + 1 < e.labels.size()) {
-        b.targets[size_t(r * b.T) + t] = e.labels[t + 1];
-        b.n_targets += e.labels[t + 1] != kIgnoreIndex;
-      }
-    }
-  }
-  return b;
-}
-
-EvalResult Trainer::evaluate(const std::vector<TrainExample>& data) {
-  std::vector<size_t> order(data.size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  double loss_sum = 0;
-  int64_t count = 0;
-  for (size_t i = 0; i < data.size(); i += size_t(args_.batch_size)) {
-    const Batch b = make_batch(data, order, i, std::min(data.size(), i + size_t(args_.batch_size)));
-    const auto r = model_.evaluate(b.tokens.data(), b.targets.data(), b.B, b.T);
-    loss_sum += r.loss_sum;
-    count += r.count;
-  }
-  EvalResult e;
-  e.tokens = count;
-  e.loss = count ? loss_sum / double(count) : 0.0;
-  e.perplexity = std::exp(e.loss);
-  return e;
-}
+EvalResult Trainer::evaluate(const std::vector<TrainExample>& data) { return evaluate_examples(model_, data, args_.batch_size); }
 
 bool Trainer::train(const std::string& resume_from) {
+  if (!resume_from.empty()) load_checkpoint(resume_from);  // before anything is written: a bad checkpoint leaves no trace
   fs::create_directories(args_.output_dir);
-  if (!resume_from.empty()) load_checkpoint(resume_from);
   const auto start = std::chrono::steady_clock::now();
   int64_t tokens_seen = 0;
+  const int64_t first_step = step_;
   std::vector<size_t> order;
   int64_t order_epoch = -1;
 
   while (step_ < total_steps_) {
     // gather this step's micro-batches, then scale every gradient by the step's total target count
-    std::vector<Batch> micro;
+    std::vector<PaddedBatch> micro;
     int64_t n_targets = 0;
     for (int64_t k = 0; k < args_.grad_accum; ++k) {
       const int64_t epoch = micro_cursor_ / micro_per_epoch_, index = micro_cursor_ % micro_per_epoch_;
@@ -118,7 +88,7 @@ bool Trainer::train(const std::string& resume_from) {
         order_epoch = epoch;
       }
       const size_t begin = size_t(index * args_.batch_size);
-      micro.push_back(make_batch(train_set_, order, begin, std::min(order.size(), begin + size_t(args_.batch_size))));
+      micro.push_back(make_padded_batch(train_set_, order, begin, std::min(order.size(), begin + size_t(args_.batch_size))));
       n_targets += micro.back().n_targets;
       ++micro_cursor_;
       if (micro_cursor_ % micro_per_epoch_ == 0) break;  // an epoch's last step may be shorter
@@ -126,12 +96,12 @@ bool Trainer::train(const std::string& resume_from) {
     model_.zero_grad();
     double loss_sum = 0;
     int64_t count = 0;
-    for (const Batch& b : micro) {
+    for (const PaddedBatch& b : micro) {
       const auto r = model_.forward_backward(b.tokens.data(), b.targets.data(), b.B, b.T,
                                              n_targets ? 1.0f / float(n_targets) : 0.0f);
       loss_sum += r.loss_sum;
       count += r.count;
-      tokens_seen += b.B * b.T;
+      tokens_seen += b.n_tokens;
     }
     const double loss = count ? loss_sum / double(count) : 0.0;
     if (!std::isfinite(loss))
@@ -147,7 +117,7 @@ bool Trainer::train(const std::string& resume_from) {
 
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     StepLog log{step_, total_steps_, double(micro_cursor_) / double(micro_per_epoch_), loss, lr, grad_norm,
-                elapsed > 0 ? double(tokens_seen) / elapsed : 0.0, elapsed};
+                elapsed > 0 ? double(tokens_seen) / elapsed : 0.0, elapsed, step_ - first_step};
     history_.push_back(log);
     if (on_step) on_step(log);
     if (args_.logging_steps > 0 && (step_ % args_.logging_steps == 0 || step_ == total_steps_))
@@ -163,7 +133,7 @@ bool Trainer::train(const std::string& resume_from) {
                              .dump());
     }
     if (args_.save_steps > 0 && step_ % args_.save_steps == 0 && step_ < total_steps_) save_checkpoint();
-    if (stop_requested_) {
+    if (stop_requested_ && step_ < total_steps_) {  // at the last step the run simply completes
       if (last_saved_step_ != step_) save_checkpoint();
       return false;
     }
@@ -178,42 +148,52 @@ void Trainer::write_metrics_line(const std::string& line) {
   if (!out) fail("{}/metrics.jsonl: cannot write", args_.output_dir);
 }
 
-namespace {
-
-nlohmann::json state_json(int64_t step, int64_t micro_cursor, std::mt19937_64& rng, const std::vector<StepLog>& history) {
+std::string Trainer::state_json() const {
   std::ostringstream rng_state;
-  rng_state << rng;
+  rng_state << const_cast<TrainableModel&>(model_).rng();
   nlohmann::json log = nlohmann::json::array();
-  for (const StepLog& s : history)
+  size_t e = 0;  // evaluations go after the step they followed, as in Hugging Face's log_history
+  for (const StepLog& s : history_) {
     log.push_back({{"step", s.step}, {"epoch", s.epoch}, {"loss", s.loss}, {"learning_rate", s.learning_rate},
                    {"grad_norm", s.grad_norm}});
-  return {{"global_step", step}, {"micro_batch_cursor", micro_cursor}, {"dropout_rng", rng_state.str()},
-          {"log_history", log}};
+    for (; e < eval_history_.size() && eval_history_[e].first <= s.step; ++e)
+      log.push_back({{"step", eval_history_[e].first}, {"eval_loss", eval_history_[e].second.loss},
+                     {"eval_perplexity", eval_history_[e].second.perplexity}, {"eval_tokens", eval_history_[e].second.tokens}});
+  }
+  const nlohmann::json state = {{"global_step", step_},
+                                {"max_steps", total_steps_},
+                                {"micro_batch_cursor", micro_cursor_},
+                                {"train_batch_size", args_.batch_size},
+                                {"gradient_accumulation_steps", args_.grad_accum},
+                                {"num_examples", train_set_.size()},
+                                {"dataset_fingerprint", data_fingerprint_},
+                                {"dropout_rng", rng_state.str()},
+                                {"log_history", log}};
+  return state.dump(1) + "\n";
 }
 
-// The trained tensors of a full / freeze run (a LoRA run saves its adapter instead).
-void save_trainable(TrainableModel& m, const std::string& path) {
-  std::map<std::string, Tensor> tensors;
-  for (const Param& p : m.params()) tensors[p.name] = *p.value;
-  save_safetensors(path, tensors, {{"format", "pt"}});
+// A LoRA run saves its adapter (PEFT layout); full and freeze runs save the whole model as a Hugging
+// Face folder, which also holds every trained tensor under its parameter name.
+void Trainer::save_weights(const std::string& dir) const {
+  if (model_.type() == FinetuningType::Lora) {
+    save_peft_adapter(model_, dir);
+    return;
+  }
+  save_hf_folder(merged_model(model_), dir);  // trained copies in place of the base's views
 }
-
-}  // namespace
 
 std::string Trainer::save_checkpoint() {
   const std::string dir = fmt::format("{}/checkpoint-{}", args_.output_dir, step_);
   AtomicDirectory out(dir);
-  if (model_.type() == FinetuningType::Lora)
-    save_peft_adapter(model_, out / "adapter");
-  else
-    save_trainable(model_, out / "trainable_weights.safetensors");
+  save_weights(out.tmp_path());
   std::map<std::string, Tensor> opt;
   for (size_t i = 0; i < model_.params().size(); ++i) {
     opt["exp_avg." + model_.params()[i].name] = optimizer_->adamw.exp_avg()[i];
     opt["exp_avg_sq." + model_.params()[i].name] = optimizer_->adamw.exp_avg_sq()[i];
   }
   save_safetensors(out / "optimizer.safetensors", opt, {{"adamw_steps", std::to_string(optimizer_->adamw.steps())}});
-  write_file_atomic(out / "trainer_state.json", state_json(step_, micro_cursor_, model_.rng(), history_).dump(1) + "\n");
+  write_file_atomic(out / "trainer_state.json", state_json());
+  for (const auto& [name, text] : args_.extra_files) write_file_atomic(out / name, text);
   out.commit();
   last_saved_step_ = step_;
   prune_checkpoints();
@@ -226,7 +206,7 @@ void Trainer::prune_checkpoints() {
   std::vector<std::pair<int64_t, fs::path>> found;
   for (const auto& e : fs::directory_iterator(args_.output_dir)) {
     const std::string name = e.path().filename().string();
-    if (e.is_directory() && name.rfind("checkpoint-", 0) == 0) {
+    if (e.is_directory() && name.rfind("checkpoint-", 0) == 0 && name.find(".tmp-") == std::string::npos) {
       try {
         found.emplace_back(std::stoll(name.substr(11)), e.path());
       } catch (const std::exception&) {
@@ -244,19 +224,39 @@ void Trainer::load_checkpoint(const std::string& dir) {
   nlohmann::json state;
   try {
     state = nlohmann::json::parse(in);
+    const int64_t batch = state.at("train_batch_size").get<int64_t>(), accum = state.at("gradient_accumulation_steps").get<int64_t>();
+    if (batch != args_.batch_size || accum != args_.grad_accum)
+      fail_format(state_path, "the checkpoint was trained with batch size {} and gradient accumulation {}; this run has {} "
+                              "and {}: the data position would not mean the same", batch, accum, args_.batch_size, args_.grad_accum);
+    const std::string fingerprint = state.at("dataset_fingerprint").get<std::string>();
+    const size_t examples = state.at("num_examples").get<size_t>();
+    if (fingerprint != data_fingerprint_)
+      fail_format(state_path, "the checkpoint was trained on other data ({} examples, fingerprint {}; this run has {}, {}): "
+                              "check the data, template and sequence-length options", examples, fingerprint,
+                  train_set_.size(), data_fingerprint_);
     step_ = state.at("global_step").get<int64_t>();
     micro_cursor_ = state.at("micro_batch_cursor").get<int64_t>();
     std::istringstream rng_state(state.at("dropout_rng").get<std::string>());
     rng_state >> model_.rng();
     history_.clear();
-    for (const auto& h : state.at("log_history"))
-      history_.push_back({h.at("step").get<int64_t>(), total_steps_, h.at("epoch").get<double>(), h.at("loss").get<double>(),
-                          h.at("learning_rate").get<double>(), h.at("grad_norm").get<double>(), 0, 0});
+    eval_history_.clear();
+    for (const auto& h : state.at("log_history")) {
+      if (h.contains("eval_loss"))
+        eval_history_.push_back({h.at("step").get<int64_t>(), EvalResult{h.at("eval_loss").get<double>(),
+                                                                         h.at("eval_perplexity").get<double>(),
+                                                                         h.at("eval_tokens").get<int64_t>()}});
+      else
+        history_.push_back({h.at("step").get<int64_t>(), total_steps_, h.at("epoch").get<double>(), h.at("loss").get<double>(),
+                            h.at("learning_rate").get<double>(), h.at("grad_norm").get<double>(), 0, 0, 0});
+    }
   } catch (const nlohmann::json::exception& e) {
     fail_format(state_path, "invalid trainer state: {}", e.what());
   }
-  const std::string weights = model_.type() == FinetuningType::Lora ? dir + "/adapter/adapter_model.safetensors"
-                                                                     : dir + "/trainable_weights.safetensors";
+  if (step_ >= total_steps_)
+    fail_format(state_path, "the checkpoint is at step {}, and this run has {} steps in all: nothing left to do (raise "
+                            "--max-steps or --epochs to train on)", step_, total_steps_);
+  const std::string weights = model_.type() == FinetuningType::Lora ? dir + "/adapter_model.safetensors"
+                                                                     : dir + "/model.safetensors";
   const SafetensorsFile w = SafetensorsFile::open(weights);
   const SafetensorsFile opt = SafetensorsFile::open(dir + "/optimizer.safetensors");
   for (size_t i = 0; i < model_.params().size(); ++i) {
@@ -276,6 +276,7 @@ void Trainer::load_checkpoint(const std::string& dir) {
   last_saved_step_ = step_;
 
   // A run that went on past its last checkpoint logged steps that will now be redone: drop them.
+  fs::create_directories(args_.output_dir);
   const std::string metrics = args_.output_dir + "/metrics.jsonl";
   std::ifstream old(metrics);
   std::string kept, line;
@@ -287,13 +288,9 @@ void Trainer::load_checkpoint(const std::string& dir) {
 }
 
 void Trainer::save_final() {
-  if (model_.type() == FinetuningType::Lora) {
-    save_peft_adapter(model_, args_.output_dir);
-  } else {
-    save_trainable(model_, args_.output_dir + "/trainable_weights.safetensors");
-  }
-  write_file_atomic(args_.output_dir + "/trainer_state.json",
-                    state_json(step_, micro_cursor_, model_.rng(), history_).dump(1) + "\n");
+  save_weights(args_.output_dir);
+  write_file_atomic(args_.output_dir + "/trainer_state.json", state_json());
+  for (const auto& [name, text] : args_.extra_files) write_file_atomic(args_.output_dir + "/" + name, text);
 }
 
 }  // namespace lora

@@ -4,26 +4,24 @@
 // warmup + decay schedule and global-norm clipping, periodic logging / evaluation / checkpoints, and
 // an exact resume from any checkpoint (weights, optimizer state, step, data position, dropout RNG).
 //
-// Output folder:
+// Output folder, as Hugging Face Trainer + PEFT lay it out:
+//   adapter_config.json, adapter_model.safetensors   the final LoRA adapter (full / freeze fine-tuning:
+//                                                    a complete Hugging Face model folder instead)
+//   trainer_state.json            step, data position, RNG state, log history
 //   metrics.jsonl                 one JSON object per logged step / evaluation
-//   checkpoint-STEP/              adapter (or trained weights) + optimizer.safetensors + trainer_state.json
-//   adapter_config.json, adapter_model.safetensors   the final LoRA adapter (full/freeze: the trained
-//                                                    tensors in trainable_weights.safetensors)
+//   checkpoint-STEP/              the same adapter (or model) + optimizer.safetensors + trainer_state.json
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
+#include "data/train_example.h"
+#include "train/evaluate.h"
 #include "train/trainable_model.h"
 
 namespace lora {
-
-// One training sequence, Hugging Face convention: labels aligned with input_ids, kIgnoreIndex where a
-// token does not count; the loss at position t predicts labels[t + 1].
-struct TrainExample {
-  std::vector<int32_t> input_ids, labels;
-};
 
 struct TrainingArguments {
   std::string output_dir;
@@ -42,17 +40,16 @@ struct TrainingArguments {
   int64_t save_steps = 0;      // 0: only at the end
   int64_t eval_steps = 0;      // 0: only at the end (when there is an eval set)
   int64_t save_total_limit = 3;
+  // Files (name -> contents) written into every checkpoint and the output folder, e.g. the run's
+  // options as training_args.yaml.
+  std::map<std::string, std::string> extra_files;
 };
 
 struct StepLog {
   int64_t step = 0, total_steps = 0;
   double epoch = 0;
   double loss = 0, learning_rate = 0, grad_norm = 0, tokens_per_second = 0, elapsed_seconds = 0;
-};
-
-struct EvalResult {
-  double loss = 0, perplexity = 0;
-  int64_t tokens = 0;
+  int64_t steps_this_run = 0;  // optimizer steps since train() started (after a resume: since the resume)
 };
 
 class Trainer {
@@ -79,14 +76,15 @@ class Trainer {
   std::function<void(const std::string& path)> on_save;
 
   const std::vector<StepLog>& history() const { return history_; }
+  const std::vector<std::pair<int64_t, EvalResult>>& eval_history() const { return eval_history_; }
   // Saves a checkpoint of the current state into output_dir/checkpoint-STEP (atomically).
   std::string save_checkpoint();
 
  private:
-  struct Batch;
-  Batch make_batch(const std::vector<TrainExample>& data, const std::vector<size_t>& order, size_t begin, size_t end) const;
   std::vector<size_t> epoch_order(int64_t epoch) const;
   void load_checkpoint(const std::string& dir);
+  void save_weights(const std::string& dir) const;
+  std::string state_json() const;
   void save_final();
   void write_metrics_line(const std::string& json_line);
   void prune_checkpoints();
@@ -95,6 +93,7 @@ class Trainer {
   TrainingArguments args_;
   std::vector<TrainExample> train_set_, eval_set_;
   int64_t micro_per_epoch_ = 0, steps_per_epoch_ = 0, total_steps_ = 0;
+  std::string data_fingerprint_;  // of the training set, checked on resume
   int64_t step_ = 0;          // optimizer steps done
   int64_t micro_cursor_ = 0;  // micro-batches consumed in all (epoch = cursor / micro_per_epoch_)
   int64_t last_saved_step_ = -1;

@@ -1,0 +1,81 @@
+// lora init: a new Llama-architecture model with random weights (Hugging Face's N(0, 0.02)
+// initializer) and a given tokenizer, written as a Hugging Face folder: the starting point for
+// training from scratch with `lora train --finetuning-type full`.
+#include <fmt/format.h>
+
+#include "cli/commands.h"
+#include "core/error.h"
+#include "data/chat_template.h"
+#include "formats/model_loader.h"
+#include "model/random_model.h"
+#include "tokenizer/tokenizer.h"
+
+namespace lora::cli {
+
+namespace {
+
+struct InitOptions {
+  std::string output, tokenizer, template_name;
+  ModelConfig config;
+  int64_t seed = 42;
+};
+
+void run_init(InitOptions o) {
+  std::shared_ptr<Tokenizer> tok = load_tokenizer(o.tokenizer);
+  if (!o.template_name.empty()) tok->set_chat_template(chat_template(o.template_name).jinja);
+  ModelConfig& c = o.config;
+  c.vocab_size = tok->vocab_size();
+  c.bos_token_id = tok->bos_id();
+  c.eos_token_id = tok->eos_id();
+  if (c.num_key_value_heads == 0) c.num_key_value_heads = c.num_attention_heads;
+  if (c.hidden_size % c.num_attention_heads != 0)
+    fail("--hidden-size {} is not a multiple of --heads {}", c.hidden_size, c.num_attention_heads);
+  c.head_dim = c.hidden_size / c.num_attention_heads;
+  c.validate("lora init");
+  Model m = random_model(c, uint64_t(o.seed));
+  m.tokenizer = tok;
+  save_hf_folder(m, o.output);
+  fmt::print("{}: a new model with random weights: {} layers, hidden {}, {} heads ({} key/value), vocab {}, context {}, "
+             "{} parameters{}\n",
+             o.output, c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.num_key_value_heads, c.vocab_size,
+             c.max_position_embeddings, m.parameter_count(),
+             o.template_name.empty() ? "" : fmt::format(", chat template {}", o.template_name));
+}
+
+}  // namespace
+
+void register_init(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "init", "Create a Llama-architecture model with random weights (a Hugging Face folder) to train from scratch");
+  auto o = std::make_shared<InitOptions>();
+  ModelConfig& c = o->config;
+  c.hidden_size = 128;
+  c.intermediate_size = 344;
+  c.num_hidden_layers = 4;
+  c.num_attention_heads = 8;
+  c.num_key_value_heads = 4;
+  c.max_position_embeddings = 512;
+  c.tie_word_embeddings = true;
+  cmd->add_option("-o,--output", o->output, "folder to write (config.json, model.safetensors, tokenizer files)")->required();
+  cmd->add_option("--tokenizer", o->tokenizer,
+                  "tokenizer the model will use (tokenizer.json, tokenizer.model, llama2.c .bin, .gguf, or a folder)")
+      ->required();
+  cmd->add_option("--template", o->template_name,
+                  fmt::format("chat template recorded in tokenizer_config.json ({}; default: the tokenizer's own)",
+                              fmt::join(chat_template_names(), ", ")));
+  cmd->add_option("--hidden-size", c.hidden_size, "hidden size")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--intermediate-size", c.intermediate_size, "MLP size")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--layers", c.num_hidden_layers, "decoder layers")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--heads", c.num_attention_heads, "attention heads")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--kv-heads", c.num_key_value_heads, "key/value heads (grouped-query attention)")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--context", c.max_position_embeddings, "context length (max_position_embeddings)")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--rope-theta", c.rope_theta, "RoPE base")->capture_default_str();
+  cmd->add_flag("--tie-embeddings,!--no-tie-embeddings", c.tie_word_embeddings,
+                "share the embedding with the output head (default: on)");
+  cmd->add_option("--seed", o->seed, "seed of the random weights")->capture_default_str();
+  cmd->callback([o] { run_init(*o); });
+}
+
+}  // namespace lora::cli
