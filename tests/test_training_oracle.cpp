@@ -14,6 +14,7 @@
 #include "formats/safetensors.h"
 #include "kernels/cross_entropy.h"
 #include "test_util.h"
+#include "train/adalora.h"
 #include "train/lr_schedule.h"
 #include "train/optimizer.h"
 #include "train/trainable_model.h"
@@ -67,14 +68,21 @@ void run_case(const std::string& model_path, TrainableModel& m, const nlohmann::
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const SafetensorsFile want = SafetensorsFile::open(tmp / "ref.safetensors");
 
-  // loss and gradients at the initial point
+  // loss and gradients at the initial point (AdaLoRA: plus its orthogonal regularizer)
+  const bool adalora = m.adalora_options() != nullptr;
   m.zero_grad();
   int64_t count = 0;
   for (int32_t t : targets) count += t != kIgnoreIndex;
   const auto res = m.forward_backward(tokens.data(), targets.data(), B, T, 1.0f / float(count));
-  const double loss = res.loss_sum / double(res.count);
+  const double orth_reg = adalora ? add_orthogonal_regularization(m) : 0.0;
+  const double loss = res.loss_sum / double(res.count) + orth_reg;
   const double want_loss = want.load("loss").to(DType::F32).f32()[0];
   EXPECT_NEAR(loss, want_loss, 1e-4 * std::fabs(want_loss));
+  if (adalora) {
+    const double want_reg = want.load("orth_reg").to(DType::F32).f32()[0];
+    EXPECT_NEAR(orth_reg, want_reg, 1e-4 * std::fabs(want_reg));
+    std::printf("  orthogonal regularizer %.6f (reference %.6f)\n", orth_reg, want_reg);
+  }
   double worst = 0;
   for (const Param& p : m.params()) {
     const double e = rel_error(*p.grad, want.load("grad." + p.name));
@@ -90,6 +98,7 @@ void run_case(const std::string& model_path, TrainableModel& m, const nlohmann::
   for (int step = 0; step < kSteps; ++step) {
     m.zero_grad();
     m.forward_backward(tokens.data(), targets.data(), B, T, 1.0f / float(count));
+    if (adalora) add_orthogonal_regularization(m);
     clip_grad_norm(m.params(), kMaxGradNorm);
     opt.step(m.params(), float(schedule.at(step)));
   }
@@ -159,6 +168,34 @@ TEST_P(HfLora, MatchesAutograd) {
 INSTANTIATE_TEST_SUITE_P(Oracle, HfLora,
                          ::testing::Values(Extra::kRsLora, Extra::kDora, Extra::kEmbedding, Extra::kModulesToSaveLmHead,
                                            Extra::kBiasAll));
+
+// AdaLoRA: s · B (E ⊙ A) on every linear layer (and lm_head on stories260K), the orthogonal regularizer
+// in the loss. E is moved off its zero start so that A and B have gradients.
+void adalora_case(const std::string& path, const Model& base, bool with_head) {
+  LoraConfig c;
+  c.lora_alpha = 6;
+  c.target_modules = {"all-linear"};
+  if (with_head) c.target_modules.push_back("lm_head");
+  c.adalora = AdaLoraOptions{};
+  c.adalora->init_r = 4;
+  c.adalora->target_r = 2;
+  c.adalora->orth_reg_weight = 0.3;
+  TrainableModel m = TrainableModel::lora(base, c, 13);
+  std::mt19937_64 rng(17);
+  std::uniform_real_distribution<float> e(0.5f, 1.5f);
+  for (LoraLinear* l : m.lora_layers())
+    for (int64_t k = 0; k < l->r; ++k) l->lora_e.f32()[k] = e(rng);
+  run_case(path, m, c.to_peft_json());
+}
+
+TEST(TrainingOracle, AdaLoraStories260K) { adalora_case(test::stories_bin(), stories(), true); }
+
+TEST(TrainingOracle, AdaLoraHfFolderWithGqaAndBiases) {
+  TempDir tmp;
+  const std::string folder = tmp / "hf";
+  ASSERT_EQ(test::run_reference("make-hf --seed 9 --out " + folder).exit_code, 0);
+  adalora_case(folder, load_model(folder, LoadOptions{.load_tokenizer = false}), false);
+}
 
 TEST(TrainingOracle, FullFineTuningStories260K) {
   const Model base = stories();

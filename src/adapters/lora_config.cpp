@@ -1,5 +1,6 @@
 #include "adapters/lora_config.h"
 
+#include <algorithm>
 #include <cmath>
 #include <regex>
 
@@ -35,8 +36,35 @@ bool is_embedding(const std::string& path) { return path_ends_with_module(path, 
 
 }  // namespace
 
+void AdaLoraOptions::validate_schedule() const {
+  if (total_step <= 0) fail("AdaLoRA needs total_step > 0 (the number of optimizer steps), got {}", total_step);
+  if (tinit >= total_step - tfinal)
+    fail("AdaLoRA: tinit ({}) must be below total_step - tfinal ({} - {}), or there is no budgeting phase", tinit,
+         total_step, tfinal);
+}
+
 void LoraConfig::validate() const {
   if (r <= 0) fail("LoRA rank r must be positive, got {}", r);
+  if (adalora) {
+    const AdaLoraOptions& a = *adalora;
+    if (a.init_r <= 0 || a.target_r <= 0) fail("AdaLoRA: init_r and target_r must be positive, got {} and {}", a.init_r, a.target_r);
+    if (a.target_r > a.init_r) fail("AdaLoRA: target_r ({}) cannot exceed init_r ({})", a.target_r, a.init_r);
+    if (a.tinit < 0 || a.tfinal < 0 || a.delta_t < 1)
+      fail("AdaLoRA: tinit and tfinal must be >= 0 and deltaT >= 1, got {}, {}, {}", a.tinit, a.tfinal, a.delta_t);
+    if (!(a.beta1 > 0 && a.beta1 < 1 && a.beta2 > 0 && a.beta2 < 1))
+      fail("AdaLoRA: beta1 and beta2 must be in (0, 1), got {} and {}", a.beta1, a.beta2);
+    if (!(a.orth_reg_weight > 0)) fail("AdaLoRA: orth_reg_weight must be positive, got {}", a.orth_reg_weight);
+    if (a.total_step > 0) a.validate_schedule();
+    for (const auto& [k, v] : a.rank_pattern)
+      if (int64_t(v.size()) != a.init_r)
+        fail("AdaLoRA rank_pattern['{}'] has {} entries, expected init_r = {}", k, v.size(), a.init_r);
+    if (use_dora) fail("AdaLoRA does not support DoRA");
+    if (use_rslora) fail("AdaLoRA does not support rsLoRA (its scaling is alpha / init_r)");
+    if (init_lora_weights == "pissa") fail("AdaLoRA has its own initialization; init_lora_weights 'pissa' does not apply");
+    if (!rank_pattern.empty() || !alpha_pattern.empty()) fail("AdaLoRA allocates ranks itself: rank_pattern/alpha_pattern of LoRA do not apply");
+    for (const std::string& t : target_modules)
+      if (is_embedding(t)) fail("AdaLoRA adapts linear layers only, not embed_tokens");
+  }
   if (!(lora_dropout >= 0.0f && lora_dropout < 1.0f)) fail("lora_dropout must be in [0, 1), got {}", lora_dropout);
   if (init_lora_weights != "true" && init_lora_weights != "gaussian" && init_lora_weights != "pissa" &&
       init_lora_weights != "false")
@@ -81,6 +109,11 @@ bool LoraConfig::targets(const std::string& path) const {
 }
 
 int64_t LoraConfig::rank_for(const std::string& path) const {
+  if (adalora) {
+    const auto it = adalora->rank_pattern.find(path + ".lora_E");
+    if (it == adalora->rank_pattern.end()) return adalora->init_r;
+    return int64_t(std::count(it->second.begin(), it->second.end(), true));
+  }
   for (const auto& [key, value] : rank_pattern)
     if (path_ends_with_module(path, key) || std::regex_match(path, std::regex("(.*\\.)?" + key))) return value;
   return r;
@@ -93,6 +126,7 @@ float LoraConfig::alpha_for(const std::string& path) const {
 }
 
 float LoraConfig::scaling_for(const std::string& path) const {
+  if (adalora) return float((lora_alpha > 0 ? lora_alpha : double(adalora->init_r)) / (double(adalora->init_r) + 1e-5));
   const double rank = double(rank_for(path));
   return float(alpha_for(path) / (use_rslora ? std::sqrt(rank) : rank));
 }
@@ -124,14 +158,48 @@ nlohmann::json LoraConfig::to_peft_json() const {
   j["fan_in_fan_out"] = false;
   j["inference_mode"] = true;
   j["revision"] = nullptr;
+  if (adalora) {
+    const AdaLoraOptions& a = *adalora;
+    j["peft_type"] = "ADALORA";
+    j["init_r"] = a.init_r;
+    j["target_r"] = a.target_r;
+    j["tinit"] = a.tinit;
+    j["tfinal"] = a.tfinal;
+    j["deltaT"] = a.delta_t;
+    j["beta1"] = a.beta1;
+    j["beta2"] = a.beta2;
+    j["orth_reg_weight"] = a.orth_reg_weight;
+    j["total_step"] = a.total_step > 0 ? nlohmann::json(a.total_step) : nlohmann::json(nullptr);
+    j["rank_pattern"] = a.rank_pattern.empty() ? nlohmann::json(nullptr) : nlohmann::json(a.rank_pattern);
+    j["alpha_pattern"] = nlohmann::json::object();
+  }
   return j;
 }
 
 LoraConfig LoraConfig::from_peft_json(const nlohmann::json& j, const std::string& path) {
   LoraConfig c;
   try {
-    if (j.value("peft_type", std::string("LORA")) != "LORA")
-      fail_format(path, "peft_type is '{}', expected LORA", j.value("peft_type", std::string()));
+    const std::string peft_type = j.value("peft_type", std::string("LORA"));
+    if (peft_type != "LORA" && peft_type != "ADALORA")
+      fail_format(path, "peft_type is '{}', expected LORA or ADALORA", peft_type);
+    if (peft_type == "ADALORA") {
+      AdaLoraOptions a;
+      auto number = [&](const char* key, auto& out) {
+        if (j.contains(key) && !j[key].is_null()) out = j[key].get<std::decay_t<decltype(out)>>();
+      };
+      number("init_r", a.init_r);
+      number("target_r", a.target_r);
+      number("tinit", a.tinit);
+      number("tfinal", a.tfinal);
+      number("deltaT", a.delta_t);
+      number("beta1", a.beta1);
+      number("beta2", a.beta2);
+      number("orth_reg_weight", a.orth_reg_weight);
+      number("total_step", a.total_step);
+      if (j.contains("rank_pattern") && j["rank_pattern"].is_object())
+        a.rank_pattern = j["rank_pattern"].get<std::map<std::string, std::vector<bool>>>();
+      c.adalora = a;
+    }
     c.r = j.at("r").get<int64_t>();
     c.lora_alpha = j.value("lora_alpha", float(c.r));
     c.lora_dropout = j.value("lora_dropout", 0.0f);
@@ -153,7 +221,7 @@ LoraConfig LoraConfig::from_peft_json(const nlohmann::json& j, const std::string
     list("exclude_modules", c.exclude_modules);
     list("layers_to_transform", c.layers_to_transform);
     list("modules_to_save", c.modules_to_save);
-    if (j.contains("rank_pattern") && j["rank_pattern"].is_object()) c.rank_pattern = j["rank_pattern"].get<std::map<std::string, int64_t>>();
+    if (!c.adalora && j.contains("rank_pattern") && j["rank_pattern"].is_object()) c.rank_pattern = j["rank_pattern"].get<std::map<std::string, int64_t>>();
     if (j.contains("alpha_pattern") && j["alpha_pattern"].is_object()) c.alpha_pattern = j["alpha_pattern"].get<std::map<std::string, float>>();
     c.use_rslora = j.value("use_rslora", false);
     c.use_dora = j.value("use_dora", false);

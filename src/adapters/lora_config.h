@@ -10,6 +10,22 @@
 
 namespace lora {
 
+// AdaLoRA (PEFT's AdaLoraConfig): every adapted matrix gets an SVD-shaped update B·diag(E)·A of rank
+// init_r, and the total rank is cut down to target_r per matrix during training by importance scores.
+struct AdaLoraOptions {
+  int64_t init_r = 12, target_r = 8;
+  int64_t tinit = 0, tfinal = 0, delta_t = 1;  // deltaT in adapter_config.json
+  double beta1 = 0.85, beta2 = 0.85;
+  double orth_reg_weight = 0.5;
+  int64_t total_step = 0;  // 0: not known yet (the trainer sets it from the run)
+  // The kept triplets of every adapted matrix, keyed "<module path>.lora_E" (init_r flags each), as
+  // PEFT saves them once the budget is final; empty while every triplet is kept.
+  std::map<std::string, std::vector<bool>> rank_pattern;
+
+  // The pruning phase must exist: tinit < total_step − tfinal (checked once total_step is known).
+  void validate_schedule() const;
+};
+
 struct LoraConfig {
   int64_t r = 8;
   float lora_alpha = 8.0f;
@@ -29,15 +45,18 @@ struct LoraConfig {
   std::vector<std::string> modules_to_save;
   std::string base_model_name_or_path;
   std::string task_type = "CAUSAL_LM";
+  std::optional<AdaLoraOptions> adalora;  // set: peft_type "ADALORA"
 
   // Checks values (r > 0, dropout in [0, 1), known init and bias modes); throws lora::Error.
   void validate() const;
 
   // Whether the module at `path` (e.g. "model.layers.3.self_attn.q_proj", "lm_head") gets a LoRA.
   bool targets(const std::string& path) const;
+  // LoRA: rank_pattern's entry or r. AdaLoRA: the kept triplets of rank_pattern, or init_r.
   int64_t rank_for(const std::string& path) const;
   float alpha_for(const std::string& path) const;
-  // alpha / r, or alpha / sqrt(r) with rsLoRA.
+  // alpha / r, or alpha / sqrt(r) with rsLoRA. AdaLoRA: alpha / (init_r + 1e-5) whatever the kept rank,
+  // exactly PEFT's scaling / (ranknum + 1e-5) with ranknum fixed at init_r.
   float scaling_for(const std::string& path) const;
 
   nlohmann::json to_peft_json() const;

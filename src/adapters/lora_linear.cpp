@@ -18,10 +18,45 @@ LoraLinear::LoraLinear(std::string p, int64_t in, int64_t out, int64_t rank, flo
   }
 }
 
+void LoraLinear::add_singular_values() {
+  if (use_dora) fail("{}: AdaLoRA does not support DoRA", path);
+  lora_e = Tensor(DType::F32, {r, 1});
+  grad_e = Tensor(DType::F32, {r, 1});
+}
+
+namespace {
+
+// E ⊙ A: row k of A scaled by E_k.
+Tensor scale_rows(const Tensor& a, const Tensor& e) {
+  Tensor out = a.clone();
+  const int64_t rows = a.dim(0), cols = a.dim(1);
+  for (int64_t k = 0; k < rows; ++k)
+    for (int64_t i = 0; i < cols; ++i) out.f32()[k * cols + i] *= e.f32()[k];
+  return out;
+}
+
+}  // namespace
+
 Tensor LoraLinear::delta_weight() const {
   Tensor delta(DType::F32, {out_features, in_features});
-  matmul(mat(lora_b), false, mat(lora_a), false, mut_mat(delta), scaling);
+  if (r == 0) return delta;
+  matmul(mat(lora_b), false, mat(adalora() ? scale_rows(lora_a, lora_e) : lora_a), false, mut_mat(delta), scaling);
   return delta;
+}
+
+LoraLinear LoraLinear::folded() const {
+  if (!adalora()) fail("{}: folded() is for AdaLoRA layers", path);
+  std::vector<int64_t> kept;
+  for (int64_t k = 0; k < r; ++k)
+    if (lora_e.f32()[k] != 0.0f) kept.push_back(k);
+  LoraLinear f(path, in_features, out_features, int64_t(kept.size()), scaling, dropout, false);
+  const int64_t k_new = f.r;
+  for (int64_t j = 0; j < k_new; ++j) {
+    const int64_t k = kept[size_t(j)];
+    for (int64_t i = 0; i < in_features; ++i) f.lora_a.f32()[j * in_features + i] = lora_e.f32()[k] * lora_a.f32()[k * in_features + i];
+    for (int64_t o = 0; o < out_features; ++o) f.lora_b.f32()[o * k_new + j] = lora_b.f32()[o * r + k];
+  }
+  return f;
 }
 
 namespace {
@@ -74,11 +109,29 @@ void lora_down_forward(const LoraLinear& l, const Tensor& x, LinearSaved& s, std
   }
   s.u = Tensor(DType::F32, {n, l.r});
   matmul(mat(drop ? s.x_drop : x), false, mat(l.lora_a), true, mut_mat(s.u));  // u = A x_d
+  if (l.adalora()) {  // u = E ⊙ A x_d, keeping A x_d for E's gradient
+    s.u_a = s.u.clone();
+    const float* e = l.lora_e.f32();
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t k = 0; k < l.r; ++k) s.u.f32()[i * l.r + k] *= e[k];
+  }
 }
 
-void lora_down_backward(LoraLinear& l, const Tensor& x, const LinearSaved& s, const Tensor& du, Tensor& dx,
+void lora_down_backward(LoraLinear& l, const Tensor& x, const LinearSaved& s, const Tensor& du_in, Tensor& dx,
                         const Tensor* extra_dxd) {
   const bool drop = !s.x_drop.empty();
+  Tensor du_scaled;
+  if (l.adalora()) {  // u = E ⊙ u_a:  dE += Σ_rows du ⊙ u_a,  du_a = E ⊙ du
+    const int64_t n = du_in.dim(0), r = l.r;
+    du_scaled = du_in.clone();
+    const float* e = l.lora_e.f32();
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t k = 0; k < r; ++k) {
+        l.grad_e.f32()[k] += du_in.f32()[i * r + k] * s.u_a.f32()[i * r + k];
+        du_scaled.f32()[i * r + k] *= e[k];
+      }
+  }
+  const Tensor& du = l.adalora() ? du_scaled : du_in;
   matmul(mat(du), true, mat(drop ? s.x_drop : x), false, mut_mat(l.grad_a), 1.0f, 1.0f);  // dA += duᵀ x_d
   if (!drop) {
     matmul(mat(du), false, mat(l.lora_a), false, mut_mat(dx), 1.0f, 1.0f);  // dx += du A

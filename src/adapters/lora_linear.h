@@ -7,6 +7,10 @@
 //
 //   W' = m ⊙ (W + s B A) / ‖W + s B A‖_row     (the norm is a constant in the backward pass).
 //
+// AdaLoRA's SVD-shaped update is the same layer with A's rows scaled by trained singular values E:
+//
+//   y = W x + b + s · B (E ⊙ A dropout(x)),    s = alpha / (init_r + 1e-5)
+//
 // adapted_linear_forward/backward run the whole layer (base and adapter) so the chain rule for both
 // reads in one place. Any part may be absent: no adapter (frozen or fully trained linear), no bias,
 // a trainable weight (full fine-tuning) or bias (bias = "all").
@@ -26,20 +30,27 @@ struct LoraLinear {
   bool use_dora = false;
   Tensor lora_a, lora_b, magnitude;     // [r, in], [out, r], [out] (DoRA); f32
   Tensor grad_a, grad_b, grad_magnitude;
+  Tensor lora_e, grad_e;                // [r, 1] AdaLoRA's singular values; empty for plain LoRA
   Tensor pissa_a0, pissa_b0;            // PiSSA's initial A and B, to save the adapter as a plain LoRA
 
   LoraLinear() = default;
   LoraLinear(std::string path, int64_t in, int64_t out, int64_t r, float scaling, float dropout, bool dora);
 
-  // ΔW = s · B A as an [out, in] f32 tensor (merging, DoRA norms, tests).
+  bool adalora() const { return !lora_e.empty(); }
+  // Gives the layer AdaLoRA's singular values E (zero), making it an SVD-shaped adapter.
+  void add_singular_values();
+  // ΔW = s · B A (AdaLoRA: s · B (E ⊙ A)) as an [out, in] f32 tensor (merging, DoRA norms, tests).
   Tensor delta_weight() const;
+  // The plain LoRA computing the same update: AdaLoRA's E folded into A (a copy; rows with E = 0 dropped).
+  LoraLinear folded() const;
 };
 
 // What the backward pass needs from the forward pass of one adapted linear.
 struct LinearSaved {
   Tensor x_drop;       // [N, in] dropout(x), only when dropout > 0
   Tensor keep;         // [N, in] u8 dropout mask (1 = kept), only when dropout > 0
-  Tensor u;            // [N, r]  A · dropout(x)
+  Tensor u;            // [N, r]  A · dropout(x)  (AdaLoRA: E ⊙ A · dropout(x))
+  Tensor u_a;          // [N, r]  A · dropout(x) before AdaLoRA's E, only for AdaLoRA
   Tensor dora_z;       // [N, out] W x_drop + s B u: what the magnitude multiplies, over the row norm
   Tensor weight_norm;  // [out]   ‖W + s B A‖_row (DoRA), a constant for the backward
 };
@@ -63,7 +74,8 @@ void adapted_linear_backward(const LinearParams& p, const Tensor& x, const Tenso
                              Tensor& dx, bool accumulate_dx);
 
 // The adapter's down-projection alone, u = A · dropout(x) into saved.u (and the dropout mask), and its
-// backward from du = dL/du: grad_a += duᵀ x_d, dx += dropout'(du A + extra_dxd). Used where the
+// backward from du = dL/du: grad_a += duᵀ x_d, dx += dropout'(du A + extra_dxd). With AdaLoRA's E,
+// u = E ⊙ A x_d, and the backward also gives grad_e += Σ_rows du ⊙ A x_d. Used where the
 // up-projection is fused elsewhere (the lm_head inside the chunked cross-entropy).
 void lora_down_forward(const LoraLinear& l, const Tensor& x, LinearSaved& saved, std::mt19937_64* rng);
 void lora_down_backward(LoraLinear& l, const Tensor& x, const LinearSaved& saved, const Tensor& du, Tensor& dx,

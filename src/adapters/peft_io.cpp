@@ -4,6 +4,7 @@
 #include <fstream>
 #include <cmath>
 #include <cstring>
+#include <algorithm>
 #include <map>
 
 #include <nlohmann/json.hpp>
@@ -31,6 +32,49 @@ void pissa_to_lora(const LoraLinear& l, const std::string& name_a, const std::st
     }
   out[name_a] = a;
   out[name_b] = b;
+}
+
+// AdaLoRA once its budget is final: PEFT saves only the kept triplets (rows of lora_A and lora_E,
+// columns of lora_B); a module that kept none is written with rank 0.
+void slice_to_rank_pattern(const TrainableModel& model, const AdaLoraOptions& a, std::map<std::string, Tensor>& out) {
+  for (LoraLinear* l : const_cast<TrainableModel&>(model).lora_layers()) {
+    const auto it = a.rank_pattern.find(l->path + ".lora_E");
+    if (it == a.rank_pattern.end() || l->r != a.init_r) continue;  // not pruned, or already sliced on load
+    const std::vector<bool>& kept = it->second;
+    const int64_t k_new = std::count(kept.begin(), kept.end(), true), in = l->in_features, o = l->out_features;
+    Tensor A(DType::F32, {k_new, in}), E(DType::F32, {k_new, 1}), B(DType::F32, {o, k_new});
+    for (int64_t k = 0, j = 0; k < l->r; ++k) {
+      if (!kept[size_t(k)]) continue;
+      std::memcpy(A.f32() + j * in, l->lora_a.f32() + k * in, size_t(in) * sizeof(float));
+      E.f32()[j] = l->lora_e.f32()[k];
+      for (int64_t i = 0; i < o; ++i) B.f32()[i * k_new + j] = l->lora_b.f32()[i * l->r + k];
+      ++j;
+    }
+    const std::string key = "base_model.model." + l->path;
+    out[key + ".lora_A"] = A;
+    out[key + ".lora_E"] = E;
+    out[key + ".lora_B"] = B;
+  }
+  // Modules loaded with no triplet left have no layer here; PEFT still lists them, at rank 0.
+  const ModelConfig& c = model.base().config;
+  for (const auto& [name, kept] : a.rank_pattern) {
+    if (std::count(kept.begin(), kept.end(), true) != 0) continue;
+    const std::string path = name.substr(0, name.size() - std::string(".lora_E").size());
+    const std::string key = "base_model.model." + path;
+    if (out.count(key + ".lora_A")) continue;
+    int64_t in = c.hidden_size, o = c.vocab_size;  // lm_head
+    if (const auto layer = layer_index_of(path)) {
+      for (int p = 0; p < kNumProj; ++p)
+        if (path.ends_with(proj_module_path(Proj(p)))) {
+          const Tensor& w = model.slot(*layer, Proj(p)).weight;
+          in = w.dim(1);
+          o = w.dim(0);
+        }
+    }
+    out[key + ".lora_A"] = Tensor(DType::F32, {0, in});
+    out[key + ".lora_E"] = Tensor(DType::F32, {0, 1});
+    out[key + ".lora_B"] = Tensor(DType::F32, {o, 0});
+  }
 }
 
 }  // namespace
@@ -61,6 +105,7 @@ void save_peft_adapter(const TrainableModel& model, const std::string& dir) {
     for (auto& [k, v] : config.alpha_pattern) v *= f;
     config.init_lora_weights = "true";
   }
+  if (config.adalora && !config.adalora->rank_pattern.empty()) slice_to_rank_pattern(model, *config.adalora, tensors);
   AtomicDirectory out(dir);
   write_file_atomic(out / "adapter_config.json", config.to_peft_json().dump(2) + "\n");
   save_safetensors(out / "adapter_model.safetensors", tensors, {{"format", "pt"}});
@@ -90,6 +135,8 @@ TrainableModel load_peft_adapter(const Model& base, const std::string& dir) {
   for (Param& p : m.params()) by_name[p.name] = &p;
   for (const SafetensorsTensorInfo& t : file.tensors()) {
     auto it = by_name.find(t.name);
+    const bool pruned = config.adalora && t.shape.size() == 2 && (t.shape[0] == 0 || t.shape[1] == 0);
+    if (it == by_name.end() && pruned) continue;  // an AdaLoRA module that kept no triplet has no adapter
     if (it == by_name.end())
       fail_format(weights_path, "tensor '{}' does not belong to this model's adapter (does the config match, and "
                                 "is the base model the one it was trained on?)", t.name);

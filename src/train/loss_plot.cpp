@@ -4,12 +4,11 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
-#include <filesystem>
 
 #include <fmt/format.h>
 
 #include "core/error.h"
+#include "train/png_file.h"
 
 namespace lora {
 
@@ -139,17 +138,8 @@ void plot_loss_png(const LossCurve& curve, const std::string& path, int width, i
     cairo_show_text(cr, names[i]);
   }
 
-  const std::string tmp = path + ".tmp";
-  const cairo_status_t status = cairo_surface_write_to_png(surface, tmp.c_str());
   cairo_destroy(cr);
-  cairo_surface_destroy(surface);
-  if (status != CAIRO_STATUS_SUCCESS) {
-    std::remove(tmp.c_str());
-    fail("{}: cannot write the PNG: {}", path, cairo_status_to_string(status));
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) fail("{}: cannot move the PNG into place: {}", path, ec.message());
+  write_png_atomic(surface, path);
 }
 
 }  // namespace lora

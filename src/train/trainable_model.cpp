@@ -85,6 +85,16 @@ void init_lora(LoraLinear& l, const std::string& init, std::mt19937_64& rng) {
   }
 }
 
+// AdaLoRA (PEFT): A, B ~ N(0, 0.02²) and the singular values E = 0, so training starts from the base;
+// "false" draws all three from N(0, 1) as PEFT's uninitialized parameters are.
+void init_adalora(LoraLinear& l, const std::string& init, std::mt19937_64& rng) {
+  l.add_singular_values();
+  const bool raw = init == "false";
+  fill_normal(l.lora_a, raw ? 1.0f : 0.02f, rng);
+  fill_normal(l.lora_b, raw ? 1.0f : 0.02f, rng);
+  if (raw) fill_normal(l.lora_e, 1.0f, rng);
+}
+
 // PiSSA: the adapter starts as the top-r singular triplets of W, scaled so that s·B·A equals them, and the
 // frozen weight becomes the residual W − s·B·A (a copy: the base model is untouched):
 //   W = U S Vᵀ,  A = diag(√(S_r/s)) V_rᵀ,  B = U_r diag(√(S_r/s)).
@@ -125,10 +135,13 @@ TrainableModel TrainableModel::lora(const Model& base, const LoraConfig& config,
     for (int p = 0; p < kNumProj; ++p) {
       LinearSlot& s = m.slots_[size_t(l)][p];
       const std::string path = fmt::format("model.layers.{}.{}", l, proj_module_path(Proj(p)));
-      if (config.targets(path)) {
+      // An AdaLoRA module whose every triplet was pruned keeps no adapter at all.
+      if (config.targets(path) && config.rank_for(path) > 0) {
         s.lora = std::make_unique<LoraLinear>(path, s.weight.dim(1), s.weight.dim(0), config.rank_for(path),
                                               config.scaling_for(path), config.lora_dropout, config.use_dora);
-        if (config.init_lora_weights == "pissa")
+        if (config.adalora)
+          init_adalora(*s.lora, config.init_lora_weights, m.rng_);
+        else if (config.init_lora_weights == "pissa")
           init_pissa(*s.lora, s.weight);
         else
           init_lora(*s.lora, config.init_lora_weights, m.rng_);
@@ -157,11 +170,13 @@ TrainableModel TrainableModel::lora(const Model& base, const LoraConfig& config,
     fill_normal(e->lora_embedding_b, 1.0f, m.rng_);
     m.embed_lora_ = std::move(e);
   }
-  if (config.targets("lm_head")) {
+  if (config.targets("lm_head") && config.rank_for("lm_head") > 0) {
     if (config.use_dora) fail("DoRA on lm_head is not supported; leave lm_head out of target_modules");
     m.head_lora_ = std::make_unique<LoraLinear>("lm_head", c.hidden_size, c.vocab_size, config.rank_for("lm_head"),
                                                 config.scaling_for("lm_head"), config.lora_dropout, false);
-    if (config.init_lora_weights == "pissa")
+    if (config.adalora)
+      init_adalora(*m.head_lora_, config.init_lora_weights, m.rng_);
+    else if (config.init_lora_weights == "pissa")
       init_pissa(*m.head_lora_, m.weights_.lm_head);  // the residual head is a copy: a tied embedding stays as is
     else
       init_lora(*m.head_lora_, config.init_lora_weights, m.rng_);
@@ -236,7 +251,11 @@ void TrainableModel::register_params() {
     for (int p = 0; p < kNumProj; ++p) {
       LinearSlot& s = slots_[l][p];
       const std::string path = fmt::format("model.layers.{}.{}", l, proj_module_path(Proj(p)));
-      if (s.lora) {
+      if (s.lora && s.lora->adalora()) {  // PEFT's AdaLoRA keys carry no ".weight"
+        add(peft_key(path, "lora_A"), s.lora->lora_a, s.lora->grad_a, true);
+        add(peft_key(path, "lora_B"), s.lora->lora_b, s.lora->grad_b, true);
+        add(peft_key(path, "lora_E"), s.lora->lora_e, s.lora->grad_e, true);
+      } else if (s.lora) {
         add(peft_key(path, "lora_A.weight"), s.lora->lora_a, s.lora->grad_a, true);
         add(peft_key(path, "lora_B.weight"), s.lora->lora_b, s.lora->grad_b, true);
         if (s.lora->use_dora) add(peft_key(path, "lora_magnitude_vector"), s.lora->magnitude, s.lora->grad_magnitude, true);
@@ -246,11 +265,24 @@ void TrainableModel::register_params() {
     }
   }
   if (norms_trainable_) add("model.norm.weight", weights_.norm, final_norm_grad_, false);
-  if (head_lora_) {
+  if (head_lora_ && head_lora_->adalora()) {
+    add(peft_key("lm_head", "lora_A"), head_lora_->lora_a, head_lora_->grad_a, true);
+    add(peft_key("lm_head", "lora_B"), head_lora_->lora_b, head_lora_->grad_b, true);
+    add(peft_key("lm_head", "lora_E"), head_lora_->lora_e, head_lora_->grad_e, true);
+  } else if (head_lora_) {
     add(peft_key("lm_head", "lora_A.weight"), head_lora_->lora_a, head_lora_->grad_a, true);
     add(peft_key("lm_head", "lora_B.weight"), head_lora_->lora_b, head_lora_->grad_b, true);
   }
   if (head_trainable_) add(adapter_names ? "base_model.model.lm_head.weight" : "lm_head.weight", weights_.lm_head, head_grad_, true);
+}
+
+std::vector<LoraLinear*> TrainableModel::lora_layers() {
+  std::vector<LoraLinear*> out;
+  for (auto& layer : slots_)
+    for (LinearSlot& s : layer)
+      if (s.lora) out.push_back(s.lora.get());
+  if (head_lora_) out.push_back(head_lora_.get());
+  return out;
 }
 
 void TrainableModel::zero_grad() {

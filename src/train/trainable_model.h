@@ -89,6 +89,11 @@ class TrainableModel {
   const LinearSlot& slot(int64_t layer, Proj p) const { return slots_[size_t(layer)][p]; }
   EmbeddingLora* embedding_lora() { return embed_lora_.get(); }
   LoraLinear* lm_head_lora() { return head_lora_.get(); }
+  // Every LoRA-adapted linear, in module order (the blocks' projections, then lm_head).
+  std::vector<LoraLinear*> lora_layers();
+  // AdaLoRA's options inside the configuration (the trainer sets total_step and, at the end, the final
+  // rank_pattern); null for other fine-tuning.
+  AdaLoraOptions* adalora_options() { return config_.adalora ? &*config_.adalora : nullptr; }
 
   bool gradient_checkpointing = false;  // keep only each block's input; recompute the rest in backward
   int64_t loss_chunk_rows = 256;        // rows of logits alive at once in the cross-entropy

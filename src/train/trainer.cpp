@@ -17,8 +17,10 @@
 #include "formats/model_loader.h"
 #include "formats/safetensors.h"
 #include "kernels/cross_entropy.h"
+#include "train/adalora.h"
 #include "train/lr_schedule.h"
 #include "train/optimizer.h"
+#include "train/rank_report.h"
 
 namespace lora {
 
@@ -55,6 +57,10 @@ Trainer::Trainer(TrainableModel& model, TrainingArguments args, std::vector<Trai
   schedule.validate();
   optimizer_ = std::make_shared<Optimizer>(
       Optimizer{AdamW(model_.params(), AdamWConfig{0.9f, 0.999f, 1e-8f, args_.weight_decay}), schedule});
+  if (AdaLoraOptions* a = model_.adalora_options()) {
+    if (a->total_step <= 0) a->total_step = total_steps_;  // PEFT needs it given; the run knows it
+    rank_allocator_ = std::make_shared<RankAllocator>(model_);
+  }
 }
 
 std::vector<size_t> Trainer::epoch_order(int64_t epoch) const {
@@ -107,6 +113,8 @@ bool Trainer::train(const std::string& resume_from) {
     if (!std::isfinite(loss))
       fail("the loss became {} at step {}; stopping. The last checkpoint in {} is intact", loss, step_ + 1,
            args_.output_dir);
+    // AdaLoRA's regularizer is part of the step's loss once, whatever the accumulation
+    const double orth_reg = rank_allocator_ ? add_orthogonal_regularization(model_) : 0.0;
     const double grad_norm = clip_grad_norm(model_.params(), args_.max_grad_norm);
     if (!std::isfinite(grad_norm))
       fail("the gradient norm became {} at step {}; stopping. The last checkpoint in {} is intact", grad_norm,
@@ -114,16 +122,22 @@ bool Trainer::train(const std::string& resume_from) {
     const double lr = optimizer_->schedule.at(step_);
     optimizer_->adamw.step(model_.params(), float(lr));
     ++step_;
+    const int64_t budget = rank_allocator_ ? rank_allocator_->update_and_allocate(step_) : -1;
 
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     StepLog log{step_, total_steps_, double(micro_cursor_) / double(micro_per_epoch_), loss, lr, grad_norm,
-                elapsed > 0 ? double(tokens_seen) / elapsed : 0.0, elapsed, step_ - first_step};
+                elapsed > 0 ? double(tokens_seen) / elapsed : 0.0, elapsed, step_ - first_step, budget, orth_reg};
     history_.push_back(log);
     if (on_step) on_step(log);
-    if (args_.logging_steps > 0 && (step_ % args_.logging_steps == 0 || step_ == total_steps_))
-      write_metrics_line(nlohmann::json{{"step", step_}, {"epoch", log.epoch}, {"loss", loss}, {"learning_rate", lr},
-                                        {"grad_norm", grad_norm}, {"tokens_per_second", log.tokens_per_second}}
-                             .dump());
+    if (args_.logging_steps > 0 && (step_ % args_.logging_steps == 0 || step_ == total_steps_)) {
+      nlohmann::json line{{"step", step_}, {"epoch", log.epoch}, {"loss", loss}, {"learning_rate", lr},
+                          {"grad_norm", grad_norm}, {"tokens_per_second", log.tokens_per_second}};
+      if (rank_allocator_) {
+        line["budget"] = budget;
+        line["orth_reg"] = orth_reg;
+      }
+      write_metrics_line(line.dump());
+    }
     if (!eval_set_.empty() && ((args_.eval_steps > 0 && step_ % args_.eval_steps == 0) || step_ == total_steps_)) {
       const EvalResult e = evaluate(eval_set_);
       eval_history_.emplace_back(step_, e);
@@ -155,7 +169,7 @@ std::string Trainer::state_json() const {
   size_t e = 0;  // evaluations go after the step they followed, as in Hugging Face's log_history
   for (const StepLog& s : history_) {
     log.push_back({{"step", s.step}, {"epoch", s.epoch}, {"loss", s.loss}, {"learning_rate", s.learning_rate},
-                   {"grad_norm", s.grad_norm}});
+                   {"grad_norm", s.grad_norm}, {"budget", s.budget}, {"orth_reg", s.orth_reg}});
     for (; e < eval_history_.size() && eval_history_[e].first <= s.step; ++e)
       log.push_back({{"step", eval_history_[e].first}, {"eval_loss", eval_history_[e].second.loss},
                      {"eval_perplexity", eval_history_[e].second.perplexity}, {"eval_tokens", eval_history_[e].second.tokens}});
@@ -192,6 +206,7 @@ std::string Trainer::save_checkpoint() {
     opt["exp_avg_sq." + model_.params()[i].name] = optimizer_->adamw.exp_avg_sq()[i];
   }
   save_safetensors(out / "optimizer.safetensors", opt, {{"adamw_steps", std::to_string(optimizer_->adamw.steps())}});
+  if (rank_allocator_) save_safetensors(out / "adalora_state.safetensors", rank_allocator_->state());
   write_file_atomic(out / "trainer_state.json", state_json());
   for (const auto& [name, text] : args_.extra_files) write_file_atomic(out / name, text);
   out.commit();
@@ -247,7 +262,8 @@ void Trainer::load_checkpoint(const std::string& dir) {
                                                                          h.at("eval_tokens").get<int64_t>()}});
       else
         history_.push_back({h.at("step").get<int64_t>(), total_steps_, h.at("epoch").get<double>(), h.at("loss").get<double>(),
-                            h.at("learning_rate").get<double>(), h.at("grad_norm").get<double>(), 0, 0, 0});
+                            h.at("learning_rate").get<double>(), h.at("grad_norm").get<double>(), 0, 0, 0,
+                            h.value("budget", int64_t(-1)), h.value("orth_reg", 0.0)});
     }
   } catch (const nlohmann::json::exception& e) {
     fail_format(state_path, "invalid trainer state: {}", e.what());
@@ -273,6 +289,12 @@ void Trainer::load_checkpoint(const std::string& dir) {
     copy(opt, "exp_avg_sq." + p.name, optimizer_->adamw.exp_avg_sq()[i]);
   }
   optimizer_->adamw.set_steps(std::stoll(opt.metadata().at("adamw_steps")));
+  if (rank_allocator_) {
+    const SafetensorsFile f = SafetensorsFile::open(dir + "/adalora_state.safetensors");
+    std::map<std::string, Tensor> state;
+    for (const SafetensorsTensorInfo& t : f.tensors()) state[t.name] = f.load(t.name);
+    rank_allocator_->load_state(state, f.path());
+  }
   last_saved_step_ = step_;
 
   // A run that went on past its last checkpoint logged steps that will now be redone: drop them.
@@ -288,6 +310,11 @@ void Trainer::load_checkpoint(const std::string& dir) {
 }
 
 void Trainer::save_final() {
+  if (rank_allocator_) {  // the adapter is saved sliced to the kept triplets, as PEFT does
+    const AdaLoraOptions& a = *model_.adalora_options();
+    model_.adalora_options()->rank_pattern = rank_allocator_->rank_pattern();
+    plot_rank_allocation_png(rank_allocator_->ranks(), a.init_r, a.target_r, args_.output_dir + "/rank_allocation.png");
+  }
   save_weights(args_.output_dir);
   write_file_atomic(args_.output_dir + "/trainer_state.json", state_json());
   for (const auto& [name, text] : args_.extra_files) write_file_atomic(args_.output_dir + "/" + name, text);

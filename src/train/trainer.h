@@ -10,6 +10,11 @@
 //   trainer_state.json            step, data position, RNG state, log history
 //   metrics.jsonl                 one JSON object per logged step / evaluation
 //   checkpoint-STEP/              the same adapter (or model) + optimizer.safetensors + trainer_state.json
+//   rank_allocation.png           AdaLoRA: the final ranks across layers and module types
+//
+// AdaLoRA (a LoRA config with adalora options): the orthogonal regularizer joins every step's gradient,
+// the rank allocator runs after every optimizer step (its state goes into checkpoints), and the final
+// adapter is saved sliced to the kept triplets with its rank_pattern.
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -50,7 +55,11 @@ struct StepLog {
   double epoch = 0;
   double loss = 0, learning_rate = 0, grad_norm = 0, tokens_per_second = 0, elapsed_seconds = 0;
   int64_t steps_this_run = 0;  // optimizer steps since train() started (after a resume: since the resume)
+  int64_t budget = -1;  // AdaLoRA: the rank budget b(step) in triplets; -1 otherwise
+  double orth_reg = 0;  // AdaLoRA: the orthogonal regularizer added to the loss (not part of `loss`)
 };
+
+class RankAllocator;
 
 class Trainer {
  public:
@@ -77,6 +86,8 @@ class Trainer {
 
   const std::vector<StepLog>& history() const { return history_; }
   const std::vector<std::pair<int64_t, EvalResult>>& eval_history() const { return eval_history_; }
+  // AdaLoRA runs: the allocator of the rank budget (final ranks, scores); null otherwise.
+  const RankAllocator* rank_allocator() const { return rank_allocator_.get(); }
   // Saves a checkpoint of the current state into output_dir/checkpoint-STEP (atomically).
   std::string save_checkpoint();
 
@@ -102,6 +113,7 @@ class Trainer {
   std::atomic<bool> stop_requested_{false};
   struct Optimizer;
   std::shared_ptr<Optimizer> optimizer_;
+  std::shared_ptr<RankAllocator> rank_allocator_;
 };
 
 }  // namespace lora

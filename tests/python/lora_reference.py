@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""PyTorch autograd reference (float64) for LoRA / DoRA / full fine-tuning, the oracle of the training engine.
+"""PyTorch autograd reference (float64) for LoRA / DoRA / AdaLoRA / full fine-tuning, the oracle of the training engine.
 
 Given a base model, an adapter_config.json (PEFT keys, plus "finetuning_type": "lora" | "full"), the
 initial trainable tensors (safetensors, named as they are saved: PEFT keys for adapters, Hugging Face
 names for whole weights) and one batch, it writes to --out (safetensors, float32):
-  loss                  the mean NLL over the counted targets, before any update
+  loss                  the mean NLL over the counted targets, before any update (AdaLoRA: plus the
+                        orthogonal regularizer, as PEFT's AdaLoraModel.forward adds it)
+  orth_reg              AdaLoRA only: that regularizer alone
   grad.<name>           d loss / d <name> at the initial values
   final.<name>          <name> after --steps AdamW steps on the same batch (HF schedule, grad clipping)
 
@@ -58,6 +60,8 @@ class Trainable:
                     L[k] = self.P[key]
 
     def scaling(self, path, r):
+        if self.a.get("peft_type") == "ADALORA":  # PEFT: scaling / (ranknum + 1e-5), ranknum = init_r
+            return self.a["lora_alpha"] / (self.a["init_r"] + 1e-5)
         alpha = pattern_value(self.a.get("alpha_pattern") or {}, path, self.a["lora_alpha"])
         return alpha / (math.sqrt(r) if self.a.get("use_rslora") else r)
 
@@ -68,6 +72,9 @@ class Trainable:
         if key + ".bias" in self.P:
             bias = self.P[key + ".bias"]
         out = x @ weight.T + (bias if bias is not None else 0)
+        if key + ".lora_E" in self.P:  # AdaLoRA: s · B (E ⊙ A) x
+            A, E, B = self.P[key + ".lora_A"], self.P[key + ".lora_E"], self.P[key + ".lora_B"]
+            return out + (x @ (A * E).T) @ B.T * self.scaling(path, A.shape[0])
         if self.full or key + ".lora_A.weight" not in self.P:
             return out
         A, B = self.P[key + ".lora_A.weight"], self.P[key + ".lora_B.weight"]
@@ -95,10 +102,23 @@ class Trainable:
         key = "base_model.model.lm_head"
         weight = self.P.get(key + ".weight", self.W["lm_head"])
         logits = h @ weight.T
+        if key + ".lora_E" in self.P:
+            A, E, B = self.P[key + ".lora_A"], self.P[key + ".lora_E"], self.P[key + ".lora_B"]
+            logits = logits + (h @ (A * E).T) @ B.T * self.scaling("lm_head", A.shape[0])
         if key + ".lora_A.weight" in self.P:
             A, B = self.P[key + ".lora_A.weight"], self.P[key + ".lora_B.weight"]
             logits = logits + (h @ A.T) @ B.T * self.scaling("lm_head", A.shape[0])
         return logits
+
+    def orth_reg(self):
+        """PEFT's AdaLoRA regularizer: the mean over every A and B of ‖AAᵀ − I‖_F resp. ‖BᵀB − I‖_F."""
+        terms = []
+        for k, p in self.P.items():
+            if k.endswith(".lora_A"):
+                terms.append(torch.norm(p @ p.T - torch.eye(p.shape[0], dtype=p.dtype), p="fro"))
+            elif k.endswith(".lora_B"):
+                terms.append(torch.norm(p.T @ p - torch.eye(p.shape[1], dtype=p.dtype), p="fro"))
+        return self.a["orth_reg_weight"] * sum(terms) / len(terms)
 
     def loss(self, tokens, targets):
         if self.full:
@@ -106,8 +126,9 @@ class Trainable:
         else:
             logits = ref.forward(self.cfg, self.W, "rotate_half", tokens, linear=self.linear, embed=self.embed,
                                  head=self.head)
-        return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                                                 ignore_index=-100, reduction="mean")
+        ce = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                                               ignore_index=-100, reduction="mean")
+        return ce + self.orth_reg() if self.a.get("peft_type") == "ADALORA" else ce
 
 
 def hf_schedule(kind, warmup, total):
@@ -150,6 +171,8 @@ def main():
     loss = model.loss(tokens, targets)
     loss.backward()
     out["loss"] = loss.detach().reshape(1)
+    if adapter_cfg.get("peft_type") == "ADALORA":
+        out["orth_reg"] = model.orth_reg().detach().reshape(1)
     for k, p in model.P.items():
         out["grad." + k] = p.grad.detach().clone()
 
