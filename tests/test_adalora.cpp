@@ -433,3 +433,40 @@ TEST(AdaLora, ResumeContinuesExactly) {
 
 }  // namespace
 }  // namespace lora
+
+namespace lora {
+namespace {
+
+TEST(AdaLoraCli, TrainWithAYamlConfigPrintsTheRanksAndTheAdapterWorks) {
+  TempDir tmp;
+  const std::string data = std::string(LORA_TEST_DATA_DIR) + "/zuzu_stories.txt";
+  test::write_text(tmp / "adalora.yaml",
+                   "method: adalora\ninit_r: 6\ntarget_r: 2\ntinit: 3\ntfinal: 6\ndelta_t: 2\nmax_steps: 30\nlr: 1e-2\n");
+  const auto r = test::run_cli("train -m " + test::stories_bin() + " -d " + data + " -o " + (tmp / "out") + " -c " +
+                               (tmp / "adalora.yaml") + " --logging-steps 5 --target q_proj,v_proj,down_proj");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("AdaLoRA init_r=6 -> target_r=2"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("budget 30"), std::string::npos) << r.err;  // 15 matrices x init_r 6 before pruning
+  EXPECT_NE(r.out.find("AdaLoRA ranks (budget 30 of 90 triplets"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("down_proj"), std::string::npos) << r.out;
+  EXPECT_TRUE(std::filesystem::exists(tmp / "out/rank_allocation.png"));
+  std::ifstream in(tmp / "out/adapter_config.json");
+  EXPECT_EQ(nlohmann::json::parse(in)["peft_type"], "ADALORA");
+
+  auto loss = [&](const std::string& extra) {
+    const auto e = test::run_cli("eval -m " + test::stories_bin() + extra + " -d " + data + " --json");
+    EXPECT_EQ(e.exit_code, 0) << e.err;
+    return nlohmann::json::parse(e.out)["loss"].get<double>();
+  };
+  EXPECT_LT(loss(" --adapter " + (tmp / "out")), 0.6 * loss(""));
+
+  // a value PEFT rejects is one clear error before anything is written
+  const auto bad = test::run_cli("train -m " + test::stories_bin() + " -d " + data + " -o " + (tmp / "bad") +
+                                 " --method adalora --init-r 4 --target-r 6 --max-steps 5");
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.err.find("target_r (6) cannot exceed init_r (4)"), std::string::npos) << bad.err;
+  EXPECT_FALSE(std::filesystem::exists(tmp / "bad"));
+}
+
+}  // namespace
+}  // namespace lora

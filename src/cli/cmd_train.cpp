@@ -20,7 +20,9 @@
 #include "data/chat_template.h"
 #include "data/dataset.h"
 #include "tokenizer/tokenizer.h"
+#include "train/adalora.h"
 #include "train/loss_plot.h"
+#include "train/rank_report.h"
 #include "train/trainer.h"
 
 namespace lora::cli {
@@ -215,6 +217,10 @@ void run_train(CLI::App* cmd, TrainOptions& o) {
   else
     fmt::print("model:     {}/model.safetensors (a complete Hugging Face folder)\n", o.output);
   if (o.plot_loss) fmt::print("loss plot: {}\n", plot);
+  if (const RankAllocator* ranks = trainer.rank_allocator()) {
+    fmt::print("AdaLoRA ranks (budget {} of {} triplets; picture: {}/rank_allocation.png):\n{}", ranks->target_budget(),
+               ranks->initial_budget(), o.output, format_rank_table(ranks->ranks()));
+  }
   fmt::print("metrics:   {}/metrics.jsonl\n", o.output);
   if (o.method.finetuning_type == "lora")
     fmt::print("chat:      lora chat -m {} --adapter {}\n", o.model.model, o.output);

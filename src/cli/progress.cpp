@@ -39,6 +39,11 @@ int terminal_width() {
 
 }  // namespace
 
+// AdaLoRA's current rank budget, when the run has one.
+static std::string budget_text(const StepLog& s, const char* sep) {
+  return s.budget < 0 ? std::string() : fmt::format("{}budget {}", sep, s.budget);
+}
+
 void TrainProgress::step(const StepLog& s) {
   last_ = s;
   if (terminal_) {
@@ -46,9 +51,9 @@ void TrainProgress::step(const StepLog& s) {
     return;
   }
   if (s.step % logging_steps_ != 0 && s.step != s.total_steps) return;
-  fmt::print(stderr, "step {}/{} | epoch {:.2f} | loss {:.4f} | lr {:.3e} | grad norm {:.3f} | {:.0f} tok/s | {} < {}\n",
-             s.step, s.total_steps, s.epoch, s.loss, s.learning_rate, s.grad_norm, s.tokens_per_second,
-             format_duration(s.elapsed_seconds), format_duration(eta_seconds(s)));
+  fmt::print(stderr, "step {}/{} | epoch {:.2f} | loss {:.4f} | lr {:.3e} | grad norm {:.3f}{} | {:.0f} tok/s | {} < {}\n",
+             s.step, s.total_steps, s.epoch, s.loss, s.learning_rate, s.grad_norm, budget_text(s, " | "),
+             s.tokens_per_second, format_duration(s.elapsed_seconds), format_duration(eta_seconds(s)));
   std::fflush(stderr);
 }
 
@@ -70,8 +75,8 @@ void TrainProgress::clear() {
 
 void TrainProgress::draw() {
   const StepLog& s = last_;
-  const std::string stats = fmt::format(" {}/{} [epoch {:.2f}] loss {:.4f} lr {:.2e} {:.0f} tok/s {}<{}", s.step, total_,
-                                        s.epoch, s.loss, s.learning_rate, s.tokens_per_second,
+  const std::string stats = fmt::format(" {}/{} [epoch {:.2f}] loss {:.4f} lr {:.2e}{} {:.0f} tok/s {}<{}", s.step, total_,
+                                        s.epoch, s.loss, s.learning_rate, budget_text(s, " "), s.tokens_per_second,
                                         format_duration(s.elapsed_seconds), format_duration(eta_seconds(s)));
   const double frac = total_ > 0 ? double(s.step) / double(total_) : 0.0;
   const int width = std::clamp(terminal_width() - int(stats.size()) - 8, 10, 50);

@@ -33,6 +33,28 @@ void add_method_options(CLI::App* cmd, MethodOptions& m) {
       ->delimiter(',')->group(g);
   cmd->add_option("--bias", m.bias, "biases that train: none, all, lora_only")
       ->capture_default_str()->check(CLI::IsMember({"none", "all", "lora_only"}))->group(g);
+  const char* a = "AdaLoRA (--method adalora)";
+  cmd->add_option("--method", m.method,
+                  "adapter kind when --finetuning-type is lora: lora, or adalora (SVD-shaped, ranks reallocated by "
+                  "importance while training; --rank is not used, --init-r and --target-r are)")
+      ->capture_default_str()->check(CLI::IsMember({"lora", "adalora"}))->group(a);
+  AdaLoraOptions& ad = m.adalora;
+  cmd->add_option("--init-r", ad.init_r, "initial rank of every adapted matrix")->capture_default_str()
+      ->check(CLI::PositiveNumber)->group(a);
+  cmd->add_option("--target-r", ad.target_r, "average rank per matrix at the end (the budget is target_r x matrices)")
+      ->capture_default_str()->check(CLI::PositiveNumber)->group(a);
+  cmd->add_option("--tinit", ad.tinit, "steps of warmup before the budget starts shrinking")->capture_default_str()
+      ->check(CLI::NonNegativeNumber)->group(a);
+  cmd->add_option("--tfinal", ad.tfinal, "last steps trained with the final, fixed ranks")->capture_default_str()
+      ->check(CLI::NonNegativeNumber)->group(a);
+  cmd->add_option("--delta-t", ad.delta_t, "steps between two reallocations")->capture_default_str()
+      ->check(CLI::PositiveNumber)->group(a);
+  cmd->add_option("--beta1", ad.beta1, "EMA factor of the sensitivity")->capture_default_str()->check(CLI::Range(0.0, 1.0))->group(a);
+  cmd->add_option("--beta2", ad.beta2, "EMA factor of the uncertainty")->capture_default_str()->check(CLI::Range(0.0, 1.0))->group(a);
+  cmd->add_option("--orth-reg-weight", ad.orth_reg_weight, "weight of the orthogonal regularization of A and B")
+      ->capture_default_str()->check(CLI::PositiveNumber)->group(a);
+  cmd->add_option("--total-step", ad.total_step, "steps of the budget schedule (0: the run's total steps)")
+      ->capture_default_str()->check(CLI::NonNegativeNumber)->group(a);
   cmd->add_flag("--gradient-checkpointing", m.gradient_checkpointing,
                 "recompute activations in the backward pass: less memory, ~30% more compute")->default_str("false")
       ->group(g);
@@ -104,6 +126,7 @@ LoraConfig lora_config(const MethodOptions& m) {
   c.init_lora_weights = m.init;
   c.bias = m.bias;
   c.modules_to_save = m.modules_to_save;
+  if (m.method == "adalora") c.adalora = m.adalora;
   return c;
 }
 
@@ -157,6 +180,11 @@ TrainingArguments training_arguments(const TrainOptions& o) {
 std::string method_summary(const MethodOptions& m) {
   if (m.finetuning_type == "full") return "full fine-tuning (every weight trains)";
   if (m.finetuning_type == "freeze") return fmt::format("freeze fine-tuning (the last {} layers train)", m.freeze_layers);
+  if (m.method == "adalora")
+    return fmt::format("AdaLoRA init_r={} -> target_r={}, alpha={}, dropout={} on {} (tinit {}, tfinal {}, deltaT {}, "
+                       "orth_reg_weight {:g})", m.adalora.init_r, m.adalora.target_r, m.alpha, m.dropout,
+                       fmt::join(m.target, ","), m.adalora.tinit, m.adalora.tfinal, m.adalora.delta_t,
+                       m.adalora.orth_reg_weight);
   std::string s = fmt::format("LoRA r={}, alpha={}, dropout={} on {}", m.rank, m.alpha, m.dropout, fmt::join(m.target, ","));
   if (m.rslora) s += ", rsLoRA";
   if (m.dora) s += ", DoRA";

@@ -31,6 +31,9 @@ struct MethodOptions {
   std::vector<std::string> modules_to_save;
   std::string bias = "none";
   bool gradient_checkpointing = false;
+  // AdaLoRA (--method adalora): SVD-shaped adapters whose rank budget is reallocated while training
+  std::string method = "lora";  // lora, adalora
+  AdaLoraOptions adalora;
 };
 
 struct TrainOptions {
