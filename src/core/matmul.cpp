@@ -8,11 +8,13 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/quant.h"
 
 namespace lora {
 
 float MatView::at(int64_t r, int64_t c) const {
   const int64_t i = r * stride + c;
+  if (quant) return dequantize_at(*quant, dtype, data, i);
   if (dtype == DType::F32) return static_cast<const float*>(data)[i];
   if (dtype == DType::BF16) return bf16_to_f32(static_cast<const uint16_t*>(data)[i]);
   fail("MatView: unsupported dtype {}", dtype_name(dtype));
@@ -22,7 +24,7 @@ MatView mat(const Tensor& t) {
   if (t.ndim() < 1) fail("mat(): scalar tensor");
   const int64_t cols = t.dim(-1);
   const int64_t rows = cols == 0 ? 0 : t.numel() / cols;
-  return MatView{t.data(), t.dtype(), rows, cols, cols};
+  return MatView{t.data(), t.dtype(), rows, cols, cols, t.quant()};
 }
 
 MutMatView mut_mat(Tensor& t) {
@@ -84,18 +86,8 @@ std::vector<uint16_t> to_bf16_dense(const MatView& v) {
   return out;
 }
 
-}  // namespace
-
-void matmul(const MatView& a_in, bool trans_a, const MatView& b_in, bool trans_b, const MutMatView& c,
-            float alpha, float beta) {
-  const Shape s = check_shapes(a_in, trans_a, b_in, trans_b, c);
-  if (s.m == 0 || s.n == 0) return;
-  if (s.k == 0) {
-    for (int64_t i = 0; i < s.m; ++i)
-      for (int64_t j = 0; j < s.n; ++j) c.data[i * c.stride + j] *= beta;
-    return;
-  }
-
+void dense_matmul(const MatView& a_in, bool trans_a, const MatView& b_in, bool trans_b, const MutMatView& c,
+                  const Shape& s, float alpha, float beta) {
   MatView a = a_in, b = b_in;
   std::vector<uint16_t> a_bf16, b_bf16;
   if (a.dtype != b.dtype) {
@@ -142,6 +134,77 @@ void matmul(const MatView& a_in, bool trans_a, const MatView& b_in, bool trans_b
   dnnl::memory c_mem(c_md, e.engine, c.data);
   prim.execute(e.stream, {{DNNL_ARG_SRC, a_mem}, {DNNL_ARG_WEIGHTS, b_mem}, {DNNL_ARG_DST, c_mem}});
   e.stream.wait();
+}
+
+// Columns of the output computed per decoded panel of a quantized B: about 512 KB of bf16 so the panel
+// stays in the core's L2 between its decoding and the GEMM reading it; a multiple of 64 keeps 4-bit
+// blocks whole when the panel is a column slice.
+int64_t panel_columns(int64_t k, int64_t n) {
+  const int64_t p = std::max<int64_t>(64, (512 * 1024 / (2 * std::max<int64_t>(k, 1))) / 64 * 64);
+  return std::min(p, n);
+}
+
+// C = alpha · op(A) · op(B) + beta · C with B quantized: op(B)'s columns are decoded panel by panel to
+// bf16 (rows of B when transposed, column slices otherwise) and multiplied with A (rounded to bf16 once).
+void quantized_b_matmul(const MatView& a, bool trans_a, const MatView& b, bool trans_b, const MutMatView& c,
+                        const Shape& s, float alpha, float beta) {
+  if (b.stride != b.cols) fail("matmul: a quantized operand must be a whole matrix (stride {} != {} columns)", b.stride, b.cols);
+  std::vector<uint16_t> a_bf16;
+  MatView a16 = a;
+  if (a.dtype == DType::F32) {
+    a_bf16 = to_bf16_dense(a);
+    a16 = MatView{a_bf16.data(), DType::BF16, a.rows, a.cols, a.cols};
+  } else if (a.dtype != DType::BF16) {
+    fail("matmul: cannot multiply {} by a quantized matrix", dtype_name(a.dtype));
+  }
+  const int64_t p_cols = panel_columns(s.k, s.n);
+  thread_local std::vector<uint16_t> panel;  // reused across calls: one panel, never the whole matrix
+  panel.resize(size_t(s.k * p_cols));
+  uint16_t* buf = panel.data();
+  for (int64_t n0 = 0; n0 < s.n; n0 += p_cols) {
+    const int64_t pn = std::min(p_cols, s.n - n0);
+    MatView pv;
+    if (trans_b) {  // B [n, k]: rows n0 .. n0+pn are one contiguous run of codes
+#pragma omp parallel for schedule(static)
+      for (int64_t r = 0; r < pn; ++r)
+        dequantize_range_bf16(*b.quant, b.dtype, b.data, (n0 + r) * s.k, (n0 + r + 1) * s.k, buf + r * s.k);
+      pv = MatView{buf, DType::BF16, pn, s.k, s.k};
+    } else {        // B [k, n]: columns n0 .. n0+pn of every row
+#pragma omp parallel for schedule(static)
+      for (int64_t r = 0; r < s.k; ++r)
+        dequantize_range_bf16(*b.quant, b.dtype, b.data, r * s.n + n0, r * s.n + n0 + pn, buf + r * pn);
+      pv = MatView{buf, DType::BF16, s.k, pn, pn};
+    }
+    const MutMatView cv{c.data + n0, c.rows, pn, c.stride};
+    dense_matmul(a16, trans_a, pv, trans_b, cv, Shape{s.m, pn, s.k}, alpha, beta);
+  }
+}
+
+}  // namespace
+
+void matmul(const MatView& a, bool trans_a, const MatView& b, bool trans_b, const MutMatView& c, float alpha,
+            float beta) {
+  const Shape s = check_shapes(a, trans_a, b, trans_b, c);
+  if (s.m == 0 || s.n == 0) return;
+  if (s.k == 0) {
+    for (int64_t i = 0; i < s.m; ++i)
+      for (int64_t j = 0; j < s.n; ++j) c.data[i * c.stride + j] *= beta;
+    return;
+  }
+  if (b.quant && !a.quant) return quantized_b_matmul(a, trans_a, b, trans_b, c, s, alpha, beta);
+  if (a.quant || b.quant) {
+    // A quantized left operand (no layer has one): decode whole operands, the simple way.
+    std::vector<uint16_t> da, db;
+    auto decode = [](const MatView& v, std::vector<uint16_t>& out) {
+      if (!v.quant) return v;
+      if (v.stride != v.cols) fail("matmul: a quantized operand must be a whole matrix");
+      out.resize(size_t(v.rows * v.cols));
+      dequantize_range_bf16(*v.quant, v.dtype, v.data, 0, v.rows * v.cols, out.data());
+      return MatView{out.data(), DType::BF16, v.rows, v.cols, v.cols};
+    };
+    return dense_matmul(decode(a, da), trans_a, decode(b, db), trans_b, c, s, alpha, beta);
+  }
+  dense_matmul(a, trans_a, b, trans_b, c, s, alpha, beta);
 }
 
 void matmul_reference(const MatView& a, bool trans_a, const MatView& b, bool trans_b, const MutMatView& c,
