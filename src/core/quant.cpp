@@ -141,6 +141,13 @@ Tensor code_tensor(const float* v, int64_t n) {
   return t;
 }
 
+// The code books every tensor quantized here shares (never modified); a loaded checkpoint's are its own.
+const Tensor& shared_code(DType type) {
+  static const Tensor nf4 = code_tensor(nf4_code().data(), 16), fp4 = code_tensor(fp4_code().data(), 16),
+                      dyn = code_tensor(dynamic_map().data(), 256);
+  return type == DType::NF4 ? nf4 : type == DType::FP4 ? fp4 : dyn;
+}
+
 Tensor quantize_4bit(const std::vector<float>& x, const std::vector<int64_t>& shape, const QuantConfig& cfg,
                      DType source) {
   const int64_t n = int64_t(x.size());
@@ -166,7 +173,7 @@ Tensor quantize_4bit(const std::vector<float>& x, const std::vector<int64_t>& sh
   s->type = cfg.type;
   s->blocksize = cfg.blocksize;
   s->source_dtype = source;
-  s->code = code_tensor((cfg.type == DType::NF4 ? nf4_code() : fp4_code()).data(), 16);
+  s->code = shared_code(cfg.type);
   if (!cfg.double_quant) {
     s->absmax = f32_tensor(absmax);
   } else {
@@ -188,7 +195,7 @@ Tensor quantize_4bit(const std::vector<float>& x, const std::vector<int64_t>& sh
     };
     s->nested_absmax = f32_tensor(quantize_blocks(centered.data(), int64_t(centered.size()), 256, quantize_8bit,
                                                   s->absmax.data_as<uint8_t>()));
-    s->nested_code = code_tensor(dyn.data(), 256);
+    s->nested_code = shared_code(DType::U8);
   }
   return Tensor(cfg.type, shape, storage.get(), storage, s);
 }
@@ -258,7 +265,8 @@ float QuantState::block_absmax(int64_t b) const {
 
 size_t QuantState::nbytes() const {
   auto n = [](const Tensor& t) { return t.empty() ? size_t(0) : t.nbytes(); };
-  return n(absmax) + n(code) + n(nested_absmax) + n(nested_code);
+  auto own = [&](const Tensor& t, DType book) { return t.data() == shared_code(book).data() ? size_t(0) : n(t); };
+  return n(absmax) + n(nested_absmax) + own(code, type) + own(nested_code, DType::U8);
 }
 
 Tensor quantize(const Tensor& w, const QuantConfig& config) {

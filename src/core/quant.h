@@ -39,7 +39,8 @@ struct QuantState {
   int64_t blocks() const { return absmax.numel(); }
   // The fp32 absmax of block b (decoding the nested level when there is one).
   float block_absmax(int64_t b) const;
-  // Memory the state occupies beside the packed codes.
+  // Memory the state occupies beside the packed codes (the code books quantize() shares between all
+  // tensors are not counted; a loaded checkpoint's own are).
   size_t nbytes() const;
 };
 

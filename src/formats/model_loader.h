@@ -12,8 +12,8 @@
 namespace lora {
 
 struct LoadOptions {
-  std::string tokenizer_path;            // overrides the tokenizer found with the model
-  std::optional<DType> weight_dtype;     // convert linear/embedding weights to F32 or BF16 (not quantized ones)
+  std::string tokenizer_path{};          // overrides the tokenizer found with the model
+  std::optional<DType> weight_dtype{};   // convert linear/embedding weights to F32 or BF16 (not quantized ones)
   bool load_tokenizer = true;
   // "nf4", "fp4" or "int8": quantize the linear layers on load (QLoRA's base; core/quant.h), whatever the
   // source format. A bitsandbytes checkpoint loads quantized without it.

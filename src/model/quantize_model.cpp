@@ -33,6 +33,12 @@ bool has_quantized_weights(const Model& m) {
   return false;
 }
 
+Tensor dequantize_weight(const Tensor& t) {
+  if (!t.quantized()) return t;
+  Tensor f = dequantize(t);
+  return t.quant()->source_dtype == DType::BF16 ? f.to(DType::BF16) : f;
+}
+
 QuantSummary quant_summary(const Model& m) {
   QuantSummary s;
   for (const LayerWeights& l : m.weights.layers)

@@ -20,6 +20,10 @@ void quantize_linear_weights(Model& m, const QuantConfig& config);
 
 bool has_quantized_weights(const Model& m);
 
+// A quantized weight decoded to full precision in its source dtype (bf16 stays bf16, f32 and f16
+// become f32); any other tensor is returned as is.
+Tensor dequantize_weight(const Tensor& t);
+
 struct QuantSummary {
   int64_t tensors = 0, elements = 0;
   size_t bytes = 0;              // packed codes and quantization state
