@@ -10,6 +10,7 @@
 
 #include "adapters/lora_linear.h"
 #include "adapters/merge.h"
+#include "adapters/peft_io.h"
 #include "core/matmul.h"
 #include "core/quant.h"
 #include "formats/model_loader.h"
@@ -190,6 +191,12 @@ TEST(Qlora, TrainingPassOverQuantizedBaseMatchesDequantizedBase) {
   }
   EXPECT_EQ(std::memcmp(wq_before.data(), quantized.weights.layers[0].wq.data(), wq_before.nbytes()), 0);
   EXPECT_TRUE(quantized.weights.layers[0].wq.quantized());
+
+  // the adapter saved from the QLoRA model loads onto the quantized base again
+  test::TempDir dir;
+  save_peft_adapter(mq, dir / "adapter");
+  TrainableModel again = load_peft_adapter(quantized, dir / "adapter");
+  EXPECT_EQ(again.evaluate(tokens.data(), targets.data(), B, T).loss_sum, lq);
 
   // merged: every weight full precision, computing base + adapter
   const Model merged = merged_model(mq);

@@ -1,6 +1,7 @@
 #include "core/matmul.h"
 
 #include <oneapi/dnnl/dnnl.hpp>
+#include <omp.h>
 
 #include <map>
 #include <mutex>
@@ -63,10 +64,15 @@ dnnl::memory::data_type dnnl_type(DType t) {
 // small (decode-time) matmul.
 using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int, float, float>;
 
+struct Primitive {
+  dnnl::matmul prim;
+  dnnl::memory::desc scratchpad;  // set for primitives run by one thread inside a parallel region
+};
+
 struct Engine {
   dnnl::engine engine{dnnl::engine::kind::cpu, 0};
   dnnl::stream stream{engine};
-  std::map<Key, dnnl::matmul> primitives;
+  std::map<Key, Primitive> primitives;
   std::mutex mutex;
 };
 
@@ -86,8 +92,11 @@ std::vector<uint16_t> to_bf16_dense(const MatView& v) {
   return out;
 }
 
+// One oneDNN matmul. `in_parallel_region`: the caller is one of the threads of an OpenMP region and the
+// product runs on that thread alone (oneDNN does not nest), with its own stream and scratchpad so that
+// the threads' products run concurrently.
 void dense_matmul(const MatView& a_in, bool trans_a, const MatView& b_in, bool trans_b, const MutMatView& c,
-                  const Shape& s, float alpha, float beta) {
+                  const Shape& s, float alpha, float beta, bool in_parallel_region = false) {
   MatView a = a_in, b = b_in;
   std::vector<uint16_t> a_bf16, b_bf16;
   if (a.dtype != b.dtype) {
@@ -107,12 +116,12 @@ void dense_matmul(const MatView& a_in, bool trans_a, const MatView& b_in, bool t
   const int64_t b_ld = trans_b ? -b.stride : b.stride;
 
   Engine& e = engine();
-  const Key key{s.m, s.n, s.k, a_ld, b_ld, c.stride, int(a.dtype), 0, 0, alpha, beta};
+  const Key key{s.m, s.n, s.k, a_ld, b_ld, c.stride, int(a.dtype), in_parallel_region ? 1 : 0, 0, alpha, beta};
   dnnl::memory::desc a_md({s.m, s.k}, dnnl_type(a.dtype), a_strides);
   dnnl::memory::desc b_md({s.k, s.n}, dnnl_type(b.dtype), b_strides);
   dnnl::memory::desc c_md({s.m, s.n}, dnnl::memory::data_type::f32, dnnl::memory::dims{c.stride, 1});
 
-  dnnl::matmul prim;
+  Primitive prim;
   {
     std::lock_guard<std::mutex> lock(e.mutex);
     auto it = e.primitives.find(key);
@@ -124,59 +133,81 @@ void dense_matmul(const MatView& a_in, bool trans_a, const MatView& b_in, bool t
         ops.append_sum(beta);
         attr.set_post_ops(ops);
       }
+      if (in_parallel_region) attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
       dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a_md, b_md, c_md), attr, e.engine);
-      it = e.primitives.emplace(key, dnnl::matmul(pd)).first;
+      Primitive p{dnnl::matmul(pd), in_parallel_region ? pd.scratchpad_desc() : dnnl::memory::desc()};
+      it = e.primitives.emplace(key, p).first;
     }
     prim = it->second;
   }
   dnnl::memory a_mem(a_md, e.engine, const_cast<void*>(a.data));
   dnnl::memory b_mem(b_md, e.engine, const_cast<void*>(b.data));
   dnnl::memory c_mem(c_md, e.engine, c.data);
-  prim.execute(e.stream, {{DNNL_ARG_SRC, a_mem}, {DNNL_ARG_WEIGHTS, b_mem}, {DNNL_ARG_DST, c_mem}});
-  e.stream.wait();
+  if (!in_parallel_region) {
+    prim.prim.execute(e.stream, {{DNNL_ARG_SRC, a_mem}, {DNNL_ARG_WEIGHTS, b_mem}, {DNNL_ARG_DST, c_mem}});
+    e.stream.wait();
+    return;
+  }
+  thread_local dnnl::stream stream(engine().engine);
+  thread_local std::vector<uint8_t> scratch;
+  scratch.resize(std::max<size_t>(prim.scratchpad.get_size(), 1));
+  dnnl::memory scratch_mem(prim.scratchpad, e.engine, scratch.data());
+  prim.prim.execute(stream, {{DNNL_ARG_SRC, a_mem}, {DNNL_ARG_WEIGHTS, b_mem}, {DNNL_ARG_DST, c_mem},
+                             {DNNL_ARG_SCRATCHPAD, scratch_mem}});
+  stream.wait();
 }
 
 // Columns of the output computed per decoded panel of a quantized B: about 512 KB of bf16 so the panel
-// stays in the core's L2 between its decoding and the GEMM reading it; a multiple of 64 keeps 4-bit
-// blocks whole when the panel is a column slice.
-int64_t panel_columns(int64_t k, int64_t n) {
-  const int64_t p = std::max<int64_t>(64, (512 * 1024 / (2 * std::max<int64_t>(k, 1))) / 64 * 64);
+// stays in the core's L2 between its decoding and the GEMM reading it, at least one panel per thread, and
+// a multiple of 64 so that a column slice keeps 4-bit blocks whole.
+int64_t panel_columns(int64_t k, int64_t n, int64_t threads) {
+  int64_t p = std::max<int64_t>(64, (512 * 1024 / (2 * std::max<int64_t>(k, 1))) / 64 * 64);
+  const int64_t per_thread = (n + threads - 1) / threads;
+  if (per_thread < p) p = std::max<int64_t>(64, (per_thread + 63) / 64 * 64);
   return std::min(p, n);
 }
 
-// C = alpha · op(A) · op(B) + beta · C with B quantized: op(B)'s columns are decoded panel by panel to
-// bf16 (rows of B when transposed, column slices otherwise) and multiplied with A (rounded to bf16 once).
+// C = alpha · op(A) · op(B) + beta · C with B quantized. The columns of op(B) (rows of B when transposed,
+// column slices otherwise) are cut into panels; in one parallel region each thread decodes its panels to
+// bf16 into its own scratch and multiplies them with A (rounded to bf16 once) on its own, so decoding
+// and multiplying need no more synchronization than one dense product.
 void quantized_b_matmul(const MatView& a, bool trans_a, const MatView& b, bool trans_b, const MutMatView& c,
                         const Shape& s, float alpha, float beta) {
   if (b.stride != b.cols) fail("matmul: a quantized operand must be a whole matrix (stride {} != {} columns)", b.stride, b.cols);
-  std::vector<uint16_t> a_bf16;
+  thread_local std::vector<uint16_t> a_bf16;  // reused: a fresh multi-megabyte buffer per call costs page faults
   MatView a16 = a;
   if (a.dtype == DType::F32) {
-    a_bf16 = to_bf16_dense(a);
+    a_bf16.resize(size_t(a.rows * a.cols));
+    for (int64_t r = 0; r < a.rows; ++r) {
+      const float* src = static_cast<const float*>(a.data) + r * a.stride;
+      for (int64_t c = 0; c < a.cols; ++c) a_bf16[size_t(r * a.cols + c)] = f32_to_bf16(src[c]);
+    }
     a16 = MatView{a_bf16.data(), DType::BF16, a.rows, a.cols, a.cols};
   } else if (a.dtype != DType::BF16) {
     fail("matmul: cannot multiply {} by a quantized matrix", dtype_name(a.dtype));
   }
-  const int64_t p_cols = panel_columns(s.k, s.n);
-  thread_local std::vector<uint16_t> panel;  // reused across calls: one panel, never the whole matrix
-  panel.resize(size_t(s.k * p_cols));
-  uint16_t* buf = panel.data();
-  for (int64_t n0 = 0; n0 < s.n; n0 += p_cols) {
-    const int64_t pn = std::min(p_cols, s.n - n0);
-    MatView pv;
-    if (trans_b) {  // B [n, k]: rows n0 .. n0+pn are one contiguous run of codes
-#pragma omp parallel for schedule(static)
-      for (int64_t r = 0; r < pn; ++r)
-        dequantize_range_bf16(*b.quant, b.dtype, b.data, (n0 + r) * s.k, (n0 + r + 1) * s.k, buf + r * s.k);
-      pv = MatView{buf, DType::BF16, pn, s.k, s.k};
-    } else {        // B [k, n]: columns n0 .. n0+pn of every row
-#pragma omp parallel for schedule(static)
-      for (int64_t r = 0; r < s.k; ++r)
-        dequantize_range_bf16(*b.quant, b.dtype, b.data, r * s.n + n0, r * s.n + n0 + pn, buf + r * pn);
-      pv = MatView{buf, DType::BF16, s.k, pn, pn};
+  const int64_t p_cols = panel_columns(s.k, s.n, omp_get_max_threads());
+  const int64_t panels = (s.n + p_cols - 1) / p_cols;
+#pragma omp parallel
+  {
+    thread_local std::vector<uint16_t> panel;  // one panel per thread, never the whole matrix
+    panel.resize(size_t(s.k * p_cols));
+    uint16_t* buf = panel.data();
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t j = 0; j < panels; ++j) {
+      const int64_t n0 = j * p_cols, pn = std::min(p_cols, s.n - n0);
+      MatView pv;
+      if (trans_b) {  // B [n, k]: rows n0 .. n0+pn are one contiguous run of codes
+        dequantize_range_bf16(*b.quant, b.dtype, b.data, n0 * s.k, (n0 + pn) * s.k, buf);
+        pv = MatView{buf, DType::BF16, pn, s.k, s.k};
+      } else {        // B [k, n]: columns n0 .. n0+pn of every row
+        for (int64_t r = 0; r < s.k; ++r)
+          dequantize_range_bf16(*b.quant, b.dtype, b.data, r * s.n + n0, r * s.n + n0 + pn, buf + r * pn);
+        pv = MatView{buf, DType::BF16, s.k, pn, pn};
+      }
+      const MutMatView cv{c.data + n0, c.rows, pn, c.stride};
+      dense_matmul(a16, trans_a, pv, trans_b, cv, Shape{s.m, pn, s.k}, alpha, beta, /*in_parallel_region=*/true);
     }
-    const MutMatView cv{c.data + n0, c.rows, pn, c.stride};
-    dense_matmul(a16, trans_a, pv, trans_b, cv, Shape{s.m, pn, s.k}, alpha, beta);
   }
 }
 

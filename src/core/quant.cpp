@@ -9,6 +9,13 @@
 
 #include "core/error.h"
 
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+#include <immintrin.h>
+#define LORA_QUANT_AVX512 1
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC 12's AVX-512 headers, see quant_kernels.cpp
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+
 namespace lora {
 
 namespace {
@@ -103,26 +110,66 @@ constexpr std::array<float, 256> kDynamicMap = {
     0x1.eep-1f, 0x1.f53332p-1f, 0x1.fc6666p-1f, 0x1p+0f,
 };
 
-void to_f32(const Tensor& w, std::vector<float>& out) {
-  out.resize(size_t(w.numel()));
-  if (w.dtype() == DType::F32) std::memcpy(out.data(), w.data(), out.size() * 4);
-  else convert_to_f32(w.dtype(), w.data(), out.data(), out.size());
+// The values of w as f32: the tensor's own data when it is f32, else a converted copy in `copy`.
+const float* as_f32(const Tensor& w, std::vector<float>& copy) {
+  if (w.dtype() == DType::F32) return w.f32();
+  copy.resize(size_t(w.numel()));
+  convert_to_f32(w.dtype(), w.data(), copy.data(), copy.size());
+  return copy.data();
 }
 
-// Blockwise absmax quantization of x with `thresholds` (sorted), codes into `codes` (one per element).
+float block_absmax(const float* x, int64_t len) {
+  float m = 0.0f;
+  int64_t i = 0;
+#ifdef LORA_QUANT_AVX512
+  __m512 mv = _mm512_setzero_ps();
+  for (; i + 16 <= len; i += 16) mv = _mm512_max_ps(mv, _mm512_abs_ps(_mm512_loadu_ps(x + i)));
+  m = _mm512_reduce_max_ps(mv);
+#endif
+  for (; i < len; ++i) m = std::max(m, std::fabs(x[i]));
+  return m;
+}
+
+// The 4-bit codes of x[0, len) scaled by inv (the block's reciprocal absmax).
+void code_block_4bit(DType type, const float (&nf4_thr)[15], const float* x, int64_t len, float inv, uint8_t* out) {
+  int64_t i = 0;
+#ifdef LORA_QUANT_AVX512
+  // code = how many thresholds the scaled value exceeds: one compare and masked increment per threshold
+  // (ordered compares, so NaN exceeds none, as in the scalar rule).
+  const __m512 inv_v = _mm512_set1_ps(inv);
+  const __m512i one = _mm512_set1_epi32(1);
+  const __m512i fp4_ascending = _mm512_setr_epi32(0b000, 0b001, 0b110, 0b111, 0b100, 0b101, 0b010, 0b011, 0, 0, 0, 0, 0, 0, 0, 0);
+  for (; i + 16 <= len; i += 16) {
+    const __m512 scaled = _mm512_mul_ps(_mm512_loadu_ps(x + i), inv_v);
+    __m512i code = _mm512_setzero_si512();
+    if (type == DType::NF4) {
+      for (float t : nf4_thr) code = _mm512_mask_add_epi32(code, _mm512_cmp_ps_mask(_mm512_set1_ps(t), scaled, _CMP_LT_OQ), code, one);
+    } else {
+      const __m512 mag = _mm512_abs_ps(scaled);
+      for (float t : kFP4Thresholds)
+        code = _mm512_mask_add_epi32(code, _mm512_cmp_ps_mask(_mm512_set1_ps(t), mag, _CMP_LT_OQ), code, one);
+      code = _mm512_permutexvar_epi32(code, fp4_ascending);
+      const __mmask16 negative = _mm512_cmp_ps_mask(scaled, _mm512_setzero_ps(), _CMP_LT_OQ);
+      code = _mm512_mask_or_epi32(code, negative, code, _mm512_set1_epi32(8));
+    }
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), _mm512_cvtepi32_epi8(code));
+  }
+#endif
+  for (; i < len; ++i) out[i] = type == DType::NF4 ? quantize_nf4(nf4_thr, x[i] * inv) : quantize_fp4(x[i] * inv);
+}
+
+// Blockwise absmax quantization: code_block(x, len, 1/absmax, codes) writes the codes of each block.
 // Returns the absmax of every block.
-template <typename Quantize>
-std::vector<float> quantize_blocks(const float* x, int64_t n, int64_t blocksize, Quantize&& q, uint8_t* codes) {
+template <typename CodeBlock>
+std::vector<float> quantize_blocks(const float* x, int64_t n, int64_t blocksize, CodeBlock&& code_block, uint8_t* codes) {
   const int64_t blocks = (n + blocksize - 1) / blocksize;
   std::vector<float> absmax(static_cast<size_t>(blocks));
 #pragma omp parallel for schedule(static) if (n > 65536)
   for (int64_t b = 0; b < blocks; ++b) {
-    const int64_t begin = b * blocksize, end = std::min(n, begin + blocksize);
-    float m = 0.0f;
-    for (int64_t i = begin; i < end; ++i) m = std::max(m, std::fabs(x[i]));
+    const int64_t begin = b * blocksize, len = std::min(n, begin + blocksize) - begin;
+    const float m = block_absmax(x + begin, len);
     absmax[size_t(b)] = m;
-    const float inv = 1.0f / m;  // bitsandbytes multiplies by the reciprocal; it decides exact ties
-    for (int64_t i = begin; i < end; ++i) codes[i] = q(x[i] * inv);
+    code_block(x + begin, len, 1.0f / m, codes + begin);  // bitsandbytes multiplies by the reciprocal
   }
   return absmax;
 }
@@ -141,33 +188,39 @@ Tensor code_tensor(const float* v, int64_t n) {
   return t;
 }
 
-// The code books every tensor quantized here shares (never modified); a loaded checkpoint's are its own.
+}  // namespace
+
+// The code books every tensor quantized here shares (never modified).
 const Tensor& shared_code(DType type) {
   static const Tensor nf4 = code_tensor(nf4_code().data(), 16), fp4 = code_tensor(fp4_code().data(), 16),
                       dyn = code_tensor(dynamic_map().data(), 256);
   return type == DType::NF4 ? nf4 : type == DType::FP4 ? fp4 : dyn;
 }
 
-Tensor quantize_4bit(const std::vector<float>& x, const std::vector<int64_t>& shape, const QuantConfig& cfg,
+namespace {
+
+Tensor quantize_4bit(const float* x, int64_t n, const std::vector<int64_t>& shape, const QuantConfig& cfg,
                      DType source) {
-  const int64_t n = int64_t(x.size());
-  // The pad of an odd count is a zero element of the last block (bitsandbytes loads it as 0).
-  std::vector<uint8_t> codes(size_t(n + (n & 1)));
+  // One code per element; the pad of an odd count is a zero element of the last block (bitsandbytes
+  // loads it as 0).
+  const size_t n_codes = size_t(n + (n & 1));
+  std::unique_ptr<uint8_t[]> codes(new uint8_t[n_codes]);
   std::vector<float> absmax;
-  if (cfg.type == DType::NF4) {
-    float thr[15];
-    const auto t = nf4_thresholds();
-    std::copy(t.begin(), t.end(), thr);
-    absmax = quantize_blocks(x.data(), n, cfg.blocksize, [&](float s) { return quantize_nf4(thr, s); }, codes.data());
-    if (n & 1) codes.back() = quantize_nf4(thr, 0.0f * (1.0f / absmax.back()));
-  } else {
-    absmax = quantize_blocks(x.data(), n, cfg.blocksize, quantize_fp4, codes.data());
-    if (n & 1) codes.back() = quantize_fp4(0.0f * (1.0f / absmax.back()));
+  float thr[15];
+  const auto t = nf4_thresholds();
+  std::copy(t.begin(), t.end(), thr);
+  absmax = quantize_blocks(
+      x, n, cfg.blocksize,
+      [&](const float* xb, int64_t len, float inv, uint8_t* out) { code_block_4bit(cfg.type, thr, xb, len, inv, out); },
+      codes.get());
+  if (n & 1) {
+    const float pad = 0.0f * (1.0f / absmax.back());
+    codes[n_codes - 1] = cfg.type == DType::NF4 ? quantize_nf4(thr, pad) : quantize_fp4(pad);
   }
 
   auto storage = alloc_bytes(size_t(n + 1) / 2);
   auto* packed = static_cast<uint8_t*>(storage.get());
-  for (size_t i = 0; i + 1 < codes.size(); i += 2) packed[i / 2] = uint8_t(codes[i] << 4 | codes[i + 1]);
+  for (size_t i = 0; i + 1 < n_codes; i += 2) packed[i / 2] = uint8_t(codes[i] << 4 | codes[i + 1]);
 
   auto s = std::make_shared<QuantState>();
   s->type = cfg.type;
@@ -190,8 +243,9 @@ Tensor quantize_4bit(const std::vector<float>& x, const std::vector<int64_t>& sh
     s->offset = offset;
     s->nested_blocksize = 256;
     s->absmax = Tensor(DType::U8, {int64_t(absmax.size())});
-    const auto quantize_8bit = [&](float v) {  // first midpoint >= v (NaN: 0)
-      return uint8_t(std::lower_bound(mids, mids + 255, v, [](float m, float x) { return m < x; }) - mids);
+    const auto quantize_8bit = [&](const float* xb, int64_t len, float inv, uint8_t* out) {
+      for (int64_t i = 0; i < len; ++i)  // the first midpoint >= the scaled value (NaN: 0)
+        out[i] = uint8_t(std::lower_bound(mids, mids + 255, xb[i] * inv, [](float m, float v) { return m < v; }) - mids);
     };
     s->nested_absmax = f32_tensor(quantize_blocks(centered.data(), int64_t(centered.size()), 256, quantize_8bit,
                                                   s->absmax.data_as<uint8_t>()));
@@ -200,7 +254,7 @@ Tensor quantize_4bit(const std::vector<float>& x, const std::vector<int64_t>& sh
   return Tensor(cfg.type, shape, storage.get(), storage, s);
 }
 
-Tensor quantize_int8_row(const std::vector<float>& x, const std::vector<int64_t>& shape, DType source) {
+Tensor quantize_int8_row(const float* x, const std::vector<int64_t>& shape, DType source) {
   if (shape.size() != 2) fail("int8 quantization needs a 2-D weight, got {} dimensions", shape.size());
   const int64_t rows = shape[0], cols = shape[1];
   auto storage = alloc_bytes(size_t(rows * cols));
@@ -213,7 +267,7 @@ Tensor quantize_int8_row(const std::vector<float>& x, const std::vector<int64_t>
   float* scb = s->absmax.f32();
 #pragma omp parallel for schedule(static) if (rows * cols > 65536)
   for (int64_t r = 0; r < rows; ++r) {
-    const float* row = x.data() + r * cols;
+    const float* row = x + r * cols;
     float m = 0.0f;
     for (int64_t c = 0; c < cols; ++c) m = std::max(m, std::fabs(row[c]));
     scb[r] = m;
@@ -272,15 +326,15 @@ size_t QuantState::nbytes() const {
 Tensor quantize(const Tensor& w, const QuantConfig& config) {
   if (w.dtype() != DType::F32 && w.dtype() != DType::BF16 && w.dtype() != DType::F16)
     fail("cannot quantize a {} tensor (f32, bf16 or f16 expected)", dtype_name(w.dtype()));
-  std::vector<float> x;
-  to_f32(w, x);
+  std::vector<float> copy;
+  const float* x = as_f32(w, copy);
   if (config.type == DType::INT8_ROW) return quantize_int8_row(x, w.shape(), w.dtype());
   if (config.type != DType::NF4 && config.type != DType::FP4)
     fail("cannot quantize to {} (nf4, fp4 or int8_row expected)", dtype_name(config.type));
   if (config.blocksize < 2 || config.blocksize % 2 != 0)
     fail("4-bit blocksize must be a positive even number, got {}", config.blocksize);
   if (w.numel() == 0) fail("cannot quantize an empty tensor");
-  return quantize_4bit(x, w.shape(), config, w.dtype());
+  return quantize_4bit(x, w.numel(), w.shape(), config, w.dtype());
 }
 
 float dequantize_at(const QuantState& s, DType type, const void* data, int64_t i) {

@@ -60,6 +60,9 @@ const char* quant_type_name(DType type);
 const std::array<float, 16>& nf4_code();
 const std::array<float, 16>& fp4_code();
 const std::array<float, 256>& dynamic_map();
+// The same as f32 tensors that every state quantize() creates shares: NF4 or FP4 for the quant_map, U8
+// for the dynamic map (a loaded state whose maps hold the same values may share them too).
+const Tensor& shared_code(DType type);
 
 // Quantizes a floating tensor (f32, bf16 or f16; INT8_ROW needs 2-D [rows, cols]) of any size.
 Tensor quantize(const Tensor& w, const QuantConfig& config);

@@ -55,6 +55,12 @@ Tensor require(const TensorLookup& find, const std::string& where, const std::st
   return *t;
 }
 
+// The process-wide code book when `t` holds the same values: one copy instead of one per weight.
+Tensor deduplicated(const Tensor& t, DType book) {
+  const Tensor& shared = shared_code(book);
+  return t.numel() == shared.numel() && std::memcmp(t.data(), shared.data(), shared.nbytes()) == 0 ? shared : t;
+}
+
 int64_t product(const std::vector<int64_t>& shape) {
   int64_t n = 1;
   for (int64_t d : shape) n *= d;
@@ -109,7 +115,7 @@ std::optional<Tensor> load_4bit(const TensorLookup& find, const std::string& whe
   if (packed->quantized() || packed->nbytes() != size_t(n + 1) / 2)
     fail_format(where, "tensor '{}' holds {} bytes of 4-bit codes, expected {} for shape {}", name, packed->nbytes(),
                 (n + 1) / 2, shape_str(shape));
-  s->code = require(find, where, name + ".quant_map", DType::F32, 16);
+  s->code = deduplicated(require(find, where, name + ".quant_map", DType::F32, 16), type);
 
   s->nested = j.contains("nested_offset") || find(name + ".nested_absmax").has_value();
   if (s->nested) {
@@ -122,7 +128,7 @@ std::optional<Tensor> load_4bit(const TensorLookup& find, const std::string& whe
     s->absmax = require(find, where, name + ".absmax", DType::U8, blocks);
     s->nested_absmax = require(find, where, name + ".nested_absmax", DType::F32,
                                (blocks + s->nested_blocksize - 1) / s->nested_blocksize);
-    s->nested_code = require(find, where, name + ".nested_quant_map", DType::F32, 256);
+    s->nested_code = deduplicated(require(find, where, name + ".nested_quant_map", DType::F32, 256), DType::U8);
   } else {
     s->absmax = require(find, where, name + ".absmax", DType::F32, blocks);
   }
