@@ -96,7 +96,8 @@ int main(int argc, char** argv) {
   const double flops_per_token = passes * (2.0 * n_lin + attn);
   const std::string weights =
       quantize.empty() ? dtype : fmt::format("{}{} + {}", quantize, double_quant && quantize != "int8" ? "+dq" : "", dtype);
-  fmt::print("| {} ({}) | {} | {} | {}x{} | {:.0f} | {:.1f}% | {:.0f} MiB |\n", shape, weights,
+  fmt::print("| {} ({}) | {} | {} | {}x{} | {:.{}f} | {:.1f}% | {:.0f} MiB |\n", shape, weights,
              mode == "full" ? "full" : fmt::format("LoRA r={}", rank), checkpointing ? "on" : "off", batch, seq, tps,
+             tps < 10 ? 2 : 0,
              100.0 * tps * flops_per_token / bench::kPeakFlops, bench::peak_rss_mib());
 }

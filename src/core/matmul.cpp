@@ -157,14 +157,13 @@ void dense_matmul(const MatView& a_in, bool trans_a, const MatView& b_in, bool t
   stream.wait();
 }
 
-// Columns of the output computed per decoded panel of a quantized B: about 512 KB of bf16 so the panel
-// stays in the core's L2 between its decoding and the GEMM reading it, at least one panel per thread, and
-// a multiple of 64 so that a column slice keeps 4-bit blocks whole.
-int64_t panel_columns(int64_t k, int64_t n, int64_t threads) {
-  int64_t p = std::max<int64_t>(64, (512 * 1024 / (2 * std::max<int64_t>(k, 1))) / 64 * 64);
-  const int64_t per_thread = (n + threads - 1) / threads;
-  if (per_thread < p) p = std::max<int64_t>(64, (per_thread + 63) / 64 * 64);
-  return std::min(p, n);
+// Columns of the output each thread decodes and multiplies: an equal share per thread (a multiple of
+// 64, so that a column slice keeps 4-bit blocks whole). Narrower, cache-sized panels were measured
+// slower: oneDNN blocks a whole share better than it multiplies many thin panels, and thin column
+// slices of a row-major code matrix decode in short runs.
+int64_t panel_columns(int64_t n, int64_t threads) {
+  const int64_t share = (n + threads - 1) / threads;
+  return std::min(n, std::max<int64_t>(64, (share + 63) / 64 * 64));
 }
 
 // C = alpha · op(A) · op(B) + beta · C with B quantized. The columns of op(B) (rows of B when transposed,
@@ -186,11 +185,11 @@ void quantized_b_matmul(const MatView& a, bool trans_a, const MatView& b, bool t
   } else if (a.dtype != DType::BF16) {
     fail("matmul: cannot multiply {} by a quantized matrix", dtype_name(a.dtype));
   }
-  const int64_t p_cols = panel_columns(s.k, s.n, omp_get_max_threads());
+  const int64_t p_cols = panel_columns(s.n, omp_get_max_threads());
   const int64_t panels = (s.n + p_cols - 1) / p_cols;
 #pragma omp parallel
   {
-    thread_local std::vector<uint16_t> panel;  // one panel per thread, never the whole matrix
+    thread_local std::vector<uint16_t> panel;  // a thread's share of the decoded matrix
     panel.resize(size_t(s.k * p_cols));
     uint16_t* buf = panel.data();
 #pragma omp for schedule(dynamic, 1)
