@@ -1,6 +1,6 @@
 // Quantized models in Hugging Face folders with bitsandbytes' layout (formats/bnb.h): written and read
 // back bit for bit; checkpoints written the way transformers saves "bnb-4bit" / 8-bit models (by the
-// Python reference) load with the reference's dequantized weights; the quantize / init-random commands
+// Python reference) load with the reference's dequantized weights; the quantize and init --quantize commands
 // and --quantize; clear errors for inconsistent quantization state.
 #include <gtest/gtest.h>
 
@@ -193,24 +193,25 @@ TEST(BnbFolder, QuantizeCommandWritesTheBitsandbytesLayout) {
   EXPECT_NE(r.err.find("already quantized to nf4"), std::string::npos) << r.err;
 }
 
-TEST(BnbFolder, InitRandomCreatesQuantizedModels) {
+TEST(BnbFolder, InitCreatesQuantizedModels) {
   test::TempDir dir;
-  nlohmann::json c = {{"architectures", {"LlamaForCausalLM"}}, {"model_type", "llama"}, {"hidden_size", 128},
-                      {"intermediate_size", 256}, {"num_hidden_layers", 2}, {"num_attention_heads", 4},
-                      {"num_key_value_heads", 2}, {"vocab_size", 300}, {"max_position_embeddings", 256},
-                      {"rms_norm_eps", 1e-5}, {"tie_word_embeddings", false}};
-  test::write_text(dir / "config.json", c.dump());
-  const test::RunResult r = test::run_cli("init-random --config " + dir / "config.json" + " --quantize nf4 -o " + dir / "m");
+  const test::RunResult r =
+      test::run_cli("init -o " + dir / "m" + " --tokenizer " + test::stories_tokenizer() +
+                    " --hidden-size 128 --intermediate-size 256 --layers 2 --heads 4 --kv-heads 2 --no-tie-embeddings"
+                    " --quantize nf4 --dtype bf16");
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_NE(r.out.find("linear layers in nf4 at 4.1"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("linear layers in nf4 (4.1"), std::string::npos) << r.out;
   const Model m = load_model(dir / "m");
   EXPECT_EQ(m.weights.layers[1].w_down.dtype(), DType::NF4);
   EXPECT_EQ(m.weights.lm_head.dtype(), DType::BF16);
   EXPECT_EQ(m.config.hidden_size, 128);
+  EXPECT_EQ(m.config.vocab_size, 512);
   const QuantSummary q = quant_summary(m);
   EXPECT_EQ(q.tensors, 14);
   EXPECT_LT(q.bits_per_weight, 4.15);  // the loaded code books are the shared ones
-  EXPECT_NE(test::run_cli("init-random --config llama-9b -o " + dir / "n").exit_code, 0);
+  // a published shape; its size options cannot be given as well
+  EXPECT_NE(test::run_cli("init -o " + dir / "n" + " --tokenizer " + test::stories_tokenizer() + " --shape llama2-7b --layers 2").exit_code, 0);
+  EXPECT_NE(test::run_cli("init -o " + dir / "n" + " --tokenizer " + test::stories_tokenizer() + " --shape llama-9b").exit_code, 0);
 }
 
 // ----------------------------------------------------------------------------- bad input

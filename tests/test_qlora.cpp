@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
 #include <sstream>
 
 #include "adapters/lora_linear.h"
@@ -229,6 +230,18 @@ TEST(Qlora, DoraAndPissaOverQuantizedBase) {
   EXPECT_EQ(pissa.slot(0, kQ).weight.dtype(), DType::NF4);
   // the residual re-quantized plus the adapter stays close to the base (the principal part is exact)
   EXPECT_NEAR(pissa.evaluate(tokens.data(), targets.data(), 1, 6).loss_sum, base_loss, 0.05 * base_loss);
+}
+
+// `lora train --quantize nf4` trains LoRA on a base quantized on load (the option every model-taking
+// command shares), and records it for --resume.
+TEST(Qlora, TrainCommandQuantizesTheBaseOnLoad) {
+  test::TempDir dir;
+  const test::RunResult r = test::run_cli("train -m " + test::stories_bin() + " -d " + std::string(LORA_TEST_DATA_DIR) +
+                                          "/../../examples/demo/identity.jsonl -o " + dir / "out" +
+                                          " --quantize nf4 --max-steps 3 --logging-steps 1");
+  ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
+  EXPECT_TRUE(std::filesystem::exists(dir / "out/adapter_model.safetensors"));
+  EXPECT_NE(test::read_text(dir / "out/training_args.yaml").find("quantize: nf4"), std::string::npos);
 }
 
 // ----------------------------------------------------------------------------- learning

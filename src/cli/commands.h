@@ -15,7 +15,6 @@ void register_eval(CLI::App& app);
 void register_chat(CLI::App& app);
 void register_init(CLI::App& app);
 void register_quantize(CLI::App& app);
-void register_init_random(CLI::App& app);
 
 // Thrown by a command to end the program with this exit status after its message (e.g. 130 when
 // training was interrupted and checkpointed).

@@ -18,7 +18,6 @@ int main(int argc, char** argv) {
   lora::cli::register_eval(app);
   lora::cli::register_chat(app);
   lora::cli::register_quantize(app);
-  lora::cli::register_init_random(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
