@@ -1,11 +1,14 @@
 // Training throughput and peak memory of one configuration per process (peak RSS is per process):
 //
-//   ./build/bench/bench_train --shape smollm2|qwen|stories [--mode lora|full] [--checkpointing]
-//                             [--dtype f32|bf16] [--seq 256] [--batch 1] [--rank 16] [--steps 3]
+//   ./build/bench/bench_train --shape smollm2|qwen|llama2-7b|stories [--mode lora|full] [--checkpointing]
+//                             [--dtype f32|bf16] [--quantize nf4|fp4|int8 [--no-double-quant]]
+//                             [--seq 256] [--batch 1] [--rank 16] [--steps 3]
 //
 // Prints one Markdown table row: tokens/s (median step), MFU against the bf16 peak (counting
 // 4N FLOPs per token for LoRA — forward 2N + input gradients 2N — plus attention, 6N with
-// checkpointing's recomputation; 6N / 8N for full fine-tuning), peak RSS.
+// checkpointing's recomputation; 6N / 8N for full fine-tuning), peak RSS. With --quantize the linear
+// layers of the random base are created directly in that form (QLoRA; --dtype is then the dtype of the
+// embeddings and lm_head), so even the 7B shape never exists in full precision.
 #include <cstring>
 #include <string>
 #include <vector>
@@ -15,6 +18,7 @@
 #include "bench_common.h"
 #include "core/context.h"
 #include "formats/model_loader.h"
+#include "model/quantize_model.h"
 #include "model/random_model.h"
 #include "train/optimizer.h"
 #include "train/trainable_model.h"
@@ -22,8 +26,8 @@
 using namespace lora;
 
 int main(int argc, char** argv) {
-  std::string shape = "smollm2", mode = "lora", dtype = "bf16";
-  bool checkpointing = false;
+  std::string shape = "smollm2", mode = "lora", dtype = "bf16", quantize;
+  bool checkpointing = false, double_quant = true;
   int64_t seq = 256, batch = 1, rank = 16, steps = 3;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -32,6 +36,8 @@ int main(int argc, char** argv) {
     else if (a == "--mode") mode = next();
     else if (a == "--dtype") dtype = next();
     else if (a == "--checkpointing") checkpointing = true;
+    else if (a == "--quantize") quantize = next();
+    else if (a == "--no-double-quant") double_quant = false;
     else if (a == "--seq") seq = std::stoll(next());
     else if (a == "--batch") batch = std::stoll(next());
     else if (a == "--rank") rank = std::stoll(next());
@@ -40,11 +46,23 @@ int main(int argc, char** argv) {
   }
   set_thread_count(0);
   const DType dt = dtype_from_name(dtype);
+  const double t0 = bench::now_seconds();
+  const ModelConfig shape_config = shape == "qwen"        ? qwen25_05b_config()
+                                   : shape == "llama2-7b" ? llama2_7b_config()
+                                                          : smollm2_135m_config();
   Model base = shape == "stories"
                    ? load_model(std::string(LORA_ASSETS_DIR) + "/models/stories260K/stories260K.bin",
-                                LoadOptions{.weight_dtype = dt, .load_tokenizer = false})
-                   : random_model(shape == "qwen" ? qwen25_05b_config() : smollm2_135m_config(), 1, dt);
+                                LoadOptions{.weight_dtype = dt, .load_tokenizer = false, .quantize = quantize,
+                                            .double_quant = double_quant})
+               : quantize.empty()
+                   ? random_model(shape_config, 1, dt)
+                   : random_quantized_model(shape_config, 1, QuantConfig{quant_type_from_name(quantize), double_quant}, dt);
   const ModelConfig& c = base.config;
+  if (!quantize.empty()) {
+    const QuantSummary q = quant_summary(base);
+    fmt::print(stderr, "base ready in {:.0f} s: {} linear weights in {} ({} params) at {:.4f} bits/weight, {:.0f} MiB\n",
+               bench::now_seconds() - t0, q.tensors, quantize, q.elements, q.bits_per_weight, double(q.bytes) / (1 << 20));
+  }
 
   LoraConfig cfg;
   cfg.r = rank;
@@ -67,6 +85,7 @@ int main(int argc, char** argv) {
   };
   step();  // warm-up: primitives built, buffers allocated
   const double s = bench::median_time(int(steps), step);
+  fmt::print(stderr, "median step {:.3f} s\n", s);
   const double tps = double(batch * seq) / s;
 
   const double n_lin = double(c.num_hidden_layers) * (double(c.hidden_size) * (c.q_dim() + 2 * c.kv_dim()) +
@@ -75,7 +94,10 @@ int main(int argc, char** argv) {
   const double attn = 4.0 * c.num_hidden_layers * (double(seq) / 2) * c.q_dim();  // per token, forward
   const double passes = (mode == "full" ? 3.0 : 2.0) + (checkpointing ? 1.0 : 0.0);  // in units of 2N
   const double flops_per_token = passes * (2.0 * n_lin + attn);
-  fmt::print("| {} ({}) | {} | {} | {}x{} | {:.0f} | {:.1f}% | {:.0f} MiB |\n", shape, dtype,
+  const std::string weights =
+      quantize.empty() ? dtype : fmt::format("{}{} + {}", quantize, double_quant && quantize != "int8" ? "+dq" : "", dtype);
+  fmt::print("| {} ({}) | {} | {} | {}x{} | {:.{}f} | {:.1f}% | {:.0f} MiB |\n", shape, weights,
              mode == "full" ? "full" : fmt::format("LoRA r={}", rank), checkpointing ? "on" : "off", batch, seq, tps,
+             tps < 10 ? 2 : 0,
              100.0 * tps * flops_per_token / bench::kPeakFlops, bench::peak_rss_mib());
 }

@@ -468,5 +468,25 @@ TEST(AdaLoraCli, TrainWithAYamlConfigPrintsTheRanksAndTheAdapterWorks) {
   EXPECT_FALSE(std::filesystem::exists(tmp / "bad"));
 }
 
+// AdaLoRA over a QLoRA base: the base quantized to NF4 on load, the SVD-shaped adapter trained on top in
+// f32, pruned to the target budget, and the saved adapter lowers the loss of the quantized base.
+TEST(AdaLoraCli, TrainsOnANf4QuantizedBase) {
+  TempDir tmp;
+  const std::string data = std::string(LORA_TEST_DATA_DIR) + "/zuzu_stories.txt";
+  const auto r = test::run_cli("train -m " + test::stories_bin() + " -d " + data + " -o " + (tmp / "out") +
+                               " --quantize nf4 --method adalora --init-r 6 --target-r 2 --tinit 3 --tfinal 6"
+                               " --delta-t 2 --max-steps 30 --lr 1e-2 --logging-steps 5 --target q_proj,v_proj,down_proj");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("AdaLoRA ranks (budget 30 of 90 triplets"), std::string::npos) << r.out;
+  EXPECT_NE(test::read_text(tmp / "out/training_args.yaml").find("quantize: nf4"), std::string::npos);
+
+  auto loss = [&](const std::string& extra) {
+    const auto e = test::run_cli("eval -m " + test::stories_bin() + " --quantize nf4" + extra + " -d " + data + " --json");
+    EXPECT_EQ(e.exit_code, 0) << e.err;
+    return nlohmann::json::parse(e.out)["loss"].get<double>();
+  };
+  EXPECT_LT(loss(" --adapter " + (tmp / "out")), 0.6 * loss(""));
+}
+
 }  // namespace
 }  // namespace lora

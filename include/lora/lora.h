@@ -32,14 +32,24 @@
 //   lora::Transformer infer(merged, /*max_batch=*/1, /*max_seq=*/256);
 //
 // Full and freeze fine-tuning use TrainableModel::full(base) and TrainableModel::freeze(base, n_layers).
+//
+// QLoRA: the same on a base whose linear layers are quantized (bitsandbytes NF4 / FP4 / int8), either
+// loaded from a "bnb-4bit" checkpoint or quantized on load; LoRA weights and AdamW stay fp32, merging
+// dequantizes:
+//
+//   lora::Model base = lora::load_model("Llama-2-7b-hf", {.quantize = "nf4"});   // double quantization on
+//   lora::quantize_linear_weights(model_in_memory, {lora::DType::NF4, /*double_quant=*/true});
+//   lora::save_hf_folder(base, "out/llama-nf4");                                // bitsandbytes' layout
 
 #include "adapters/lora_config.h"
 #include "adapters/merge.h"
 #include "adapters/peft_io.h"
 #include "core/context.h"
+#include "core/quant.h"
 #include "formats/model_loader.h"
 #include "kernels/cross_entropy.h"
 #include "model/model.h"
+#include "model/quantize_model.h"
 #include "model/sampler.h"
 #include "model/transformer.h"
 #include "tokenizer/tokenizer.h"

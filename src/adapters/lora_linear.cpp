@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "core/matmul.h"
+#include "core/quant.h"
 
 namespace lora {
 
@@ -66,14 +67,19 @@ Tensor dora_weight_norm(const Tensor& weight, const LoraLinear& l) {
   const Tensor delta = l.delta_weight();
   Tensor norm(DType::F32, {l.out_features});
   const MatView w = mat(weight);
-#pragma omp parallel for
-  for (int64_t o = 0; o < l.out_features; ++o) {
-    double ss = 0;
-    for (int64_t i = 0; i < l.in_features; ++i) {
-      const double v = double(w.at(o, i)) + delta.f32()[o * l.in_features + i];
-      ss += v * v;
+#pragma omp parallel
+  {
+    std::vector<float> row(size_t(l.in_features));  // a quantized weight is decoded one row at a time
+#pragma omp for
+    for (int64_t o = 0; o < l.out_features; ++o) {
+      if (weight.quantized()) dequantize_range(weight, o * l.in_features, (o + 1) * l.in_features, row.data());
+      double ss = 0;
+      for (int64_t i = 0; i < l.in_features; ++i) {
+        const double v = double(weight.quantized() ? row[size_t(i)] : w.at(o, i)) + delta.f32()[o * l.in_features + i];
+        ss += v * v;
+      }
+      norm.f32()[o] = float(std::sqrt(ss));
     }
-    norm.f32()[o] = float(std::sqrt(ss));
   }
   return norm;
 }

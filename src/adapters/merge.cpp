@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "core/matmul.h"
+#include "model/quantize_model.h"
 
 namespace lora {
 
@@ -39,7 +40,7 @@ Model merged_model(const TrainableModel& model) {
     Tensor* biases[kNumProj] = {&w.bq, &w.bk, &w.bv, nullptr, nullptr, nullptr, nullptr};
     for (int p = 0; p < kNumProj; ++p) {
       const LinearSlot& s = model.slot(l, Proj(p));
-      *targets[p] = s.lora ? merge_linear(s.weight, *s.lora) : s.weight;
+      *targets[p] = s.lora ? merge_linear(s.weight, *s.lora) : dequantize_weight(s.weight);
       if (biases[p]) *biases[p] = s.bias;
     }
   }

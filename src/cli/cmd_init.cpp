@@ -1,12 +1,15 @@
 // lora init: a new Llama-architecture model with random weights (Hugging Face's N(0, 0.02)
 // initializer) and a given tokenizer, written as a Hugging Face folder: the starting point for
-// training from scratch with `lora train --finetuning-type full`.
+// training from scratch with `lora train --finetuning-type full`. With --shape it takes the architecture
+// of a published model (for benchmarks), and with --quantize its linear layers are created directly in
+// bitsandbytes' quantized form, so a Llama-2-7B-shaped QLoRA base never exists in full precision.
 #include <fmt/format.h>
 
 #include "cli/commands.h"
 #include "core/error.h"
 #include "data/chat_template.h"
 #include "formats/model_loader.h"
+#include "model/quantize_model.h"
 #include "model/random_model.h"
 #include "tokenizer/tokenizer.h"
 
@@ -15,12 +18,14 @@ namespace lora::cli {
 namespace {
 
 struct InitOptions {
-  std::string output, tokenizer, template_name;
+  std::string output, tokenizer, template_name, shape, quantize, dtype = "f32";
+  bool no_double_quant = false;
   ModelConfig config;
   int64_t seed = 42;
 };
 
 void run_init(InitOptions o) {
+  if (!o.shape.empty()) o.config = model_config_by_name(o.shape);
   std::shared_ptr<Tokenizer> tok = load_tokenizer(o.tokenizer);
   if (!o.template_name.empty()) tok->set_chat_template(chat_template(o.template_name).jinja);
   ModelConfig& c = o.config;
@@ -32,13 +37,21 @@ void run_init(InitOptions o) {
     fail("--hidden-size {} is not a multiple of --heads {}", c.hidden_size, c.num_attention_heads);
   c.head_dim = c.hidden_size / c.num_attention_heads;
   c.validate("lora init");
-  Model m = random_model(c, uint64_t(o.seed));
+  const DType dtype = dtype_from_name(o.dtype);
+  Model m = o.quantize.empty()
+                ? random_model(c, uint64_t(o.seed), dtype)
+                : random_quantized_model(c, uint64_t(o.seed),
+                                         QuantConfig{quant_type_from_name(o.quantize), !o.no_double_quant && o.quantize != "int8"},
+                                         dtype);
   m.tokenizer = tok;
   save_hf_folder(m, o.output);
+  std::string quantized;
+  if (!o.quantize.empty())
+    quantized = fmt::format(", linear layers in {} ({:.3f} bits/weight)", o.quantize, quant_summary(m).bits_per_weight);
   fmt::print("{}: a new model with random weights: {} layers, hidden {}, {} heads ({} key/value), vocab {}, context {}, "
-             "{} parameters{}\n",
+             "{} parameters{}{}\n",
              o.output, c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.num_key_value_heads, c.vocab_size,
-             c.max_position_embeddings, m.parameter_count(),
+             c.max_position_embeddings, m.parameter_count(), quantized,
              o.template_name.empty() ? "" : fmt::format(", chat template {}", o.template_name));
 }
 
@@ -75,6 +88,20 @@ void register_init(CLI::App& app) {
   cmd->add_flag("--tie-embeddings,!--no-tie-embeddings", c.tie_word_embeddings,
                 "share the embedding with the output head (default: on)");
   cmd->add_option("--seed", o->seed, "seed of the random weights")->capture_default_str();
+  auto* shape = cmd->add_option("--shape", o->shape,
+                                "the architecture of a published model instead of the size options: smollm2-135m, "
+                                "qwen2.5-0.5b or llama2-7b (the vocabulary is still the tokenizer's)")
+                    ->check(CLI::IsMember({"smollm2-135m", "qwen2.5-0.5b", "llama2-7b"}));
+  for (const char* size : {"--hidden-size", "--intermediate-size", "--layers", "--heads", "--kv-heads", "--context",
+                           "--rope-theta", "--tie-embeddings"})
+    shape->excludes(size);
+  cmd->add_option("--quantize", o->quantize,
+                  "create the linear layers directly quantized: nf4 or fp4 (bitsandbytes 4-bit) or int8 (LLM.int8 rows)")
+      ->check(CLI::IsMember({"nf4", "fp4", "int8"}));
+  cmd->add_flag("--no-double-quant", o->no_double_quant, "with --quantize nf4|fp4: keep the absmax values in fp32");
+  cmd->add_option("--dtype", o->dtype, "dtype of the weights that are not quantized (embeddings, lm_head, linear layers without --quantize)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"f32", "bf16"}));
   cmd->callback([o] { run_init(*o); });
 }
 

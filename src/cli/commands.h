@@ -14,6 +14,7 @@ void register_train(CLI::App& app);
 void register_eval(CLI::App& app);
 void register_chat(CLI::App& app);
 void register_init(CLI::App& app);
+void register_quantize(CLI::App& app);
 
 // Thrown by a command to end the program with this exit status after its message (e.g. 130 when
 // training was interrupted and checkpointed).

@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   lora::cli::register_train(app);
   lora::cli::register_eval(app);
   lora::cli::register_chat(app);
+  lora::cli::register_quantize(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

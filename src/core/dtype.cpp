@@ -13,9 +13,19 @@ size_t dtype_size(DType t) {
     case DType::I64: return 8;
     case DType::U8: return 1;
     case DType::I8: return 1;
+    case DType::NF4: return 0;
+    case DType::FP4: return 0;
+    case DType::INT8_ROW: return 1;
   }
   return 0;
 }
+
+size_t dtype_nbytes(DType t, int64_t n) {
+  if (t == DType::NF4 || t == DType::FP4) return size_t(n + 1) / 2;
+  return size_t(n) * dtype_size(t);
+}
+
+bool is_quantized(DType t) { return t == DType::NF4 || t == DType::FP4 || t == DType::INT8_ROW; }
 
 const char* dtype_name(DType t) {
   switch (t) {
@@ -26,6 +36,9 @@ const char* dtype_name(DType t) {
     case DType::I64: return "i64";
     case DType::U8: return "u8";
     case DType::I8: return "i8";
+    case DType::NF4: return "nf4";
+    case DType::FP4: return "fp4";
+    case DType::INT8_ROW: return "int8_row";
   }
   return "?";
 }
@@ -40,7 +53,10 @@ DType dtype_from_name(const std::string& name) {
   if (n == "i64" || n == "int64") return DType::I64;
   if (n == "u8" || n == "uint8") return DType::U8;
   if (n == "i8" || n == "int8") return DType::I8;
-  fail("unknown dtype '{}' (expected one of f32, f16, bf16, i32, i64, u8, i8)", name);
+  if (n == "nf4") return DType::NF4;
+  if (n == "fp4") return DType::FP4;
+  if (n == "int8_row") return DType::INT8_ROW;
+  fail("unknown dtype '{}' (expected one of f32, f16, bf16, i32, i64, u8, i8, nf4, fp4, int8_row)", name);
 }
 
 float f16_to_f32(uint16_t h) {

@@ -7,10 +7,16 @@
 
 namespace lora {
 
-enum class DType : uint8_t { F32, F16, BF16, I32, I64, U8, I8 };
+// NF4, FP4 and INT8_ROW are bitsandbytes' quantized weight formats (core/quant.h): a tensor of one of
+// them holds packed codes and carries the QuantState that decodes them.
+enum class DType : uint8_t { F32, F16, BF16, I32, I64, U8, I8, NF4, FP4, INT8_ROW };
 
+// Bytes per element; 0 for the 4-bit types, whose storage is dtype_nbytes().
 size_t dtype_size(DType t);
-const char* dtype_name(DType t);  // "f32", "bf16", ...
+// Bytes that n elements occupy: two 4-bit codes per byte (an odd count rounds up).
+size_t dtype_nbytes(DType t, int64_t n);
+bool is_quantized(DType t);
+const char* dtype_name(DType t);  // "f32", "bf16", "nf4", ...
 // Parses safetensors-style ("F32", "BF16") and lower-case names; throws lora::Error otherwise.
 DType dtype_from_name(const std::string& name);
 

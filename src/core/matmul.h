@@ -7,6 +7,10 @@
 // [tokens, heads*head_dim] activation or a transposed weight is used in place. A and B may be f32 or
 // bf16 (fp32 accumulation); C is f32. Backed by oneDNN; matmul_reference() is the naive loop the tests
 // compare against.
+//
+// An operand may also be a whole quantized matrix (NF4 / FP4 / INT8_ROW, core/quant.h): it is decoded
+// to bf16 a panel of rows at a time into a small scratch buffer and multiplied from there, so the
+// quantized weight is never held dequantized as a whole (the other operand is then rounded to bf16).
 #include <cstdint>
 
 #include "core/dtype.h"
@@ -14,11 +18,14 @@
 
 namespace lora {
 
+struct QuantState;
+
 struct MatView {
   const void* data = nullptr;
   DType dtype = DType::F32;
   int64_t rows = 0, cols = 0;
   int64_t stride = 0;  // elements between consecutive rows (>= cols)
+  const QuantState* quant = nullptr;  // set for a quantized matrix (then stride == cols)
 
   float at(int64_t r, int64_t c) const;  // for tests and references
 };
@@ -41,7 +48,7 @@ void matmul(const MatView& a, bool trans_a, const MatView& b, bool trans_b, cons
 void matmul_reference(const MatView& a, bool trans_a, const MatView& b, bool trans_b, const MutMatView& c,
                       float alpha = 1.0f, float beta = 0.0f);
 
-// y[M,out] = x[M,in] · Wᵀ (+ bias): a torch.nn.Linear with W [out,in] (f32 or bf16).
+// y[M,out] = x[M,in] · Wᵀ (+ bias): a torch.nn.Linear with W [out,in] (f32, bf16 or quantized).
 void linear(const Tensor& x, const Tensor& weight, const Tensor* bias, Tensor& y);
 
 }  // namespace lora

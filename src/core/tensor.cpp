@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/quant.h"
 
 namespace lora {
 
@@ -26,12 +27,19 @@ static int64_t product(const std::vector<int64_t>& shape) {
 }
 
 Tensor::Tensor(DType dtype, std::vector<int64_t> shape) : dtype_(dtype), shape_(std::move(shape)) {
-  owner_ = aligned_alloc_shared(size_t(product(shape_)) * dtype_size(dtype_));
+  owner_ = aligned_alloc_shared(dtype_nbytes(dtype_, product(shape_)));
   data_ = owner_.get();
 }
 
 Tensor::Tensor(DType dtype, std::vector<int64_t> shape, void* data, std::shared_ptr<void> owner)
     : dtype_(dtype), shape_(std::move(shape)), data_(data), owner_(std::move(owner)) {}
+
+Tensor::Tensor(DType dtype, std::vector<int64_t> shape, void* data, std::shared_ptr<void> owner,
+               std::shared_ptr<const QuantState> quant)
+    : dtype_(dtype), shape_(std::move(shape)), data_(data), owner_(std::move(owner)), quant_(std::move(quant)) {
+  if (is_quantized(dtype_) != (quant_ != nullptr))
+    fail("a {} tensor {} a quantization state", dtype_name(dtype_), quant_ ? "cannot have" : "needs");
+}
 
 int64_t Tensor::numel() const { return product(shape_); }
 
@@ -47,6 +55,7 @@ const float* Tensor::f32() const {
 Tensor Tensor::slice_rows(int64_t begin, int64_t end) const {
   if (shape_.empty() || begin < 0 || end > shape_[0] || begin > end)
     fail("slice_rows({}, {}) out of range for shape {}", begin, end, shape_str());
+  if (quant_) fail("slice_rows of a quantized ({}) tensor", dtype_name(dtype_));
   std::vector<int64_t> s = shape_;
   s[0] = end - begin;
   const size_t row_bytes = size_t(numel() / std::max<int64_t>(shape_[0], 1)) * dtype_size(dtype_);
@@ -55,17 +64,23 @@ Tensor Tensor::slice_rows(int64_t begin, int64_t end) const {
 
 Tensor Tensor::reshape(std::vector<int64_t> shape) const {
   if (product(shape) != numel()) fail("cannot reshape {} to {} elements", shape_str(), product(shape));
-  return Tensor(dtype_, std::move(shape), data_, owner_);
+  return Tensor(dtype_, std::move(shape), data_, owner_, quant_);
 }
 
 Tensor Tensor::clone() const {
-  Tensor t(dtype_, shape_);
-  std::memcpy(t.data(), data_, nbytes());
-  return t;
+  auto storage = aligned_alloc_shared(nbytes());
+  std::memcpy(storage.get(), data_, nbytes());
+  return Tensor(dtype_, shape_, storage.get(), storage, quant_);
 }
 
 Tensor Tensor::to(DType dtype) const {
   if (dtype == dtype_) return clone();
+  if (quant_) {
+    if (is_quantized(dtype)) fail("cannot convert {} to {} (dequantize first)", dtype_name(dtype_), dtype_name(dtype));
+    Tensor f = dequantize(*this);
+    return dtype == DType::F32 ? f : f.to(dtype);
+  }
+  if (is_quantized(dtype)) fail("converting to {} needs quantize() (core/quant.h)", dtype_name(dtype));
   Tensor t(dtype, shape_);
   const size_t n = size_t(numel());
   if (dtype_ == DType::F32) {

@@ -9,6 +9,8 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/quant.h"
+#include "formats/bnb.h"
 #include "formats/safetensors.h"
 #include "formats/weight_names.h"
 #include "tokenizer/tokenizer.h"
@@ -60,6 +62,11 @@ class CheckpointTensors {
   }
 
   bool has(const std::string& name) const { return where_.count(name) != 0; }
+  std::optional<Tensor> find(const std::string& name) const {
+    auto it = where_.find(name);
+    if (it == where_.end() || !it->second->has(name)) return std::nullopt;
+    return it->second->load(name);
+  }
   const SafetensorsFile& file_of(const std::string& name, const std::string& dir) const {
     auto it = where_.find(name);
     if (it == where_.end()) fail_format(dir, "missing tensor '{}'", name);
@@ -72,7 +79,17 @@ class CheckpointTensors {
 };
 
 Tensor load_weight(const CheckpointTensors& ckpt, const std::string& dir, const std::string& name,
-                   const std::vector<int64_t>& shape, WeightKind kind) {
+                   const std::vector<int64_t>& shape, WeightKind kind, bool keep_quantized = true) {
+  // A bitsandbytes-quantized weight (4-bit or 8-bit state beside it) stays quantized for the linear
+  // layers; the embedding and lm_head are always 16/32-bit here, so a quantized one is decoded.
+  if (kind == WeightKind::Linear) {
+    const TensorLookup find = [&](const std::string& n) { return ckpt.find(n); };
+    if (std::optional<Tensor> q = load_bnb_weight(find, dir, name, shape)) {
+      if (keep_quantized) return *q;
+      Tensor f = dequantize(*q);
+      return q->quant()->source_dtype == DType::F32 ? f : f.to(DType::BF16);
+    }
+  }
   const SafetensorsFile& file = ckpt.file_of(name, dir);
   const SafetensorsTensorInfo* info = file.find(name);
   if (!info) fail_format(file.path(), "missing tensor '{}' (listed in the index)", name);
@@ -100,20 +117,30 @@ Model load_hf_folder(const std::string& dir, const LoadOptions& options) {
   const std::string config_path = dir + "/config.json";
   if (!fs::exists(config_path)) fail_format(dir, "not a Hugging Face model folder (no config.json)");
   Model m;
-  m.config = ModelConfig::from_hf_json(read_json_file(config_path), config_path);
+  const json config_json = read_json_file(config_path);
+  m.config = ModelConfig::from_hf_json(config_json, config_path);
+  if (config_json.contains("quantization_config")) {
+    const json& q = config_json["quantization_config"];
+    const std::string method = q.is_object() ? q.value("quant_method", std::string("bitsandbytes")) : "";
+    if (method != "bitsandbytes")
+      fail_format(config_path, "quantization_config.quant_method '{}' is not supported (bitsandbytes 4-bit and 8-bit are)",
+                  method);
+  }
   m.source_path = dir;
   m.source_format = "hf";
   ModelConfig& c = m.config;
 
   const CheckpointTensors ckpt(dir);
   ModelWeights& w = m.weights;
-  w.tok_embeddings = load_weight(ckpt, dir, "model.embed_tokens.weight", {c.vocab_size, c.hidden_size}, WeightKind::Linear);
+  w.tok_embeddings = load_weight(ckpt, dir, "model.embed_tokens.weight", {c.vocab_size, c.hidden_size}, WeightKind::Linear,
+                                /*keep_quantized=*/false);
   w.norm = load_weight(ckpt, dir, "model.norm.weight", {c.hidden_size}, WeightKind::Norm);
   if (c.tie_word_embeddings || !ckpt.has("lm_head.weight")) {
     c.tie_word_embeddings = true;
     w.lm_head = w.tok_embeddings;
   } else {
-    w.lm_head = load_weight(ckpt, dir, "lm_head.weight", {c.vocab_size, c.hidden_size}, WeightKind::Linear);
+    w.lm_head = load_weight(ckpt, dir, "lm_head.weight", {c.vocab_size, c.hidden_size}, WeightKind::Linear,
+                            /*keep_quantized=*/false);
   }
   w.layers.resize(size_t(c.num_hidden_layers));
   const std::vector<LayerTensorSpec> specs = layer_tensor_specs(c);
@@ -131,6 +158,8 @@ void save_hf_folder(const Model& model, const std::string& dir, std::optional<DT
   const ModelWeights& w = model.weights;
   const bool tied = model.config.tie_word_embeddings || w.lm_head.data() == w.tok_embeddings.data();
   auto stored = [&](const Tensor& t) { return dtype && t.dtype() != *dtype ? t.to(*dtype) : t; };
+  // Quantized linear weights keep bitsandbytes' layout unless an explicit dtype asks for them decoded.
+  const QuantState* quant = nullptr;
 
   std::map<std::string, Tensor> tensors;
   tensors["model.embed_tokens.weight"] = stored(w.tok_embeddings);
@@ -141,13 +170,22 @@ void save_hf_folder(const Model& model, const std::string& dir, std::optional<DT
     for (const LayerTensorSpec& s : specs) {
       const Tensor& t = w.layers[i].*s.member;
       if (t.empty()) fail("{}: cannot save: layer {} has no {}", dir, i, s.hf_name);
-      tensors[hf_layer_name(int64_t(i), s)] = stored(t);
+      if (t.quantized() && !dtype) {
+        if (quant && (quant->type != t.quant()->type || quant->nested != t.quant()->nested))
+          fail("{}: cannot save a model whose linear weights mix quantizations ({} and {})", dir,
+               quant_type_name(quant->type), quant_type_name(t.quant()->type));
+        quant = t.quant();
+        add_bnb_tensors(hf_layer_name(int64_t(i), s), t, tensors);
+      } else {
+        tensors[hf_layer_name(int64_t(i), s)] = stored(t);
+      }
     }
 
   ModelConfig config = model.config;
   config.tie_word_embeddings = tied;
   json config_json = config.to_hf_json();
   config_json["torch_dtype"] = torch_dtype_name(dtype.value_or(w.tok_embeddings.dtype()));
+  if (quant) config_json["quantization_config"] = bnb_quantization_config(*quant);
   const json generation = {{"bos_token_id", config.bos_token_id}, {"eos_token_id", config.eos_token_id}};
 
   AtomicDirectory out(dir);

@@ -9,6 +9,7 @@
 #include "formats/hf_folder.h"
 #include "formats/llama2c.h"
 #include "formats/weight_names.h"
+#include "model/quantize_model.h"
 #include "tokenizer/tokenizer.h"
 
 namespace lora {
@@ -22,7 +23,7 @@ void convert_weights(Model& m, DType dtype) {
   if (dtype != DType::F32 && dtype != DType::BF16)
     fail("weight dtype must be f32 or bf16, not {}", dtype_name(dtype));
   auto convert = [&](Tensor& t) {
-    if (!t.empty() && t.dtype() != dtype) t = t.to(dtype);
+    if (!t.empty() && !t.quantized() && t.dtype() != dtype) t = t.to(dtype);
   };
   ModelWeights& w = m.weights;
   const bool tied = w.lm_head.data() == w.tok_embeddings.data();
@@ -53,12 +54,15 @@ std::string detect_model_format(const std::string& path) {
 }
 
 Model load_model(const std::string& path, const LoadOptions& options) {
+  std::optional<QuantConfig> quant;  // checked before the (possibly long) load
+  if (!options.quantize.empty()) quant = QuantConfig{quant_type_from_name(options.quantize), options.double_quant};
   const std::string format = detect_model_format(path);
   Model m = format == "hf"     ? load_hf_folder(path, options)
             : format == "gguf" ? load_gguf_model(path, options)
                                : load_llama2c(path, options);
   if (options.load_tokenizer && !options.tokenizer_path.empty()) m.tokenizer = load_tokenizer(options.tokenizer_path);
   if (options.weight_dtype) convert_weights(m, *options.weight_dtype);
+  if (quant) quantize_linear_weights(m, *quant);
   return m;
 }
 

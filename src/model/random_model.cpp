@@ -1,6 +1,9 @@
 #include "model/random_model.h"
 
+#include <cmath>
 #include <random>
+
+#include "core/error.h"
 
 namespace lora {
 
@@ -14,7 +17,74 @@ Tensor random_tensor(std::vector<int64_t> shape, DType dtype, float mean, float 
   return dtype == DType::F32 ? t : t.to(dtype);
 }
 
+// splitmix64: a counter-based generator, so chunks of a tensor draw independently in parallel.
+inline uint64_t splitmix64(uint64_t& state) {
+  uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+// N(mean, stddev) by Box-Muller, chunk c of the tensor drawing from the stream seeded by (seed, c).
+Tensor parallel_normal(std::vector<int64_t> shape, float mean, float stddev, uint64_t seed) {
+  Tensor t(DType::F32, std::move(shape));
+  float* p = t.f32();
+  const int64_t n = t.numel(), chunk = 1 << 16;
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < (n + chunk - 1) / chunk; ++c) {
+    uint64_t state = seed * 0x2545f4914f6cdd1dull + uint64_t(c);
+    const int64_t end = std::min(n, (c + 1) * chunk);
+    for (int64_t i = c * chunk; i < end; i += 2) {
+      const float u1 = float((splitmix64(state) >> 40) + 1) * 0x1p-24f;  // (0, 1]
+      const float u2 = float(splitmix64(state) >> 40) * 0x1p-24f;        // [0, 1)
+      const float radius = std::sqrt(-2.0f * std::log(u1)) * stddev;
+      const float angle = 6.2831853f * u2;
+      p[i] = mean + radius * std::cos(angle);
+      if (i + 1 < end) p[i + 1] = mean + radius * std::sin(angle);
+    }
+  }
+  return t;
+}
+
 }  // namespace
+
+Model random_quantized_model(const ModelConfig& c, uint64_t seed, const QuantConfig& quant, DType dense_dtype) {
+  Model m;
+  m.config = c;
+  if (m.config.head_dim == 0) m.config.head_dim = c.hidden_size / c.num_attention_heads;
+  const ModelConfig& cfg = m.config;
+  const int64_t h = cfg.hidden_size, q = cfg.q_dim(), kv = cfg.kv_dim(), f = cfg.intermediate_size;
+  uint64_t stream = seed;
+  auto dense = [&](std::vector<int64_t> shape, DType dtype, float mean, float stddev) {
+    Tensor t = parallel_normal(std::move(shape), mean, stddev, ++stream);
+    return dtype == DType::F32 ? t : t.to(dtype);
+  };
+  auto quantized = [&](std::vector<int64_t> shape) { return quantize(parallel_normal(std::move(shape), 0.0f, 0.02f, ++stream), quant); };
+  ModelWeights& w = m.weights;
+  w.tok_embeddings = dense({cfg.vocab_size, h}, dense_dtype, 0.0f, 0.02f);
+  for (int64_t l = 0; l < cfg.num_hidden_layers; ++l) {
+    LayerWeights lw;
+    lw.attn_norm = dense({h}, DType::F32, 1.0f, 0.1f);
+    lw.wq = quantized({q, h});
+    lw.wk = quantized({kv, h});
+    lw.wv = quantized({kv, h});
+    lw.wo = quantized({h, q});
+    if (cfg.attention_bias) {
+      lw.bq = dense({q}, DType::F32, 0.0f, 0.02f);
+      lw.bk = dense({kv}, DType::F32, 0.0f, 0.02f);
+      lw.bv = dense({kv}, DType::F32, 0.0f, 0.02f);
+    }
+    lw.ffn_norm = dense({h}, DType::F32, 1.0f, 0.1f);
+    lw.w_gate = quantized({f, h});
+    lw.w_up = quantized({f, h});
+    lw.w_down = quantized({h, f});
+    w.layers.push_back(std::move(lw));
+  }
+  w.norm = dense({h}, DType::F32, 1.0f, 0.1f);
+  w.lm_head = cfg.tie_word_embeddings ? w.tok_embeddings : dense({cfg.vocab_size, h}, dense_dtype, 0.0f, 0.02f);
+  m.source_format = "random";
+  return m;
+}
 
 Model random_model(const ModelConfig& c, uint64_t seed, DType weight_dtype) {
   std::mt19937_64 rng(seed);
@@ -82,6 +152,29 @@ ModelConfig qwen25_05b_config() {
   c.tie_word_embeddings = true;
   c.attention_bias = true;
   return c;
+}
+
+ModelConfig llama2_7b_config() {
+  ModelConfig c;
+  c.hidden_size = 4096;
+  c.intermediate_size = 11008;
+  c.num_hidden_layers = 32;
+  c.num_attention_heads = 32;
+  c.num_key_value_heads = 32;
+  c.head_dim = 128;
+  c.vocab_size = 32000;
+  c.max_position_embeddings = 4096;
+  c.rms_norm_eps = 1e-5f;
+  c.rope_theta = 10000.0f;
+  c.tie_word_embeddings = false;
+  return c;
+}
+
+ModelConfig model_config_by_name(const std::string& name) {
+  if (name == "smollm2-135m") return smollm2_135m_config();
+  if (name == "qwen2.5-0.5b") return qwen25_05b_config();
+  if (name == "llama2-7b") return llama2_7b_config();
+  fail("unknown model shape '{}' (known: smollm2-135m, qwen2.5-0.5b, llama2-7b)", name);
 }
 
 }  // namespace lora

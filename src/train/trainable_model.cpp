@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "core/linalg.h"
 #include "core/matmul.h"
+#include "core/quant.h"
 #include "train/activations.h"
 #include "train/trainable_model.h"
 
@@ -107,8 +108,11 @@ void init_pissa(LoraLinear& l, Tensor& weight) {
     for (int64_t i = 0; i < in; ++i) l.lora_a.f32()[k * in + i] = root * d.vt.f32()[k * in + i];
     for (int64_t o = 0; o < out; ++o) l.lora_b.f32()[o * r + k] = d.u.f32()[o * d.s.numel() + k] * root;
   }
+  const std::shared_ptr<const QuantState> quant = weight.quant_ptr();
   weight = weight.to(DType::F32);
   matmul(mat(l.lora_b), false, mat(l.lora_a), false, mut_mat(weight), -l.scaling, 1.0f);  // W − s·B·A
+  // A quantized (QLoRA) base keeps its memory: the residual is quantized again like the original.
+  if (quant) weight = quantize(weight, QuantConfig{quant->type, quant->nested, quant->blocksize});
   l.pissa_a0 = l.lora_a.clone();
   l.pissa_b0 = l.lora_b.clone();
 }
