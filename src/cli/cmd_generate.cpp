@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "cli/adapter_options.h"
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "core/error.h"
@@ -18,6 +19,7 @@ namespace {
 
 struct GenerateOptions {
   ModelOptions model;
+  AdapterOptions adapters;
   std::string prompt;
   int n_predict = 128;
   int ctx = 0;
@@ -28,6 +30,7 @@ struct GenerateOptions {
 
 void run_generate(const GenerateOptions& o) {
   const Model m = o.model.load();
+  const std::unique_ptr<AdapterSet> adapters = o.adapters.load(m);
   const Tokenizer& tok = *m.tokenizer;
   SamplingParams sp = o.sampling;
   sp.seed = o.seed < 0 ? std::random_device{}() : uint64_t(o.seed);
@@ -40,6 +43,7 @@ void run_generate(const GenerateOptions& o) {
   const int64_t n_new = std::min<int64_t>(o.n_predict, ctx - int64_t(prompt.size()));
 
   Transformer model(m, 1, int64_t(prompt.size()) + n_new);
+  model.set_adapters(adapters.get());
   Sampler sampler(sp);
   StreamDecoder out(tok);
   for (int32_t id : prompt) std::fputs(out.feed(id).c_str(), stdout);
@@ -72,6 +76,7 @@ void register_generate(CLI::App& app) {
   auto* cmd = app.add_subcommand("generate", "Continue a prompt (text on stdout, speed on stderr)");
   auto o = std::make_shared<GenerateOptions>();
   o->model.add_to(cmd);
+  o->adapters.add_to(cmd);
   cmd->add_option("-p,--prompt", o->prompt, "prompt text (default: empty, i.e. start from BOS)");
   cmd->add_option("-n,--n-predict", o->n_predict, "number of tokens to generate")->capture_default_str();
   cmd->add_option("-c,--ctx", o->ctx, "context length (default: the model's)");

@@ -10,5 +10,7 @@ void register_generate(CLI::App& app);
 void register_perplexity(CLI::App& app);
 void register_convert(CLI::App& app);
 void register_tokenize(CLI::App& app);
+void register_merge(CLI::App& app);
+void register_adapter(CLI::App& app);
 
 }  // namespace lora::cli

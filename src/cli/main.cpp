@@ -13,6 +13,8 @@ int main(int argc, char** argv) {
   lora::cli::register_perplexity(app);
   lora::cli::register_convert(app);
   lora::cli::register_tokenize(app);
+  lora::cli::register_merge(app);
+  lora::cli::register_adapter(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -22,7 +22,11 @@ std::string detect_model_format(const std::string& path);
 Model load_model(const std::string& path, const LoadOptions& options = {});
 
 // Writes `model` as a self-contained Hugging Face folder: config.json, model.safetensors (HF tensor
-// names, HF q/k order), generation_config.json, and tokenizer.json + tokenizer_config.json.
-void save_hf_folder(const Model& model, const std::string& dir, std::optional<DType> dtype = {});
+// names, HF q/k order), generation_config.json, and tokenizer.json + tokenizer_config.json. With
+// `tokenizer_files_from` (a Hugging Face model folder) its tokenizer and generation files are copied as
+// they are instead (tokenizer.json, tokenizer_config.json, tokenizer.model, special_tokens_map.json,
+// added_tokens.json, generation_config.json, chat_template.jinja: whichever exist).
+void save_hf_folder(const Model& model, const std::string& dir, std::optional<DType> dtype = {},
+                    const std::string& tokenizer_files_from = "");
 
 }  // namespace lora
