@@ -110,6 +110,24 @@ TEST(CliAdapters, CombineAndConvertWriteUsableAdapters) {
   EXPECT_GT(std::fabs(nll("") - both), 1e-3);
 }
 
+TEST(CliAdapters, MergeIntoAHfBaseCopiesItsTokenizerFiles) {
+  Fixtures f;
+  ASSERT_EQ(run_cli("convert -m " + test::stories_bin() + " -o " + (f.tmp / "base")).exit_code, 0);
+  test::write_text(f.tmp / "base/special_tokens_map.json", R"({"bos_token": "<s>"})");
+  const auto r = run_cli("merge -m " + (f.tmp / "base") + " --adapter " + (f.tmp / "plain") + " -o " + (f.tmp / "m") +
+                         " --dtype bf16");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const char* file : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"})
+    EXPECT_EQ(test::read_text(f.tmp / "m/" + file), test::read_text(f.tmp / "base/" + file)) << file;
+  // --format gguf whatever the name says
+  const auto g = run_cli("merge -m " + (f.tmp / "base") + " --adapter " + (f.tmp / "plain") + " -o " + (f.tmp / "m.bin") + " --format gguf");
+  ASSERT_EQ(g.exit_code, 0) << g.err;
+  EXPECT_EQ(test::read_text(f.tmp / "m.bin").substr(0, 4), "GGUF");
+  const auto same = run_cli("generate -m " + (f.tmp / "m.bin") + kGreedy);
+  const auto fly = run_cli("generate -m " + (f.tmp / "base") + kGreedy + " --adapter " + (f.tmp / "plain"));
+  EXPECT_EQ(same.out, fly.out);
+}
+
 // Each bad input gives one line on stderr naming what is wrong, and exit code 1.
 void expect_clean_failure(const std::string& args, const std::vector<std::string>& mentions) {
   const auto r = run_cli(args);

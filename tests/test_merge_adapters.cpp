@@ -14,6 +14,7 @@
 #include "formats/gguf_model_writer.h"
 #include "formats/model_loader.h"
 #include "model/random_model.h"
+#include "tokenizer/tokenizer.h"
 
 namespace lora {
 namespace {
@@ -156,6 +157,26 @@ TEST(GgufModelWriter, ByteLevelTokenizersAndQwen2RoundTrip) {
     const std::vector<int32_t> tokens = {1, 500, 9000, 42, 77, 1234};
     EXPECT_TRUE(test::bit_identical(test::logits_of(back, nullptr, tokens, 1, 6), test::logits_of(m, nullptr, tokens, 1, 6)));
   }
+}
+
+TEST(GgufModelWriter, SentencePieceStyleTokenizerJsonBecomesALlamaVocabulary) {
+  // Llama 2's tokenizer.model exported as the tokenizer.json a Hugging Face Llama 2 folder carries, then
+  // written into GGUF from that tokenizer.json: the same ids as the original SentencePiece model.
+  TempDir tmp;
+  const std::shared_ptr<Tokenizer> spm = load_tokenizer(test::asset("tokenizers/llama2/tokenizer.model"));
+  save_hf_tokenizer(*spm, tmp / "hf");
+  std::shared_ptr<Tokenizer> hf = load_tokenizer(tmp / "hf");
+  ASSERT_EQ(hf->kind(), "hf-spm-bpe");
+  ModelConfig c;
+  c.hidden_size = 8, c.intermediate_size = 8, c.num_hidden_layers = 1, c.num_attention_heads = 2;
+  c.num_key_value_heads = 2, c.head_dim = 4, c.vocab_size = hf->vocab_size(), c.tie_word_embeddings = true;
+  Model m = random_model(c, 3);
+  m.tokenizer = hf;
+  save_gguf_model(m, tmp / "l2.gguf");
+  const Model back = load_model(tmp / "l2.gguf");
+  for (const std::string text : {"Hello world", " leading space, and\ttabs\n\nnewlines", "Zürich 東京 🤖 1234567",
+                                 "</s> is not special in text", "   "})
+    EXPECT_EQ(back.tokenizer->encode_for_model(text), spm->encode_for_model(text)) << text;
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "adapters/adapter_set.h"
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <limits>
 
@@ -35,6 +36,24 @@ Tensor dora_scale_vector(const Tensor& weight, const LoraFactors& f, float scale
     c.f32()[o] = float(f.magnitude.f32()[o] / std::sqrt(ss));
   }
   return c;
+}
+
+// Σ k_i B_i A_i as one LoRA: A = [A_1; A_2; ...], B = [k_1 B_1, k_2 B_2, ...], scaling 1.
+std::unique_ptr<LoraFactors> stack(const std::vector<AdapterSet::Applied>& terms) {
+  int64_t r = 0;
+  for (const auto& t : terms) r += t.factors->rank();
+  const int64_t in = terms[0].factors->a.dim(1), out = terms[0].factors->b.dim(0);
+  auto f = std::make_unique<LoraFactors>(LoraFactors{Tensor(DType::F32, {r, in}), Tensor(DType::F32, {out, r}), Tensor(), 1.0f});
+  int64_t at = 0;
+  for (const auto& t : terms) {
+    const LoraFactors& g = *t.factors;
+    const int64_t ri = g.rank();
+    std::memcpy(f->a.f32() + at * in, g.a.f32(), g.a.nbytes());
+    for (int64_t o = 0; o < out; ++o)
+      for (int64_t k = 0; k < ri; ++k) f->b.f32()[o * r + at + k] = t.scale * g.b.f32()[o * ri + k];
+    at += ri;
+  }
+  return f;
 }
 
 void add_rows(const Tensor& v, Tensor& y) {
@@ -161,6 +180,22 @@ void AdapterSet::activate(const std::vector<Selection>& selection) {
       for (int64_t i = 0; i < b0.numel(); ++i) delta.f32()[i] += s.scale * (bias.f32()[i] - b0.f32()[i]);
     }
   }
+  fused_.clear();
+  auto fuse = [&](std::vector<Applied>& terms) {
+    std::vector<Applied> plain, kept;
+    for (Applied& t : terms) (t.dora_c.empty() ? plain : kept).push_back(std::move(t));
+    if (plain.size() >= 2) {
+      fused_.push_back(stack(plain));
+      kept.push_back({fused_.back().get(), 1.0f, Tensor()});
+    } else {
+      for (Applied& t : plain) kept.push_back(std::move(t));
+    }
+    terms = std::move(kept);
+  };
+  for (auto& layer : terms_)
+    for (auto& site : layer) fuse(site);
+  fuse(head_terms_);
+  fuse(embedding_terms_);
   embedding_weight_ = embedding_weight;
   lm_head_weight_ = lm_head_weight;
   active_ = selection;

@@ -60,6 +60,8 @@ class AdapterSet final : public ForwardAdapters {
   const std::vector<Selection>& active_adapters() const { return active_; }
 
   // One LoRA applied to one module: its factors, scale · s, and DoRA's c = m / ‖W + scale·s·BA‖_row.
+  // Several plain LoRAs active on one module are stacked into one (A = [A_1; A_2], B = [k_1 B_1, k_2 B_2]
+  // with k_i = scale_i s_i: "cat"), so each module costs two small products however many are active.
   struct Applied {
     const LoraFactors* factors = nullptr;
     float scale = 1.0f;
@@ -90,6 +92,7 @@ class AdapterSet final : public ForwardAdapters {
   std::vector<std::array<std::vector<Applied>, kNumLayerSites>> terms_;
   std::vector<std::array<Tensor, kNumLayerSites>> bias_delta_;
   std::vector<Applied> head_terms_, embedding_terms_;
+  std::vector<std::unique_ptr<LoraFactors>> fused_;  // several LoRAs of one module stacked into one
   const Tensor* embedding_weight_ = nullptr;
   const Tensor* lm_head_weight_ = nullptr;
   mutable std::array<Tensor, 3> scratch_;  // reused buffers for add_linear

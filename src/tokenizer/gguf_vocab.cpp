@@ -234,14 +234,63 @@ void write_gpt2(const HfBpeTokenizer& tok, GGUFWriter& out) {
   write_special_ids(tok, out);
 }
 
+// A SentencePiece-style tokenizer.json (Llama 2 / Mistral exports: BPE on "▁"-text with byte fallback)
+// as a GGUF "llama" vocabulary. That vocabulary merges by piece score, so each piece gets the score
+// −(rank of the first merge producing it): the highest-scoring pair is then the lowest-ranked merge, as in
+// the tokenizer.json (whose merges LlamaConverter derived from the scores in the first place).
+void write_hf_spm(const HfBpeTokenizer& tok, GGUFWriter& out) {
+  const int32_t n = tok.vocab_size();
+  std::vector<float> scores(size_t(n), -1e9f);  // pieces no merge produces: never chosen by a merge
+  std::vector<int> types(size_t(n), int(TokenType::Normal));
+  for (size_t rank = 0; rank < tok.merges().size(); ++rank) {
+    const auto& [l, r] = tok.merges()[rank];
+    const int32_t id = tok.find_token(tok.token_text(l) + tok.token_text(r));
+    if (id >= 0 && scores[size_t(id)] == -1e9f) scores[size_t(id)] = -float(rank);
+  }
+  const std::string& unk = tok.model_options().unk_token;
+  int64_t unk_id = -1;
+  for (int32_t id = 0; id < n; ++id) {
+    const std::string t = tok.token_text(id);
+    if (!unk.empty() && t == unk) types[size_t(id)] = int(TokenType::Unknown), unk_id = id;
+    else if (tok.model_options().byte_fallback && t.size() == 6 && t.rfind("<0x", 0) == 0 && t.back() == '>')
+      types[size_t(id)] = int(TokenType::Byte);
+  }
+  for (const AddedToken& a : tok.added_tokens().tokens())
+    if (types[size_t(a.id)] == int(TokenType::Normal))
+      types[size_t(a.id)] = int(a.special ? TokenType::Control : TokenType::UserDefined);
+  // The dummy prefix: a Prepend("▁") normalizer, or a Metaspace pre-tokenizer that prepends.
+  const HfBpeTokenizer::Pipeline& p = tok.pipeline();
+  bool dummy_prefix = p.normalizer.dump().find("\"Prepend\"") != std::string::npos;
+  auto metaspace_prepends = [](const json& step) {
+    return step.is_object() && step.value("type", "") == "Metaspace" &&
+           step.value("prepend_scheme", step.value("add_prefix_space", true) ? "always" : "never") != "never";
+  };
+  if (metaspace_prepends(p.pre_tokenizer)) dummy_prefix = true;
+  if (p.pre_tokenizer.is_object() && p.pre_tokenizer.contains("pretokenizers"))
+    for (const json& step : p.pre_tokenizer["pretokenizers"]) dummy_prefix = dummy_prefix || metaspace_prepends(step);
+
+  json tokens = json::array(), score_list = json::array(), type_list = json::array();
+  for (int32_t id = 0; id < n; ++id) {
+    tokens.push_back(tok.token_text(id));
+    score_list.push_back(scores[size_t(id)]);
+    type_list.push_back(types[size_t(id)]);
+  }
+  out.set_string("tokenizer.ggml.model", "llama");
+  out.set_array("tokenizer.ggml.tokens", GGUFValueType::STRING, std::move(tokens));
+  out.set_array("tokenizer.ggml.scores", GGUFValueType::FLOAT32, std::move(score_list));
+  out.set_array("tokenizer.ggml.token_type", GGUFValueType::INT32, std::move(type_list));
+  if (unk_id >= 0) out.set_u32("tokenizer.ggml.unknown_token_id", uint32_t(unk_id));
+  out.set_bool("tokenizer.ggml.add_space_prefix", dummy_prefix);
+  write_special_ids(tok, out);
+}
+
 }  // namespace
 
 void write_gguf_tokenizer(const Tokenizer& tok, GGUFWriter& out) {
   if (const auto* spm = dynamic_cast<const SpmBpeTokenizer*>(&tok)) return write_spm(*spm, out);
   if (const auto* hf = dynamic_cast<const HfBpeTokenizer*>(&tok)) {
     if (hf->model_options().byte_fallback || hf->pipeline().decoder.dump().find("ByteLevel") == std::string::npos)
-      fail("a SentencePiece-style tokenizer.json ({}) cannot be written into GGUF here; load the model with its "
-           "tokenizer.model instead", tok.kind());
+      return write_hf_spm(*hf, out);
     return write_gpt2(*hf, out);
   }
   fail("a {} tokenizer cannot be written into GGUF", tok.kind());
