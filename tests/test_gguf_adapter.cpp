@@ -8,6 +8,7 @@
 #include "adapters/adapter_io.h"
 #include "adapters/gguf_adapter.h"
 #include "adapters/peft_io.h"
+#include "adapters/trainable_adapter.h"
 #include "core/error.h"
 #include "formats/gguf.h"
 #include "formats/gguf_writer.h"
@@ -112,6 +113,27 @@ TEST(GgufAdapter, ScalingsOtherThanAlphaOverRAreFoldedIntoB) {
     const double diff = test::max_abs_diff(test::logits_of(base, &set, tokens, 1, 32), want);
     EXPECT_LT(diff, 1e-4) << a->source;
   }
+}
+
+TEST(GgufAdapter, TrainableModelAdapterWithEmbeddingLoraExports) {
+  // adapter_from_trainable carries PEFT's copy of the base embedding; the export leaves it out, as the converter does
+  const Model base = load_plain(test::stories_gguf());
+  LoraConfig c;
+  c.r = 4, c.lora_alpha = 4, c.target_modules = {"q_proj", "k_proj", "embed_tokens", "lm_head"};
+  c.init_lora_weights = "false";
+  TrainableModel m = TrainableModel::lora(base, c, 5);
+  const Adapter a = adapter_from_trainable(m);
+  ASSERT_EQ(a.embedding_layers.size(), 2u);
+  TempDir tmp;
+  write_gguf_adapter(a, base, tmp / "t.gguf");
+  AdapterSet set(base);
+  const std::string mem = set.add(a, "mem"), file = set.load(tmp / "t.gguf");
+  const std::vector<int32_t> tokens = test::sample_tokens(1, 24, 512, 6);
+  set.activate(mem);
+  const std::vector<float> want = test::logits_of(base, &set, tokens, 1, 24);
+  set.activate(file);
+  EXPECT_TRUE(test::bit_identical(test::logits_of(base, &set, tokens, 1, 24), want));
+  EXPECT_GT(test::max_abs_diff(want, test::logits_of(base, nullptr, tokens, 1, 24)), 1e-3);
 }
 
 TEST(GgufAdapter, RefusesWhatLlamaCppCannotApply) {

@@ -50,9 +50,11 @@ float llama_cpp_scaling(float alpha, int64_t r) { return alpha != 0.0f ? float(d
 
 }  // namespace
 
-void write_gguf_adapter(const Adapter& a, const Model& base, const std::string& path, DType dtype) {
+void write_gguf_adapter(const Adapter& adapter, const Model& base, const std::string& path, DType dtype) {
   if (dtype != DType::F32 && dtype != DType::F16 && dtype != DType::BF16)
     fail("GGUF adapter tensors are written as f32, f16 or bf16, not {}", dtype_name(dtype));
+  Adapter a = adapter;  // shares the tensors
+  check_adapter_fits(a, base);  // also drops PEFT's copies of the base embedding, which llama.cpp's converter skips
   const std::string what = a.source.empty() ? std::string("the adapter") : a.source;
   if (a.uses_dora()) fail("{}: a DoRA adapter (magnitude vectors) cannot be expressed as a llama.cpp GGUF LoRA; merge it into the model instead", what);
   if (!a.biases.empty()) fail("{}: trained biases cannot be expressed as a llama.cpp GGUF LoRA; merge the adapter into the model instead", what);

@@ -18,7 +18,7 @@
 
 namespace lora {
 
-// Writes `adapter` (which must fit `base`) for llama.cpp, atomically, its tensors in `dtype` (F32, F16
+// Writes `adapter` (checked against `base` first) for llama.cpp, atomically, its tensors in `dtype` (F32, F16
 // or BF16). One alpha serves every tensor: where a module's scaling is not alpha / r (rsLoRA,
 // alpha_pattern) the difference is folded into its B. Refused with a clear error: DoRA magnitudes,
 // trained biases, modules_to_save (llama.cpp's LoRA has none of these) and a LoRA on a tied lm_head
