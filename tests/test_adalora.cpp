@@ -13,6 +13,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "adapters/adapter_io.h"
+#include "adapters/adapter_set.h"
 #include "adapters/merge.h"
 #include "core/error.h"
 #include "adapters/peft_io.h"
@@ -391,6 +393,60 @@ TEST(AdaLora, TrainsToTheTargetBudgetSavesSlicedAndReloads) {
     ASSERT_EQ(a.shape(), b.shape()) << t.name;
     EXPECT_EQ(std::memcmp(a.data(), b.data(), a.nbytes()), 0) << t.name;
   }
+
+  // applied on the fly (the AdapterSet folds E into A), and exported as a llama.cpp GGUF adapter
+  auto on_the_fly = [&](const std::string& path) {
+    AdapterSet set(base);
+    set.activate(set.load(path));
+    Transformer t(base, 1, int64_t(tokens.size()));
+    t.set_adapters(&set);
+    const Tensor& l = t.forward(tokens.data(), 1, int64_t(tokens.size()), true);
+    double w = 0;
+    for (size_t i = 0; i < want.size(); ++i) w = std::max(w, double(std::fabs(want[i] - l.f32()[i])));
+    return w;
+  };
+  EXPECT_LT(on_the_fly(tmp / "out"), 1e-4);
+  Adapter ada = load_adapter(tmp / "out", base);
+  EXPECT_TRUE(ada.is_adalora());
+  write_adapter(ada, tmp / "ada.gguf", &base);
+  const Adapter gguf = read_adapter(tmp / "ada.gguf", &base.config);
+  EXPECT_FALSE(gguf.is_adalora());
+  int64_t pruned_modules = 0;
+  for (const auto& [path, f] : ada.linears) {
+    int64_t nonzero = 0;
+    for (int64_t k = 0; k < f.rank(); ++k) nonzero += f.e.f32()[k] != 0.0f;
+    pruned_modules += nonzero == 0;
+    if (nonzero == 0) EXPECT_FALSE(gguf.linears.count(path)) << path;  // nothing left to apply
+    else EXPECT_EQ(gguf.linears.at(path).rank(), nonzero) << path;
+  }
+  EXPECT_EQ(int64_t(gguf.linears.size()) + pruned_modules, 35);
+  EXPECT_LT(on_the_fly(tmp / "ada.gguf"), 1e-4);
+}
+
+// E folded into A: the same update, pruned triplets and emptied modules left out, ranks described.
+TEST(AdaLora, PlainLoraFoldsTheSingularValues) {
+  Adapter a;
+  a.config = adalora_config(3, 2, 10);
+  a.config.target_modules = {"q_proj", "v_proj"};
+  const float s = a.config.scaling_for("model.layers.0.self_attn.q_proj");
+  a.linears["model.layers.0.self_attn.q_proj"] =
+      LoraFactors{tensor_from(randn(3 * 5, 1), {3, 5}), tensor_from(randn(4 * 3, 2), {4, 3}), Tensor(), s,
+                  tensor_from({0.5f, 0.0f, -2.0f}, {3, 1})};
+  a.linears["model.layers.0.self_attn.v_proj"] =
+      LoraFactors{tensor_from(randn(3 * 5, 3), {3, 5}), tensor_from(randn(4 * 3, 4), {4, 3}), Tensor(), s,
+                  tensor_from({0.0f, 0.0f, 0.0f}, {3, 1})};
+  const Adapter plain = as_plain_lora(a);
+  EXPECT_FALSE(plain.is_adalora());
+  ASSERT_EQ(plain.linears.size(), 1u);  // v_proj kept no triplet
+  const LoraFactors& q = plain.linears.at("model.layers.0.self_attn.q_proj");
+  EXPECT_EQ(q.rank(), 2);
+  EXPECT_TRUE(q.e.empty());
+  const Tensor want = a.linears.at("model.layers.0.self_attn.q_proj").delta(), got = q.delta();
+  for (int64_t i = 0; i < want.numel(); ++i) EXPECT_NEAR(got.f32()[i], want.f32()[i], 1e-6f) << i;
+  // by hand: ΔW[0][0] = s·(0.5·B00·A00 − 2·B02·A20)
+  const LoraFactors& f = a.linears.at("model.layers.0.self_attn.q_proj");
+  EXPECT_NEAR(want.f32()[0], s * (0.5f * f.b.f32()[0] * f.a.f32()[0] - 2.0f * f.b.f32()[2] * f.a.f32()[10]), 1e-6f);
+  EXPECT_EQ(plain.config.r, 2);
 }
 
 TEST(AdaLora, ResumeContinuesExactly) {

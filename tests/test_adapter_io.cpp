@@ -78,7 +78,8 @@ TEST(AdapterIo, SaveLoadRoundTripIsExactAndPeftShaped) {
   EXPECT_EQ(qa->shape, (std::vector<int64_t>{4, 32}));
   EXPECT_EQ(f.find("base_model.model.model.layers.1.mlp.down_proj.lora_B.weight")->shape, (std::vector<int64_t>{32, 2}));
   EXPECT_EQ(f.find("base_model.model.model.embed_tokens.lora_embedding_A")->shape, (std::vector<int64_t>{4, 50}));
-  EXPECT_NE(f.find("base_model.model.model.layers.0.self_attn.k_proj.bias"), nullptr);
+  // PEFT wraps an adapted Linear as base_layer: its trained bias is saved under that name
+  EXPECT_NE(f.find("base_model.model.model.layers.0.self_attn.k_proj.base_layer.bias"), nullptr);
 
   TrainableModel back = load_peft_adapter(base, tmp / "adapter");
   ASSERT_EQ(back.params().size(), m.params().size());
@@ -138,7 +139,9 @@ TEST(AdapterIo, MismatchedAdapterNamesTheTensor) {
     load_peft_adapter(wrong, tmp / "a");
     FAIL() << "loading onto a model of another shape must fail";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("has shape [4, 32], but the base model needs [4, 48]"), std::string::npos) << e.what();
+    // the first tensor in model order: the embedding LoRA's B [hidden, r]
+    EXPECT_NE(std::string(e.what()).find("'base_model.model.model.embed_tokens.lora_embedding_B' has shape [32, 4], but the "
+                                         "base model needs [48, 4]"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("adapter_model.safetensors"), std::string::npos) << e.what();
   }
 }

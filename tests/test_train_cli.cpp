@@ -329,7 +329,7 @@ TEST(TrainCli, BadInputIsAOneLineErrorAndWritesNothing) {
   expect_clean_failure(fmt::format("train -m {} -o {}", test::stories_bin(), out), "no data; give -d FILE", out);
   expect_clean_failure(fmt::format("train --resume {}", tmp / "nothing-here"), "trainer_state.json: cannot open", tmp / "nothing-here");
   expect_clean_failure(fmt::format("eval -m {} -d {} --adapter {}", test::stories_bin(), data("zuzu_qa.jsonl"), tmp / "no-adapter"),
-                       "adapter_config.json: cannot open", out);
+                       "no such adapter file or folder", out);
 
   // an output folder that holds a previous run is not overwritten by accident
   ASSERT_EQ(run_cli(train(data("zuzu_qa.jsonl"))).exit_code, 0);

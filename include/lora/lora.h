@@ -31,6 +31,17 @@
 //   lora::Model merged = lora::merged_model(again);                   // W + s·B·A, for fast inference
 //   lora::Transformer infer(merged, /*max_batch=*/1, /*max_seq=*/256);
 //
+// Adapters as products: several on one base at once (PEFT folders or llama.cpp GGUF adapters), summed.
+//
+//   lora::AdapterSet adapters(base);
+//   adapters.load("out/adapter", "zuzu");                            // checked against the base
+//   adapters.load("cats.gguf");                                      // named "cats"
+//   adapters.activate({{"zuzu", 1.0f}, {"cats", 0.5f}});             // y = W x + Σ scale·s·B·A x
+//   lora::Transformer t(base, 1, 256);
+//   t.set_adapters(&adapters);                                       // disable_all(): the base, bit for bit
+//   lora::write_gguf_adapter(adapters.adapter("zuzu"), base, "zuzu.gguf");   // for llama.cpp --lora
+//   lora::Model both = lora::merged_model(adapters);                 // the active ones folded in
+//
 // Full and freeze fine-tuning use TrainableModel::full(base) and TrainableModel::freeze(base, n_layers).
 //
 // QLoRA: the same on a base whose linear layers are quantized (bitsandbytes NF4 / FP4 / int8), either
@@ -41,11 +52,16 @@
 //   lora::quantize_linear_weights(model_in_memory, {lora::DType::NF4, /*double_quant=*/true});
 //   lora::save_hf_folder(base, "out/llama-nf4");                                // bitsandbytes' layout
 
+#include "adapters/adapter_io.h"
+#include "adapters/adapter_set.h"
+#include "adapters/combine.h"
+#include "adapters/gguf_adapter.h"
 #include "adapters/lora_config.h"
 #include "adapters/merge.h"
 #include "adapters/peft_io.h"
 #include "core/context.h"
 #include "core/quant.h"
+#include "formats/gguf_model_writer.h"
 #include "formats/model_loader.h"
 #include "kernels/cross_entropy.h"
 #include "model/model.h"

@@ -132,32 +132,45 @@ float LoraConfig::scaling_for(const std::string& path) const {
 }
 
 nlohmann::json LoraConfig::to_peft_json() const {
-  nlohmann::json j;
-  j["peft_type"] = "LORA";
-  j["task_type"] = task_type;
-  j["base_model_name_or_path"] = base_model_name_or_path;
-  j["r"] = r;
-  j["lora_alpha"] = lora_alpha;
-  j["lora_dropout"] = lora_dropout;
-  if (!target_modules_regex.empty())
-    j["target_modules"] = target_modules_regex;
-  else
-    j["target_modules"] = target_modules;
-  j["exclude_modules"] = exclude_modules.empty() ? nlohmann::json(nullptr) : nlohmann::json(exclude_modules);
-  j["layers_to_transform"] = layers_to_transform.empty() ? nlohmann::json(nullptr) : nlohmann::json(layers_to_transform);
-  j["rank_pattern"] = rank_pattern;
+  // The keys PEFT's LoraConfig serializes (0.10 - 0.13), sorted as its json.dump(sort_keys=True) writes
+  // them. Keys newer versions added are written only when set, so older PEFT releases still load the file.
+  using nlohmann::json;
+  json j;
   j["alpha_pattern"] = alpha_pattern;
-  j["use_rslora"] = use_rslora;
-  j["use_dora"] = use_dora;
+  j["auto_mapping"] = nullptr;
+  j["base_model_name_or_path"] = base_model_name_or_path.empty() ? json(nullptr) : json(base_model_name_or_path);
+  j["bias"] = bias;
+  if (!exclude_modules.empty()) j["exclude_modules"] = exclude_modules;
+  j["fan_in_fan_out"] = false;
+  j["inference_mode"] = true;
   if (init_lora_weights == "true" || init_lora_weights == "false")
     j["init_lora_weights"] = init_lora_weights == "true";
   else
     j["init_lora_weights"] = init_lora_weights;
-  j["bias"] = bias;
-  j["modules_to_save"] = modules_to_save.empty() ? nlohmann::json(nullptr) : nlohmann::json(modules_to_save);
-  j["fan_in_fan_out"] = false;
-  j["inference_mode"] = true;
+  j["layer_replication"] = nullptr;
+  j["layers_pattern"] = nullptr;
+  j["layers_to_transform"] = layers_to_transform.empty() ? json(nullptr) : json(layers_to_transform);
+  j["loftq_config"] = json::object();
+  // PEFT writes what the user gave, usually an integer.
+  if (lora_alpha == std::floor(lora_alpha) && std::fabs(lora_alpha) < 1e9f)
+    j["lora_alpha"] = int64_t(lora_alpha);
+  else
+    j["lora_alpha"] = lora_alpha;
+  j["lora_dropout"] = lora_dropout;
+  j["megatron_config"] = nullptr;
+  j["megatron_core"] = "megatron.core";
+  j["modules_to_save"] = modules_to_save.empty() ? json(nullptr) : json(modules_to_save);
+  j["peft_type"] = "LORA";
+  j["r"] = r;
+  j["rank_pattern"] = rank_pattern;
   j["revision"] = nullptr;
+  if (!target_modules_regex.empty())
+    j["target_modules"] = target_modules_regex;
+  else
+    j["target_modules"] = target_modules;
+  j["task_type"] = task_type;
+  j["use_dora"] = use_dora;
+  j["use_rslora"] = use_rslora;
   if (adalora) {
     const AdaLoraOptions& a = *adalora;
     j["peft_type"] = "ADALORA";

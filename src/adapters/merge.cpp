@@ -62,4 +62,80 @@ Model merged_model(const TrainableModel& model) {
   return m;
 }
 
+Model merged_model(const AdapterSet& set) {
+  const Model& base = set.base();
+  const ModelConfig& c = base.config;
+  Model m;
+  m.config = c;
+  m.tokenizer = base.tokenizer;
+  m.source_path = base.source_path;
+  m.source_format = base.source_format;
+  m.weights = base.weights;  // views; the tensors adapters change are replaced by f32 copies below
+  if (const Tensor* e = set.embedding_weight()) m.weights.tok_embeddings = *e;
+  if (const Tensor* h = set.lm_head_weight()) m.weights.lm_head = *h;
+
+  // W' = W + Σ terms, each term relative to the base W: LoRA adds scale·BA, DoRA (c−1)⊙W + c⊙scale·BA.
+  // W' = W + Σ terms, each relative to the base W: LoRA adds scale·BA, DoRA (c − 1) ⊙ W + c ⊙ scale·BA.
+  auto fold = [](const Tensor& w0, const std::vector<AdapterSet::Applied>& terms) {
+    const Tensor base_w = w0.dtype() == DType::F32 ? w0 : w0.to(DType::F32);
+    Tensor w = base_w.clone();
+    const int64_t out = w.dim(0), in = w.dim(1);
+    Tensor delta(DType::F32, {out, in});
+    for (const AdapterSet::Applied& t : terms) {
+      matmul(mat(t.factors->b), false, mat(t.factors->a), false, mut_mat(delta), t.scale);  // scale·BA
+      const bool dora = !t.dora_c.empty();
+#pragma omp parallel for
+      for (int64_t o = 0; o < out; ++o) {
+        const float c = dora ? t.dora_c.f32()[o] : 1.0f;
+        for (int64_t i = 0; i < in; ++i) {
+          float& v = w.f32()[o * in + i];
+          v += c * delta.f32()[o * in + i];
+          if (dora) v += (c - 1.0f) * base_w.f32()[o * in + i];
+        }
+      }
+    }
+    return w;
+  };
+
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l)
+    for (int s = 0; s < kNumLayerSites; ++s) {
+      const LinearSite site = LinearSite(s);
+      const ModuleRef ref{ModuleRef::Kind::Linear, l, site};
+      const std::vector<AdapterSet::Applied>& terms = set.applied(l, site);
+      if (!terms.empty()) {
+        base_linear_weight(m, ref) = fold(base_linear_weight(base, ref), terms);
+      }
+      const Tensor& db = set.bias_delta(l, site);
+      if (!db.empty()) {
+        Tensor& bias = base_linear_bias(m, ref);
+        Tensor b = bias.to(DType::F32);
+        for (int64_t i = 0; i < b.numel(); ++i) b.f32()[i] += db.f32()[i];
+        bias = b;
+      }
+    }
+  if (!set.applied(0, LinearSite::Head).empty()) m.weights.lm_head = fold(m.weights.lm_head, set.applied(0, LinearSite::Head));
+  if (!set.applied_embedding().empty()) {
+    // E' = E + Σ scale·(B·A)ᵀ: row v gains scale·B·A[:, v]
+    Tensor table = m.weights.tok_embeddings.to(DType::F32);
+    const int64_t hidden = c.hidden_size, vocab = c.vocab_size;
+    for (const AdapterSet::Applied& t : set.applied_embedding()) {
+      Tensor ba(DType::F32, {hidden, vocab});
+      matmul(mat(t.factors->b), false, mat(t.factors->a), false, mut_mat(ba), t.scale);
+      for (int64_t v = 0; v < vocab; ++v)
+        for (int64_t h = 0; h < hidden; ++h) table.f32()[v * hidden + h] += ba.f32()[h * vocab + v];
+    }
+    m.weights.tok_embeddings = table;
+  }
+  m.config.tie_word_embeddings = m.weights.lm_head.data() == m.weights.tok_embeddings.data();
+  return m;
+}
+
+Model merge_adapters(const Model& base, const std::vector<std::pair<Adapter, float>>& adapters) {
+  AdapterSet set(base);
+  std::vector<AdapterSet::Selection> selection;
+  for (const auto& [adapter, scale] : adapters) selection.push_back({set.add(adapter), scale});
+  set.activate(selection);
+  return merged_model(set);
+}
+
 }  // namespace lora

@@ -1,6 +1,10 @@
 #pragma once
-// Folding a trained adapter into the weights: a standalone Model that computes exactly what
-// base + adapter computes, for fast inference (generation, evaluation) without the adapter's extra work.
+// Folding adapters into the weights: a standalone Model that computes what base + adapters compute, for
+// fast inference and for writing a merged model (lora merge) without the adapters' extra work.
+#include <utility>
+#include <vector>
+
+#include "adapters/adapter_set.h"
 #include "model/model.h"
 #include "train/trainable_model.h"
 
@@ -13,5 +17,13 @@ namespace lora {
 // ones to f32, the others to their source dtype), because re-quantizing W + s·B·A would round away
 // the adapter's fine detail; has_quantized_weights(base) tells a caller to say so.
 Model merged_model(const TrainableModel& model);
+
+// The set's active adapters folded in, with exactly the semantics the set applies them with on the fly
+// (adapter_set.h): W' = W + Σ_i ΔW_i per module, b' = b + Σ_i scale_i (b_i − b), replaced modules taken
+// over. Untouched tensors stay views of the base; a tied head is untied when only one side changes.
+Model merged_model(const AdapterSet& set);
+
+// Convenience: these adapters (already checked against `base`) at these scales, folded into `base`.
+Model merge_adapters(const Model& base, const std::vector<std::pair<Adapter, float>>& adapters);
 
 }  // namespace lora

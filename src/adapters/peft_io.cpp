@@ -2,154 +2,289 @@
 
 #include <filesystem>
 #include <fstream>
-#include <cmath>
-#include <cstring>
-#include <algorithm>
-#include <map>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
+#include "adapters/trainable_adapter.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "formats/safetensors.h"
 
 namespace lora {
 
+namespace fs = std::filesystem;
+using nlohmann::json;
+
 namespace {
 
-// PiSSA trains A, B on the residual W − s·B₀A₀. On the original W the same model is
-// W + s·(BA − B₀A₀) = W + s·[B, −B₀]·[A; A₀]: a plain LoRA of rank 2r.
-void pissa_to_lora(const LoraLinear& l, const std::string& name_a, const std::string& name_b,
-                   std::map<std::string, Tensor>& out) {
-  const int64_t r = l.r, in = l.in_features, o = l.out_features;
-  Tensor a(DType::F32, {2 * r, in}), b(DType::F32, {o, 2 * r});
-  std::memcpy(a.f32(), l.lora_a.f32(), l.lora_a.nbytes());
-  std::memcpy(a.f32() + r * in, l.pissa_a0.f32(), l.pissa_a0.nbytes());
-  for (int64_t i = 0; i < o; ++i)
-    for (int64_t k = 0; k < r; ++k) {
-      b.f32()[i * 2 * r + k] = l.lora_b.f32()[i * r + k];
-      b.f32()[i * 2 * r + r + k] = -l.pissa_b0.f32()[i * r + k];
-    }
-  out[name_a] = a;
-  out[name_b] = b;
+constexpr const char* kPrefix = "base_model.model.";
+
+// What a PEFT key holds, and for which module.
+struct PeftKey {
+  enum class Part { A, B, E, Magnitude, EmbeddingA, EmbeddingB, Bias, ModuleToSave, EmbeddingLayer } part;
+  std::string module;
+};
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() > suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-// AdaLoRA once its budget is final: PEFT saves only the kept triplets (rows of lora_A and lora_E,
-// columns of lora_B); a module that kept none is written with rank 0.
-void slice_to_rank_pattern(const TrainableModel& model, const AdaLoraOptions& a, std::map<std::string, Tensor>& out) {
-  for (LoraLinear* l : const_cast<TrainableModel&>(model).lora_layers()) {
-    const auto it = a.rank_pattern.find(l->path + ".lora_E");
-    if (it == a.rank_pattern.end() || l->r != a.init_r) continue;  // not pruned, or already sliced on load
-    const std::vector<bool>& kept = it->second;
-    const int64_t k_new = std::count(kept.begin(), kept.end(), true), in = l->in_features, o = l->out_features;
-    Tensor A(DType::F32, {k_new, in}), E(DType::F32, {k_new, 1}), B(DType::F32, {o, k_new});
-    for (int64_t k = 0, j = 0; k < l->r; ++k) {
-      if (!kept[size_t(k)]) continue;
-      std::memcpy(A.f32() + j * in, l->lora_a.f32() + k * in, size_t(in) * sizeof(float));
-      E.f32()[j] = l->lora_e.f32()[k];
-      for (int64_t i = 0; i < o; ++i) B.f32()[i * k_new + j] = l->lora_b.f32()[i * l->r + k];
-      ++j;
+PeftKey classify(const std::string& key, const std::string& path) {
+  if (key.rfind(kPrefix, 0) != 0)
+    fail_format(path, "tensor '{}' is not a PEFT LoRA tensor (names start with '{}')", key, kPrefix);
+  const std::string rest = key.substr(std::string(kPrefix).size());
+  using P = PeftKey::Part;
+  static const std::pair<const char*, P> suffixes[] = {
+      {".lora_A.weight", P::A},
+      {".lora_B.weight", P::B},
+      {".lora_A", P::A},  // AdaLoRA's parameters carry no ".weight"
+      {".lora_B", P::B},
+      {".lora_E", P::E},
+      {".lora_magnitude_vector.weight", P::Magnitude},  // the in-memory name of newer PEFT versions
+      {".lora_magnitude_vector", P::Magnitude},
+      {".lora_embedding_A", P::EmbeddingA},
+      {".lora_embedding_B", P::EmbeddingB},
+      {".base_layer.bias", P::Bias},
+      {".base_layer.weight", P::EmbeddingLayer},
+      {".bias", P::Bias},
+      {".weight", P::ModuleToSave},
+  };
+  if (ends_with(rest, ".lora_B.bias"))
+    fail_format(path, "tensor '{}' is a LoRA bias (lora_bias = true), which is not supported", key);
+  for (const auto& [suffix, part] : suffixes)
+    if (ends_with(rest, suffix)) {
+      PeftKey k{part, rest.substr(0, rest.size() - std::string(suffix).size())};
+      if (!parse_module_path(k.module))
+        fail_format(path, "tensor '{}' is for module '{}', which a Llama-family model does not have", key, k.module);
+      return k;
     }
-    const std::string key = "base_model.model." + l->path;
-    out[key + ".lora_A"] = A;
-    out[key + ".lora_E"] = E;
-    out[key + ".lora_B"] = B;
+  fail_format(path, "tensor '{}' is not one PEFT writes for a LoRA adapter", key);
+}
+
+std::string read_text_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail_format(path, "cannot open");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// The folder holding adapter_config.json: `dir` itself, or its only sub-folder that has one.
+std::string adapter_folder(const std::string& dir, std::string& name) {
+  std::error_code ec;
+  if (fs::exists(fs::path(dir) / "adapter_config.json", ec)) return dir;
+  if (!fs::is_directory(dir, ec)) fail_format(dir, "no such adapter folder");
+  std::vector<std::string> named;
+  for (const auto& entry : fs::directory_iterator(dir, ec))
+    if (entry.is_directory() && fs::exists(entry.path() / "adapter_config.json")) named.push_back(entry.path().filename());
+  std::sort(named.begin(), named.end());
+  if (named.size() == 1) {
+    name = named[0];
+    return (fs::path(dir) / named[0]).string();
   }
-  // Modules loaded with no triplet left have no layer here; PEFT still lists them, at rank 0.
-  const ModelConfig& c = model.base().config;
-  for (const auto& [name, kept] : a.rank_pattern) {
-    if (std::count(kept.begin(), kept.end(), true) != 0) continue;
-    const std::string path = name.substr(0, name.size() - std::string(".lora_E").size());
-    const std::string key = "base_model.model." + path;
-    if (out.count(key + ".lora_A")) continue;
-    int64_t in = c.hidden_size, o = c.vocab_size;  // lm_head
-    if (const auto layer = layer_index_of(path)) {
-      for (int p = 0; p < kNumProj; ++p)
-        if (path.ends_with(proj_module_path(Proj(p)))) {
-          const Tensor& w = model.slot(*layer, Proj(p)).weight;
-          in = w.dim(1);
-          o = w.dim(0);
-        }
-    }
-    out[key + ".lora_A"] = Tensor(DType::F32, {0, in});
-    out[key + ".lora_E"] = Tensor(DType::F32, {0, 1});
-    out[key + ".lora_B"] = Tensor(DType::F32, {o, 0});
+  if (named.empty()) fail_format(dir, "not a PEFT adapter folder (no adapter_config.json)");
+  fail_format(dir, "holds several adapters ({}); name one of them: {}/<name>", fmt::join(named, ", "), dir);
+}
+
+// PEFT initializations whose saved weights only make sense on a base the initialization changed.
+void check_init(const json& j, const std::string& path) {
+  if (!j.contains("init_lora_weights") || !j["init_lora_weights"].is_string()) return;
+  const std::string init = j["init_lora_weights"].get<std::string>();
+  if (init.rfind("pissa", 0) == 0 || init == "olora" || init == "corda" || init == "loftq")
+    fail_format(path, "init_lora_weights is '{}': the adapter was saved for the residual base model that initialization "
+                      "produced; convert it to a plain LoRA first (PEFT: path_initial_model_for_weight_conversion)", init);
+}
+
+LoraConfig parse_config(const std::string& text, const std::string& path) {
+  json j = json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) fail_format(path, "invalid JSON");
+  const std::string type = j.value("peft_type", std::string("LORA"));
+  if (type != "LORA" && type != "ADALORA")
+    fail_format(path, "peft_type is '{}': only LoRA and AdaLoRA adapters (peft_type LORA, ADALORA) are read here", type);
+  check_init(j, path);
+  if (j.value("fan_in_fan_out", false)) fail_format(path, "fan_in_fan_out = true is for GPT-2 style Conv1D layers, not Llama");
+  if (j.value("lora_bias", false)) fail_format(path, "lora_bias = true is not supported");
+  if (j.contains("layer_replication") && !j["layer_replication"].is_null())
+    fail_format(path, "layer_replication is not supported");
+  if (j.contains("init_lora_weights") && j["init_lora_weights"].is_string()) {
+    const std::string init = j["init_lora_weights"].get<std::string>();
+    if (init != "gaussian" && init != "pissa") j["init_lora_weights"] = true;  // eva, ...: the values come from the file
   }
+  return LoraConfig::from_peft_json(j, path);
 }
 
 }  // namespace
 
-void save_peft_adapter(const TrainableModel& model, const std::string& dir) {
-  if (model.type() != FinetuningType::Lora) fail("only LoRA fine-tuning produces an adapter; full/freeze save whole models");
-  LoraConfig config = model.lora_config();
-  if (config.base_model_name_or_path.empty()) config.base_model_name_or_path = model.base().source_path;
-  const bool pissa = config.init_lora_weights == "pissa";
-  std::map<std::string, Tensor> tensors;
-  for (const Param& p : const_cast<TrainableModel&>(model).params()) tensors[p.name] = *p.value;
-  if (pissa) {
-    // rank 2r everywhere the adapter is applied; the saved adapter is an ordinary LoRA
-    const ModelConfig& c = model.base().config;
-    for (int64_t l = 0; l < c.num_hidden_layers; ++l)
-      for (int p = 0; p < kNumProj; ++p)
-        if (const LoraLinear* lora = model.slot(l, Proj(p)).lora.get()) {
-          const std::string key = "base_model.model." + lora->path;
-          pissa_to_lora(*lora, key + ".lora_A.weight", key + ".lora_B.weight", tensors);
-        }
-    if (const LoraLinear* head = const_cast<TrainableModel&>(model).lm_head_lora())
-      pissa_to_lora(*head, "base_model.model.lm_head.lora_A.weight", "base_model.model.lm_head.lora_B.weight", tensors);
-    config.r *= 2;
-    for (auto& [k, v] : config.rank_pattern) v *= 2;
-    // alpha/r must stay the same scaling: double alpha with r (rsLoRA: alpha/√r, so × √2)
-    const float f = config.use_rslora ? std::sqrt(2.0f) : 2.0f;
-    config.lora_alpha *= f;
-    for (auto& [k, v] : config.alpha_pattern) v *= f;
-    config.init_lora_weights = "true";
+Adapter read_peft_adapter(const std::string& dir_arg) {
+  std::string name;
+  const std::string dir = adapter_folder(dir_arg, name);
+  Adapter a;
+  a.name = name;
+  a.source = dir;
+  a.format = "peft";
+  const std::string config_path = dir + "/adapter_config.json";
+  a.original_config = read_text_file(config_path);
+  a.config = parse_config(a.original_config, config_path);
+  const LoraConfig& c = a.config;
+
+  const std::string weights_path = dir + "/adapter_model.safetensors";
+  std::error_code ec;
+  if (!fs::exists(weights_path, ec)) {
+    if (fs::exists(dir + "/adapter_model.bin", ec))
+      fail_format(dir + "/adapter_model.bin", "a pickled PyTorch file; only adapter_model.safetensors is read "
+                                              "(save with safe_serialization=True)");
+    fail_format(weights_path, "missing");
   }
-  if (config.adalora && !config.adalora->rank_pattern.empty()) slice_to_rank_pattern(model, *config.adalora, tensors);
+  const SafetensorsFile file = SafetensorsFile::open(weights_path);
+  a.source = weights_path;  // errors about tensors name the file that holds them
+  bool first = true;
+  for (const SafetensorsTensorInfo& info : file.tensors()) {
+    if (!info.dtype || (*info.dtype != DType::F32 && *info.dtype != DType::F16 && *info.dtype != DType::BF16))
+      fail_format(weights_path, "tensor '{}' has dtype {}, expected F32, F16 or BF16", info.name, info.dtype_name);
+    const PeftKey k = classify(info.name, weights_path);
+    Tensor t = file.load(info.name);
+    if (first) a.stored_dtype = t.dtype(), first = false;
+    if (t.dtype() != DType::F32) t = t.to(DType::F32);
+    const auto ref = parse_module_path(k.module);
+    const bool embedding = ref->kind == ModuleRef::Kind::Embedding;
+    using P = PeftKey::Part;
+    auto need_target = [&] {
+      if (!c.targets(k.module))
+        fail_format(weights_path, "tensor '{}' is for {}, which adapter_config.json does not target", info.name, k.module);
+    };
+    auto need_2d = [&] {
+      if (t.ndim() != 2) fail_format(weights_path, "tensor '{}' has shape {}, expected a matrix", info.name, t.shape_str());
+    };
+    switch (k.part) {
+      case P::E:
+        if (!c.adalora) fail_format(weights_path, "tensor '{}' is AdaLoRA's lora_E, but peft_type is not ADALORA", info.name);
+        [[fallthrough]];
+      case P::A:
+      case P::B:
+      case P::Magnitude: {
+        if (embedding) fail_format(weights_path, "tensor '{}': the embedding's LoRA is lora_embedding_A/B", info.name);
+        need_target();
+        if (k.part == P::Magnitude && !c.use_dora)
+          fail_format(weights_path, "tensor '{}' is a DoRA magnitude, but adapter_config.json has use_dora = false", info.name);
+        if (k.part == P::Magnitude && t.ndim() != 1)
+          fail_format(weights_path, "tensor '{}' has shape {}, expected a vector", info.name, t.shape_str());
+        if (k.part != P::Magnitude) need_2d();
+        LoraFactors& f = a.linears[k.module];
+        (k.part == P::A ? f.a : k.part == P::B ? f.b : k.part == P::E ? f.e : f.magnitude) = t;
+        f.scaling = c.scaling_for(k.module);
+        break;
+      }
+      case P::EmbeddingA:
+      case P::EmbeddingB:
+        if (!embedding) fail_format(weights_path, "tensor '{}': lora_embedding_A/B belong to the embedding", info.name);
+        need_target();
+        need_2d();
+        if (!a.embedding) a.embedding.emplace();
+        (k.part == P::EmbeddingA ? a.embedding->a : a.embedding->b) = t;
+        a.embedding->scaling = c.scaling_for(k.module);
+        break;
+      case P::Bias:
+        if (c.bias == "none") fail_format(weights_path, "tensor '{}' is a bias, but adapter_config.json has bias = \"none\"", info.name);
+        if (t.ndim() != 1) fail_format(weights_path, "tensor '{}' has shape {}, expected a vector", info.name, t.shape_str());
+        a.biases[k.module] = t;
+        break;
+      case P::ModuleToSave:
+      case P::EmbeddingLayer:
+        if (ref->kind == ModuleRef::Kind::Linear)
+          fail_format(weights_path, "tensor '{}' is a whole {} weight: only embed_tokens and lm_head can be saved whole here",
+                      info.name, k.module);
+        need_2d();
+        (k.part == P::ModuleToSave ? a.replaced : a.embedding_layers)[k.module] = t;
+        break;
+    }
+  }
+
+  // Every LoRA complete, with the rank the config gives it (PEFT builds the layers from the config).
+  auto check_pair = [&](const std::string& module, const LoraFactors& f) {
+    const std::string name_a = adapter_tensor_name(a, module, "lora_A"), name_b = adapter_tensor_name(a, module, "lora_B");
+    if (f.a.empty()) fail_format(weights_path, "tensor '{}' is missing ('{}' is there)", name_a, name_b);
+    if (f.b.empty()) fail_format(weights_path, "tensor '{}' is missing ('{}' is there)", name_b, name_a);
+    const int64_t r = c.rank_for(module);
+    if (f.a.dim(0) != r)
+      fail_format(weights_path, "tensor '{}' has shape {}: rank {}, but adapter_config.json gives {} rank {}", name_a,
+                  f.a.shape_str(), f.a.dim(0), module, r);
+    if (f.b.dim(1) != r)
+      fail_format(weights_path, "tensor '{}' has shape {}: rank {}, but adapter_config.json gives {} rank {}", name_b,
+                  f.b.shape_str(), f.b.dim(1), module, r);
+  };
+  for (const auto& [module, f] : a.linears) {
+    check_pair(module, f);
+    if (c.use_dora && f.magnitude.empty())
+      fail_format(weights_path, "tensor '{}' is missing (use_dora = true)", adapter_tensor_name(a, module, "lora_magnitude_vector"));
+    if (c.adalora && (f.e.ndim() != 2 || f.e.dim(0) != f.a.dim(0) || f.e.dim(1) != 1))
+      fail_format(weights_path, "tensor '{}' {}, expected [{}, 1] (one singular value per row of lora_A)",
+                  adapter_tensor_name(a, module, "lora_E"), f.e.empty() ? "is missing" : "has shape " + f.e.shape_str(),
+                  f.a.dim(0));
+    if (!f.magnitude.empty() && f.magnitude.dim(0) != f.b.dim(0))
+      fail_format(weights_path, "tensor '{}' has {} values, but '{}' has {} rows", adapter_tensor_name(a, module, "lora_magnitude_vector"),
+                  f.magnitude.dim(0), adapter_tensor_name(a, module, "lora_B"), f.b.dim(0));
+  }
+  if (a.embedding) check_pair("model.embed_tokens", *a.embedding);
+  for (const auto& [module, t] : a.replaced) {
+    const std::string short_name = module == "lm_head" ? "lm_head" : "embed_tokens";
+    bool listed = false;
+    for (const std::string& m : c.modules_to_save) listed = listed || m == short_name || m == module;
+    if (!listed)
+      fail_format(weights_path, "tensor '{}' is a whole module, but adapter_config.json does not list {} in modules_to_save",
+                  adapter_tensor_name(a, module, "weight"), short_name);
+  }
+  return a;
+}
+
+void write_peft_adapter(const Adapter& a, const std::string& dir_arg, const PeftWriteOptions& options) {
+  if (options.adapter_name.empty() || options.adapter_name.find('/') != std::string::npos || options.adapter_name == "..")
+    fail("adapter name '{}' cannot be a folder name", options.adapter_name);
+  const std::string dir = options.adapter_name == "default" ? dir_arg : dir_arg + "/" + options.adapter_name;
+  Adapter named = a;
+  named.format = "peft";  // the keys below, not the source's naming
+  const DType dtype = a.stored_dtype;
+  auto stored = [&](const Tensor& t) { return t.dtype() == dtype ? t : t.to(dtype); };
+
+  std::map<std::string, Tensor> tensors;
+  for (const auto& [module, f] : a.linears) {
+    tensors[adapter_tensor_name(named, module, "lora_A")] = stored(f.a);
+    tensors[adapter_tensor_name(named, module, "lora_B")] = stored(f.b);
+    if (!f.e.empty()) tensors[adapter_tensor_name(named, module, "lora_E")] = stored(f.e);
+    if (!f.magnitude.empty()) tensors[adapter_tensor_name(named, module, "lora_magnitude_vector")] = stored(f.magnitude);
+  }
+  if (a.embedding) {
+    tensors[adapter_tensor_name(named, "model.embed_tokens", "lora_A")] = stored(a.embedding->a);
+    tensors[adapter_tensor_name(named, "model.embed_tokens", "lora_B")] = stored(a.embedding->b);
+  }
+  for (const auto& [module, t] : a.biases) tensors[adapter_tensor_name(named, module, "bias")] = stored(t);
+  for (const auto& [module, t] : a.replaced) tensors[adapter_tensor_name(named, module, "weight")] = stored(t);
+  if (options.save_embedding_layers)
+    for (const auto& [module, t] : a.embedding_layers) tensors[adapter_tensor_name(named, module, "base_layer.weight")] = stored(t);
+
+  json config;
+  if (!a.original_config.empty()) {
+    config = json::parse(a.original_config, nullptr, false);
+    if (config.is_discarded()) fail("{}: the adapter's original adapter_config.json is not valid JSON", a.source);
+    config["inference_mode"] = true;
+  } else {
+    config = a.config.to_peft_json();
+  }
+
   AtomicDirectory out(dir);
-  write_file_atomic(out / "adapter_config.json", config.to_peft_json().dump(2) + "\n");
+  write_file_atomic(out / "adapter_config.json", config.dump(2) + "\n");
   save_safetensors(out / "adapter_model.safetensors", tensors, {{"format", "pt"}});
   out.commit();
 }
 
-TrainableModel load_peft_adapter(const Model& base, const std::string& dir) {
-  const std::string config_path = dir + "/adapter_config.json";
-  std::ifstream in(config_path);
-  if (!in) fail_format(config_path, "cannot open (is '{}' a PEFT adapter folder?)", dir);
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    fail_format(config_path, "invalid JSON: {}", e.what());
-  }
-  LoraConfig config = LoraConfig::from_peft_json(j, config_path);
-  if (config.init_lora_weights == "pissa")
-    fail_format(config_path, "a PiSSA adapter saved without conversion needs its residual base model; "
-                             "convert it to LoRA first (PEFT: path_initial_model_for_weight_conversion)");
-  config.init_lora_weights = "true";  // the values come from the file
-  TrainableModel m = TrainableModel::lora(base, config, 0);
+void save_peft_adapter(const TrainableModel& model, const std::string& dir) {
+  write_peft_adapter(adapter_from_trainable(model), dir);
+}
 
-  const std::string weights_path = dir + "/adapter_model.safetensors";
-  const SafetensorsFile file = SafetensorsFile::open(weights_path);
-  std::map<std::string, Param*> by_name;
-  for (Param& p : m.params()) by_name[p.name] = &p;
-  for (const SafetensorsTensorInfo& t : file.tensors()) {
-    auto it = by_name.find(t.name);
-    const bool pruned = config.adalora && t.shape.size() == 2 && (t.shape[0] == 0 || t.shape[1] == 0);
-    if (it == by_name.end() && pruned) continue;  // an AdaLoRA module that kept no triplet has no adapter
-    if (it == by_name.end())
-      fail_format(weights_path, "tensor '{}' does not belong to this model's adapter (does the config match, and "
-                                "is the base model the one it was trained on?)", t.name);
-    Param& p = *it->second;
-    if (t.shape != p.value->shape())
-      fail_format(weights_path, "tensor '{}' has shape {}, but the base model needs {}", t.name,
-                  Tensor(DType::F32, t.shape, nullptr, nullptr).shape_str(), p.value->shape_str());
-    const Tensor v = file.load(t.name).to(DType::F32);
-    std::memcpy(p.value->data(), v.data(), v.nbytes());
-    by_name.erase(it);
-  }
-  if (!by_name.empty()) fail_format(weights_path, "tensor '{}' is missing", by_name.begin()->first);
-  return m;
+TrainableModel load_peft_adapter(const Model& base, const std::string& dir) {
+  Adapter a = read_peft_adapter(dir);
+  check_adapter_fits(a, base);
+  return trainable_from_adapter(base, a);
 }
 
 }  // namespace lora

@@ -12,7 +12,7 @@
 
 #include "cli/commands.h"
 #include "cli/common.h"
-#include "cli/load_adapters.h"
+#include "cli/adapter_options.h"
 #include "cli/template_choice.h"
 #include "core/error.h"
 #include "data/chat_template.h"
@@ -27,7 +27,7 @@ namespace {
 
 struct ChatOptions {
   ModelOptions model;
-  std::vector<std::string> adapters;
+  AdapterOptions adapters;
   std::string template_name = "auto";
   std::string system;
   std::vector<std::string> prompts;
@@ -82,10 +82,12 @@ class ReplyPrinter {
 
 class ChatSession {
  public:
-  ChatSession(const Model& model, const ChatTemplate& tmpl, const ChatOptions& o)
+  ChatSession(const Model& model, const AdapterSet* adapters, const ChatTemplate& tmpl, const ChatOptions& o)
       : model_(model), tok_(*model.tokenizer), tmpl_(tmpl), o_(o),
         ctx_(o.ctx > 0 ? o.ctx : std::min<int64_t>(model.config.max_position_embeddings, 4096)),
-        transformer_(model, 1, ctx_), sampler_(o.sampling) {}
+        transformer_(model, 1, ctx_), sampler_(o.sampling) {
+    transformer_.set_adapters(adapters);
+  }
 
   // Answers `user` after the conversation so far (streamed to stdout) and returns the reply.
   std::string respond(std::vector<ChatMessage>& history, const std::string& user) {
@@ -137,9 +139,9 @@ std::string trim(const std::string& s) {
 void run_chat(ChatOptions o) {
   o.sampling.seed = o.seed < 0 ? std::random_device{}() : uint64_t(o.seed);
   const Model base = o.model.load(true);
-  const Model model = apply_adapters(base, o.adapters);
-  const TemplateChoice choice = choose_template(o.template_name, *model.tokenizer, o.adapters);
-  ChatSession session(model, chat_template(choice.name), o);
+  const std::unique_ptr<AdapterSet> adapters = o.adapters.load(base);
+  const TemplateChoice choice = choose_template(o.template_name, *base.tokenizer, o.adapters.specs);
+  ChatSession session(base, adapters.get(), chat_template(choice.name), o);
 
   if (!o.prompts.empty()) {
     for (const std::string& p : o.prompts) {
@@ -182,7 +184,7 @@ void register_chat(CLI::App& app) {
       "chat", "Chat with a model (and adapters) through its chat template; type /reset to start over, /quit to leave");
   auto o = std::make_shared<ChatOptions>();
   o->model.add_to(cmd);
-  add_adapter_option(cmd, o->adapters);
+  o->adapters.add_to(cmd);
   cmd->add_option("--template", o->template_name,
                   fmt::format("chat template (auto, {}); auto: the adapter's (as trained), else the model's, else alpaca",
                               fmt::join(chat_template_names(), ", ")))

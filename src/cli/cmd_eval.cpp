@@ -8,7 +8,8 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cli/data_options.h"
-#include "cli/load_adapters.h"
+#include "adapters/merge.h"
+#include "cli/adapter_options.h"
 #include "cli/template_choice.h"
 #include "core/error.h"
 #include "data/dataset.h"
@@ -21,7 +22,7 @@ namespace {
 
 struct EvalOptions {
   ModelOptions model;
-  std::vector<std::string> adapters;
+  AdapterOptions adapters;
   DataOptions data;
   int64_t batch_size = 4;
   bool json = false;
@@ -31,8 +32,9 @@ void run_eval(const EvalOptions& o) {
   if (o.data.data.empty()) fail("lora eval: no data; give -d FILE");
   o.data.validate();
   const Model base = o.model.load(true);
-  const Model model = apply_adapters(base, o.adapters);
-  const TemplateChoice tmpl = choose_template(o.data.template_name, *model.tokenizer, o.adapters);
+  const std::unique_ptr<AdapterSet> adapters = o.adapters.load(base);
+  const Model model = adapters ? merged_model(*adapters) : base;  // folded in: the batched evaluation runs at full speed
+  const TemplateChoice tmpl = choose_template(o.data.template_name, *model.tokenizer, o.adapters.specs);
   const Dataset data = build_dataset(o.data.dataset_options(model.config.max_position_embeddings, 0), *model.tokenizer,
                                      chat_template(tmpl.name));
   if (!o.json) {
@@ -60,7 +62,7 @@ void register_eval(CLI::App& app) {
       "dataset, with or without adapters");
   auto o = std::make_shared<EvalOptions>();
   o->model.add_to(cmd);
-  add_adapter_option(cmd, o->adapters);
+  o->adapters.add_to(cmd);
   o->data.add_to(cmd, false);
   cmd->add_option("-b,--batch-size", o->batch_size, "sequences evaluated together")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_flag("--json", o->json, "print {\"loss\", \"perplexity\", \"tokens\"} as one JSON object")->default_str("false");

@@ -5,9 +5,9 @@
 
 #include <fmt/format.h>
 
+#include "cli/adapter_options.h"
 #include "cli/commands.h"
 #include "cli/common.h"
-#include "cli/load_adapters.h"
 #include "core/error.h"
 #include "model/sampler.h"
 #include "model/transformer.h"
@@ -19,7 +19,7 @@ namespace {
 
 struct GenerateOptions {
   ModelOptions model;
-  std::vector<std::string> adapters;
+  AdapterOptions adapters;
   std::string prompt;
   int n_predict = 128;
   int ctx = 0;
@@ -29,7 +29,8 @@ struct GenerateOptions {
 };
 
 void run_generate(const GenerateOptions& o) {
-  const Model m = apply_adapters(o.model.load(), o.adapters);
+  const Model m = o.model.load();
+  const std::unique_ptr<AdapterSet> adapters = o.adapters.load(m);
   const Tokenizer& tok = *m.tokenizer;
   SamplingParams sp = o.sampling;
   sp.seed = o.seed < 0 ? std::random_device{}() : uint64_t(o.seed);
@@ -42,6 +43,7 @@ void run_generate(const GenerateOptions& o) {
   const int64_t n_new = std::min<int64_t>(o.n_predict, ctx - int64_t(prompt.size()));
 
   Transformer model(m, 1, int64_t(prompt.size()) + n_new);
+  model.set_adapters(adapters.get());
   Sampler sampler(sp);
   StreamDecoder out(tok);
   for (int32_t id : prompt) std::fputs(out.feed(id).c_str(), stdout);
@@ -74,7 +76,7 @@ void register_generate(CLI::App& app) {
   auto* cmd = app.add_subcommand("generate", "Continue a prompt (text on stdout, speed on stderr)");
   auto o = std::make_shared<GenerateOptions>();
   o->model.add_to(cmd);
-  add_adapter_option(cmd, o->adapters);
+  o->adapters.add_to(cmd);
   cmd->add_option("-p,--prompt", o->prompt, "prompt text (default: empty, i.e. start from BOS)");
   cmd->add_option("-n,--n-predict", o->n_predict, "number of tokens to generate")->capture_default_str();
   cmd->add_option("-c,--ctx", o->ctx, "context length (default: the model's)");

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "cli/adapter_options.h"
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "core/error.h"
@@ -17,6 +18,7 @@ namespace {
 
 struct PerplexityOptions {
   ModelOptions model;
+  AdapterOptions adapters;
   std::string file;
   int ctx = 512;
   int batch = 4;
@@ -29,8 +31,9 @@ void run_perplexity(const PerplexityOptions& o) {
   std::stringstream ss;
   ss << in.rdbuf();
   const Model m = o.model.load();
+  const std::unique_ptr<AdapterSet> adapters = o.adapters.load(m);
   const std::vector<int32_t> ids = m.tokenizer->encode_for_model(ss.str());
-  const PerplexityResult r = perplexity(m, ids, o.ctx, o.batch);
+  const PerplexityResult r = perplexity(m, ids, o.ctx, o.batch, adapters.get());
   if (o.json) {
     fmt::print("{}\n", nlohmann::json{{"tokens", r.tokens}, {"nll", r.nll}, {"perplexity", r.perplexity}}.dump());
   } else {
@@ -48,6 +51,7 @@ void register_perplexity(CLI::App& app) {
       "each window predicts its tokens 2..n from the ones before them");
   auto o = std::make_shared<PerplexityOptions>();
   o->model.add_to(cmd);
+  o->adapters.add_to(cmd);
   cmd->add_option("-f,--file", o->file, "text file")->required();
   cmd->add_option("-c,--ctx", o->ctx, "window length in tokens")->capture_default_str()->check(CLI::Range(2, 1 << 20));
   cmd->add_option("-b,--batch", o->batch, "windows evaluated together")->capture_default_str()->check(CLI::Range(1, 1024));

@@ -21,5 +21,7 @@ void register_quantize(CLI::App& app);
 struct ExitStatus {
   int code;
 };
+void register_merge(CLI::App& app);
+void register_adapter(CLI::App& app);
 
 }  // namespace lora::cli

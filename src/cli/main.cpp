@@ -18,6 +18,8 @@ int main(int argc, char** argv) {
   lora::cli::register_eval(app);
   lora::cli::register_chat(app);
   lora::cli::register_quantize(app);
+  lora::cli::register_merge(app);
+  lora::cli::register_adapter(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -4,7 +4,7 @@
 
 #include <yaml-cpp/yaml.h>
 
-#include "cli/load_adapters.h"
+#include "cli/adapter_options.h"
 #include "data/chat_template.h"
 #include "tokenizer/tokenizer.h"
 
@@ -28,7 +28,7 @@ TemplateChoice choose_template(const std::string& requested, const Tokenizer& to
     return {requested, "--template"};
   }
   if (!adapter_specs.empty()) {
-    const std::string dir = parse_adapter_spec(adapter_specs.front()).dir;
+    const std::string dir = parse_adapter_spec(adapter_specs.front()).path;
     const std::string name = training_arg(dir, "template");
     if (!name.empty() && name != "auto") {
       chat_template(name);

@@ -154,7 +154,8 @@ Model load_hf_folder(const std::string& dir, const LoadOptions& options) {
   return m;
 }
 
-void save_hf_folder(const Model& model, const std::string& dir, std::optional<DType> dtype) {
+void save_hf_folder(const Model& model, const std::string& dir, std::optional<DType> dtype,
+                    const std::string& tokenizer_files_from) {
   const ModelWeights& w = model.weights;
   const bool tied = model.config.tie_word_embeddings || w.lm_head.data() == w.tok_embeddings.data();
   auto stored = [&](const Tensor& t) { return dtype && t.dtype() != *dtype ? t.to(*dtype) : t; };
@@ -193,6 +194,15 @@ void save_hf_folder(const Model& model, const std::string& dir, std::optional<DT
   write_file_atomic(out / "generation_config.json", generation.dump(2) + "\n");
   save_safetensors(out / "model.safetensors", tensors, {{"format", "pt"}});
   if (model.tokenizer) save_hf_tokenizer(*model.tokenizer, out.tmp_path());
+  if (!tokenizer_files_from.empty())
+    for (const char* name : {"tokenizer.json", "tokenizer_config.json", "tokenizer.model", "special_tokens_map.json",
+                             "added_tokens.json", "generation_config.json", "chat_template.jinja"}) {
+      const fs::path from = fs::path(tokenizer_files_from) / name;
+      std::error_code ec;
+      if (!fs::exists(from, ec)) continue;
+      fs::copy_file(from, out / name, fs::copy_options::overwrite_existing, ec);
+      if (ec) fail("{}: cannot copy {}: {}", dir, from.string(), ec.message());
+    }
   out.commit();
 }
 

@@ -28,7 +28,11 @@ Model load_model(const std::string& path, const LoadOptions& options = {});
 // Writes `model` as a self-contained Hugging Face folder: config.json, model.safetensors (HF tensor
 // names, HF q/k order), generation_config.json, and tokenizer.json + tokenizer_config.json. Quantized
 // linear weights are written in bitsandbytes' layout with a "quantization_config" (formats/bnb.h),
-// unless `dtype` asks for every weight in that dtype (then they are dequantized).
-void save_hf_folder(const Model& model, const std::string& dir, std::optional<DType> dtype = {});
+// unless `dtype` asks for every weight in that dtype (then they are dequantized). With
+// `tokenizer_files_from` (a Hugging Face model folder) its tokenizer and generation files are copied as
+// they are instead (tokenizer.json, tokenizer_config.json, tokenizer.model, special_tokens_map.json,
+// added_tokens.json, generation_config.json, chat_template.jinja: whichever exist).
+void save_hf_folder(const Model& model, const std::string& dir, std::optional<DType> dtype = {},
+                    const std::string& tokenizer_files_from = "");
 
 }  // namespace lora

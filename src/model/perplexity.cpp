@@ -9,7 +9,8 @@
 
 namespace lora {
 
-PerplexityResult perplexity(const Model& model, const std::vector<int32_t>& ids, int64_t ctx, int64_t batch) {
+PerplexityResult perplexity(const Model& model, const std::vector<int32_t>& ids, int64_t ctx, int64_t batch,
+                            const ForwardAdapters* adapters) {
   const auto start = std::chrono::steady_clock::now();
   const int64_t vocab = model.config.vocab_size;
   const int64_t n = int64_t(ids.size());
@@ -18,6 +19,7 @@ PerplexityResult perplexity(const Model& model, const std::vector<int32_t>& ids,
 
   const int64_t full = n / ctx, tail = n - full * ctx;
   Transformer model_full(model, std::max<int64_t>(1, std::min(batch, full)), ctx);
+  model_full.set_adapters(adapters);
   double total = 0;
   int64_t count = 0;
   auto score = [&](const Tensor& logits, const int32_t* window, int64_t b, int64_t len, int64_t T) {
@@ -32,6 +34,7 @@ PerplexityResult perplexity(const Model& model, const std::vector<int32_t>& ids,
   }
   if (tail >= 2) {
     Transformer model_tail(model, 1, tail);
+    model_tail.set_adapters(adapters);
     const int32_t* window = ids.data() + full * ctx;
     score(model_tail.forward(window, 1, tail, true), window, 0, tail, tail);
   }

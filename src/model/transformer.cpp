@@ -21,6 +21,11 @@ Transformer::Transformer(const Model& model, int64_t max_batch, int64_t max_seq)
   }
 }
 
+void Transformer::set_adapters(const ForwardAdapters* adapters) {
+  if (adapters && &adapters->base() != &model_) fail("Transformer: the adapters were loaded for another model");
+  adapters_ = adapters;
+}
+
 void Transformer::ensure_buffers(int64_t rows, int64_t logit_rows) {
   const ModelConfig& c = model_.config;
   if (x_.empty() || x_.dim(0) < rows) {
@@ -56,8 +61,14 @@ const Tensor& Transformer::forward(const int32_t* tokens, int64_t B, int64_t T, 
 
   const AttentionShape shape{c.num_attention_heads, c.num_key_value_heads, c.head_dim};
   const int64_t hidden = c.hidden_size, kv_dim = c.kv_dim();
+  // With adapters active, each linear's base output gets their part added (ad is null otherwise,
+  // and the base path below runs untouched).
+  const ForwardAdapters* ad = adapters_ && adapters_->active() ? adapters_ : nullptr;
+  const Tensor* embedding = ad && ad->embedding_weight() ? ad->embedding_weight() : &w.tok_embeddings;
+  const Tensor* lm_head = ad && ad->lm_head_weight() ? ad->lm_head_weight() : &w.lm_head;
 
-  embedding_forward(w.tok_embeddings, tokens, rows, x.f32());
+  embedding_forward(*embedding, tokens, rows, x.f32());
+  if (ad) ad->add_embedding(tokens, rows, x);
 
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const LayerWeights& lw = w.layers[l];
@@ -67,6 +78,11 @@ const Tensor& Transformer::forward(const int32_t* tokens, int64_t B, int64_t T, 
     linear(xb, lw.wq, &lw.bq, q);
     linear(xb, lw.wk, &lw.bk, k);
     linear(xb, lw.wv, &lw.bv, v);
+    if (ad) {
+      ad->add_linear(l, LinearSite::Q, xb, q);
+      ad->add_linear(l, LinearSite::K, xb, k);
+      ad->add_linear(l, LinearSite::V, xb, v);
+    }
     rope_forward(q.f32(), positions_.data(), rows, c.num_attention_heads, c.head_dim, rope_);
     rope_forward(k.f32(), positions_.data(), rows, c.num_key_value_heads, c.head_dim, rope_);
     for (int64_t b = 0; b < B; ++b) {
@@ -78,24 +94,32 @@ const Tensor& Transformer::forward(const int32_t* tokens, int64_t B, int64_t T, 
     }
     // residual: x += Wo · att (beta = 1 accumulates into x)
     matmul(mat(att), false, mat(lw.wo), true, mut_mat(x), 1.0f, 1.0f);
+    if (ad) ad->add_linear(l, LinearSite::O, att, x);
 
     // MLP block
     rmsnorm_forward(x.f32(), lw.ffn_norm.f32(), xb.f32(), rows, hidden, c.rms_norm_eps);
     linear(xb, lw.w_gate, nullptr, gate);
     linear(xb, lw.w_up, nullptr, up);
+    if (ad) {
+      ad->add_linear(l, LinearSite::Gate, xb, gate);
+      ad->add_linear(l, LinearSite::Up, xb, up);
+    }
     swiglu_forward(gate.f32(), up.f32(), gate.f32(), gate.numel());
     matmul(mat(gate), false, mat(lw.w_down), true, mut_mat(x), 1.0f, 1.0f);
+    if (ad) ad->add_linear(l, LinearSite::Down, gate, x);
   }
 
   if (all_logits) {
     rmsnorm_forward(x.f32(), w.norm.f32(), xb.f32(), rows, hidden, c.rms_norm_eps);
-    linear(xb, w.lm_head, nullptr, logits_);
+    linear(xb, *lm_head, nullptr, logits_);
+    if (ad) ad->add_linear(0, LinearSite::Head, xb, logits_);
   } else {
     for (int64_t b = 0; b < B; ++b)
       rmsnorm_forward(x.f32() + (b * T + T - 1) * hidden, w.norm.f32(), xb.f32() + b * hidden, 1, hidden,
                       c.rms_norm_eps);
     Tensor last = xb.slice_rows(0, B);
-    linear(last, w.lm_head, nullptr, logits_);
+    linear(last, *lm_head, nullptr, logits_);
+    if (ad) ad->add_linear(0, LinearSite::Head, last, logits_);
   }
   n_past_ += T;
   return logits_;

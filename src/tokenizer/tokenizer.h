@@ -11,6 +11,7 @@
 namespace lora {
 
 class GGUFFile;
+class GGUFWriter;
 
 class Tokenizer {
  public:
@@ -73,6 +74,13 @@ class StreamDecoder {
 // the file on anything malformed.
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path);
 std::unique_ptr<Tokenizer> load_tokenizer_from_gguf(const GGUFFile& gguf);
+
+// Adds the tokenizer to a GGUF file's metadata (tokenizer.ggml.*) the way llama.cpp's converters write
+// it: a SentencePiece-style vocabulary as model "llama" (pieces with "▁" for spaces, scores, token types),
+// a byte-level BPE as "gpt2" (tokens, token types, merges, the pre-tokenizer's name), with the special
+// token ids, add_bos/add_eos and the chat template. load_tokenizer_from_gguf() reads it back to the same
+// ids. Throws lora::Error for a tokenizer with no exact GGUF form here.
+void write_gguf_tokenizer(const Tokenizer& tok, GGUFWriter& out);
 
 // Writes tokenizer.json and tokenizer_config.json into `dir` so that load_tokenizer(dir) (and Hugging
 // Face tokenizers) reproduce exactly the same ids as `tok`.

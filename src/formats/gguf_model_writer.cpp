@@ -1,0 +1,112 @@
+#include "formats/gguf_model_writer.h"
+
+#include <cmath>
+#include <filesystem>
+
+#include "core/error.h"
+#include "formats/gguf_writer.h"
+#include "formats/rope_layout.h"
+#include "formats/weight_names.h"
+#include "tokenizer/tokenizer.h"
+
+namespace lora {
+
+namespace {
+
+std::string architecture_of(const ModelConfig& c) {
+  if (c.model_type == "llama" || c.model_type == "mistral") return "llama";
+  if (c.model_type == "qwen2") return "qwen2";
+  fail("model type '{}' cannot be written as GGUF here (llama, mistral, qwen2)", c.model_type);
+}
+
+// llama.cpp's file type: what most of the weights are.
+uint32_t file_type(DType t) {
+  switch (t) {
+    case DType::F32: return 0;   // ALL_F32
+    case DType::F16: return 1;   // MOSTLY_F16
+    case DType::BF16: return 32; // MOSTLY_BF16
+    default: fail("GGUF model weights are written as f32, f16 or bf16, not {}", dtype_name(t));
+  }
+}
+
+// Llama 3 RoPE scaling as llama.cpp carries it: one divisor per frequency in rope_freqs.weight (the
+// inverse of what gguf_model.cpp reads).
+Tensor llama3_rope_freqs(const ModelConfig& c) {
+  const RopeScaling& rs = c.rope_scaling;
+  Tensor t(DType::F32, {c.head_dim / 2});
+  const double low_wavelen = double(rs.original_max_position_embeddings) / rs.low_freq_factor;
+  const double high_wavelen = double(rs.original_max_position_embeddings) / rs.high_freq_factor;
+  for (int64_t i = 0; i < c.head_dim / 2; ++i) {
+    const double freq = std::pow(double(c.rope_theta), -2.0 * double(i) / double(c.head_dim));
+    const double wavelen = 2.0 * M_PI / freq;
+    double divisor = 1.0;
+    if (wavelen > low_wavelen) {
+      divisor = rs.factor;
+    } else if (wavelen >= high_wavelen) {
+      const double smooth = (double(rs.original_max_position_embeddings) / wavelen - rs.low_freq_factor) /
+                            (rs.high_freq_factor - rs.low_freq_factor);
+      divisor = 1.0 / ((1.0 - smooth) / rs.factor + smooth);
+    }
+    t.f32()[i] = float(divisor);
+  }
+  return t;
+}
+
+}  // namespace
+
+void save_gguf_model(const Model& model, const std::string& path, std::optional<DType> dtype) {
+  const ModelConfig& c = model.config;
+  const ModelWeights& w = model.weights;
+  if (!model.tokenizer) fail("{}: the model has no tokenizer, which a GGUF model file must carry (pass --tokenizer)", path);
+  const std::string arch = architecture_of(c);
+  const bool interleaved = arch == "llama";  // qwen2 keeps Hugging Face's order (NEOX RoPE in llama.cpp)
+  const bool tied = w.lm_head.data() == w.tok_embeddings.data();
+  const DType weight_type = dtype.value_or(w.tok_embeddings.dtype());
+  auto as_weight = [&](const Tensor& t) { return t.dtype() == weight_type ? t : t.to(weight_type); };
+  auto as_f32 = [](const Tensor& t) { return t.dtype() == DType::F32 ? t : t.to(DType::F32); };
+
+  GGUFWriter g;
+  const std::string p = arch + ".";
+  g.set_string("general.architecture", arch);
+  g.set_string("general.type", "model");
+  g.set_string("general.name", std::filesystem::path(path).stem().string());
+  g.set_u32("general.file_type", file_type(weight_type));
+  g.set_u32(p + "block_count", uint32_t(c.num_hidden_layers));
+  g.set_u32(p + "context_length", uint32_t(c.max_position_embeddings));
+  g.set_u32(p + "embedding_length", uint32_t(c.hidden_size));
+  g.set_u32(p + "feed_forward_length", uint32_t(c.intermediate_size));
+  g.set_u32(p + "attention.head_count", uint32_t(c.num_attention_heads));
+  g.set_u32(p + "attention.head_count_kv", uint32_t(c.num_key_value_heads));
+  g.set_f32(p + "rope.freq_base", c.rope_theta);
+  g.set_f32(p + "attention.layer_norm_rms_epsilon", c.rms_norm_eps);
+  if (c.head_dim != c.hidden_size / c.num_attention_heads) {
+    g.set_u32(p + "attention.key_length", uint32_t(c.head_dim));
+    g.set_u32(p + "attention.value_length", uint32_t(c.head_dim));
+  }
+  g.set_u32(p + "rope.dimension_count", uint32_t(c.head_dim));
+  g.set_u32(p + "vocab_size", uint32_t(c.vocab_size));
+  if (c.rope_scaling.type == "linear") {
+    g.set_string(p + "rope.scaling.type", "linear");
+    g.set_f32(p + "rope.scaling.factor", c.rope_scaling.factor);
+  } else if (!c.rope_scaling.type.empty() && c.rope_scaling.type != "llama3") {
+    fail("{}: RoPE scaling '{}' cannot be written as GGUF here (linear, llama3)", path, c.rope_scaling.type);
+  }
+  write_gguf_tokenizer(*model.tokenizer, g);
+
+  g.add_tensor("token_embd.weight", as_weight(w.tok_embeddings));
+  if (c.rope_scaling.type == "llama3") g.add_tensor("rope_freqs.weight", llama3_rope_freqs(c));
+  g.add_tensor("output_norm.weight", as_f32(w.norm));
+  if (!tied) g.add_tensor("output.weight", as_weight(w.lm_head));
+  const std::vector<LayerTensorSpec> specs = layer_tensor_specs(c);
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l)
+    for (const LayerTensorSpec& s : specs) {
+      Tensor t = w.layers[size_t(l)].*s.member;
+      if (t.empty()) fail("{}: cannot save: layer {} has no {}", path, l, s.hf_name);
+      t = s.kind == WeightKind::Linear ? as_weight(t) : as_f32(t);
+      if (interleaved && s.rope != RopeRows::None) t = rope_half_to_interleaved(t, rope_heads(s, c));
+      g.add_tensor(gguf_layer_name(l, s), t);
+    }
+  g.write(path);
+}
+
+}  // namespace lora
