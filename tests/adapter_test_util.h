@@ -14,6 +14,7 @@
 #include "kernels/cross_entropy.h"
 #include "model/transformer.h"
 #include "test_util.h"
+#include "zuzu_batch.h"
 #include "tokenizer/tokenizer.h"
 #include "train/optimizer.h"
 #include "train/trainable_model.h"
@@ -94,25 +95,12 @@ inline bool bit_identical(const std::vector<float>& a, const std::vector<float>&
 // A LoRA adapter trained on stories260K: `steps` AdamW steps on the Zuzu stories (tests/data), so the
 // adapter is a real one (learned values, not random), with the given configuration.
 inline TrainableModel train_on_stories(const Model& base, const LoraConfig& config, int steps, uint64_t seed = 7) {
-  std::istringstream lines(read_text(std::string(LORA_TEST_DATA_DIR) + "/zuzu_stories.txt"));
-  std::vector<std::vector<int32_t>> stories;
-  for (std::string line; std::getline(lines, line);)
-    if (!line.empty()) stories.push_back(base.tokenizer->encode_for_model(line));
-  int64_t T = 0;
-  for (const auto& s : stories) T = std::max(T, int64_t(s.size()));
-  const int64_t B = int64_t(stories.size());
-  std::vector<int32_t> tokens(size_t(B * T), 0), targets(size_t(B * T), kIgnoreIndex);
-  int64_t n_targets = 0;
-  for (int64_t b = 0; b < B; ++b)
-    for (size_t t = 0; t < stories[size_t(b)].size(); ++t) {
-      tokens[size_t(b * T) + t] = stories[size_t(b)][t];
-      if (t + 1 < stories[size_t(b)].size()) targets[size_t(b * T) + t] = stories[size_t(b)][t + 1], ++n_targets;
-    }
+  const StoriesBatch s = zuzu_batch(*base.tokenizer);
   TrainableModel m = TrainableModel::lora(base, config, seed);
   AdamW opt(m.params(), AdamWConfig{});
   for (int step = 0; step < steps; ++step) {
     m.zero_grad();
-    m.forward_backward(tokens.data(), targets.data(), B, T, 1.0f / float(n_targets));
+    m.forward_backward(s.tokens.data(), s.targets.data(), s.B, s.T, 1.0f / float(s.n_targets));
     opt.step(m.params(), 1e-2f);
   }
   return m;

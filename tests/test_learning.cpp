@@ -10,6 +10,7 @@
 #include "model/sampler.h"
 #include "model/transformer.h"
 #include "test_util.h"
+#include "zuzu_batch.h"
 #include "tokenizer/tokenizer.h"
 #include "train/lr_schedule.h"
 #include "train/optimizer.h"
@@ -18,22 +19,7 @@
 namespace lora {
 namespace {
 
-std::string greedy(const Model& m, const std::string& prompt, int n) {
-  std::vector<int32_t> ids = m.tokenizer->encode_for_model(prompt);
-  Transformer t(m, 1, int64_t(ids.size()) + n);
-  const Tensor* logits = &t.forward(ids.data(), 1, int64_t(ids.size()), false);
-  const size_t n_prompt = ids.size();
-  for (int i = 0; i < n; ++i) {
-    const int32_t next = argmax(logits->f32(), m.config.vocab_size);
-    if (next == m.tokenizer->eos_id()) break;
-    ids.push_back(next);
-    logits = &t.forward(&next, 1, 1, false);
-  }
-  // the continuation: the decoded whole minus the decoded prompt (keeps the space between them)
-  const std::string all = m.tokenizer->decode(ids, true);
-  ids.resize(n_prompt);
-  return all.substr(m.tokenizer->decode(ids, true).size());
-}
+using test::greedy;
 
 TEST(Learning, LoraTeachesStories260KANewCharacter) {
   const Model base = load_model(test::stories_bin());
@@ -48,43 +34,14 @@ TEST(Learning, LoraTeachesStories260KANewCharacter) {
   const std::string base_story = greedy(base, prompt, 40);
   ASSERT_EQ(base_story.find("Zuzu"), std::string::npos) << base_story;
 
-  // One batch: every story, BOS first, padded to the longest; targets are the next tokens.
-  std::istringstream lines(test::read_text(std::string(LORA_TEST_DATA_DIR) + "/zuzu_stories.txt"));
-  std::vector<std::vector<int32_t>> stories;
-  for (std::string line; std::getline(lines, line);)
-    if (!line.empty()) stories.push_back(base.tokenizer->encode_for_model(line));
-  int64_t T = 0;
-  for (const auto& s : stories) T = std::max(T, int64_t(s.size()));
-  const int64_t B = int64_t(stories.size());
-  std::vector<int32_t> tokens(size_t(B * T), 0), targets(size_t(B * T), kIgnoreIndex);
-  int64_t n_targets = 0;
-  for (int64_t b = 0; b < B; ++b)
-    for (size_t t = 0; t < stories[b].size(); ++t) {
-      tokens[b * T + t] = stories[b][t];
-      if (t + 1 < stories[b].size()) {
-        targets[b * T + t] = stories[b][t + 1];
-        ++n_targets;
-      }
-    }
-
+  const test::StoriesBatch batch = test::zuzu_batch(*base.tokenizer);
   LoraConfig cfg;
   cfg.r = 8;
   cfg.lora_alpha = 16;
   cfg.target_modules = {"all-linear"};
   TrainableModel m = TrainableModel::lora(base, cfg, 7);
-  AdamW opt(m.params(), AdamWConfig{});
   const int steps = 300;
-  const LrSchedule schedule{"cosine", 1e-2, 10, steps};
-  double first = 0, last = 0;
-  for (int step = 0; step < steps; ++step) {
-    m.zero_grad();
-    const auto r = m.forward_backward(tokens.data(), targets.data(), B, T, 1.0f / float(n_targets));
-    const double loss = r.loss_sum / double(r.count);
-    if (step == 0) first = loss;
-    last = loss;
-    clip_grad_norm(m.params(), 1.0);
-    opt.step(m.params(), float(schedule.at(step)));
-  }
+  const auto [first, last] = test::fine_tune_on(m, batch, steps);
   std::printf("  training loss %.3f -> %.3f over %d steps\n", first, last, steps);
   EXPECT_LT(last, first / 2);
 

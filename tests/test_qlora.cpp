@@ -22,6 +22,7 @@
 #include "model/sampler.h"
 #include "model/transformer.h"
 #include "test_util.h"
+#include "zuzu_batch.h"
 #include "tokenizer/tokenizer.h"
 #include "train/lr_schedule.h"
 #include "train/optimizer.h"
@@ -246,81 +247,21 @@ TEST(Qlora, TrainCommandQuantizesTheBaseOnLoad) {
 
 // ----------------------------------------------------------------------------- learning
 
-struct Stories {
-  std::vector<int32_t> tokens, targets;
-  int64_t B = 0, T = 0, n_targets = 0;
-};
-
-// The batch of tests/test_learning.cpp: every Zuzu story, BOS first, padded to the longest.
-Stories zuzu_batch(const Tokenizer& tok) {
-  std::istringstream lines(test::read_text(std::string(LORA_TEST_DATA_DIR) + "/zuzu_stories.txt"));
-  std::vector<std::vector<int32_t>> stories;
-  for (std::string line; std::getline(lines, line);)
-    if (!line.empty()) stories.push_back(tok.encode_for_model(line));
-  Stories s;
-  for (const auto& st : stories) s.T = std::max(s.T, int64_t(st.size()));
-  s.B = int64_t(stories.size());
-  s.tokens.assign(size_t(s.B * s.T), 0);
-  s.targets.assign(size_t(s.B * s.T), kIgnoreIndex);
-  for (int64_t b = 0; b < s.B; ++b)
-    for (size_t t = 0; t < stories[b].size(); ++t) {
-      s.tokens[b * s.T + t] = stories[b][t];
-      if (t + 1 < stories[b].size()) {
-        s.targets[b * s.T + t] = stories[b][t + 1];
-        ++s.n_targets;
-      }
-    }
-  return s;
-}
-
-// The settings of the LoRA learning test: r 8, alpha 16, all linear layers, AdamW, 300 steps of cosine
-// from 1e-2 with 10 warm-up steps, clipping at 1. Returns the first and last training loss.
-std::pair<double, double> fine_tune(TrainableModel& m, const Stories& s) {
-  AdamW opt(m.params(), AdamWConfig{});
-  const int steps = 300;
-  const LrSchedule schedule{"cosine", 1e-2, 10, steps};
-  double first = 0, last = 0;
-  for (int step = 0; step < steps; ++step) {
-    m.zero_grad();
-    const auto r = m.forward_backward(s.tokens.data(), s.targets.data(), s.B, s.T, 1.0f / float(s.n_targets));
-    const double loss = r.loss_sum / double(r.count);
-    if (step == 0) first = loss;
-    last = loss;
-    clip_grad_norm(m.params(), 1.0);
-    opt.step(m.params(), float(schedule.at(step)));
-  }
-  return {first, last};
-}
-
-std::string greedy(const Model& m, const std::string& prompt, int n) {
-  std::vector<int32_t> ids = m.tokenizer->encode_for_model(prompt);
-  Transformer t(m, 1, int64_t(ids.size()) + n);
-  const Tensor* logits = &t.forward(ids.data(), 1, int64_t(ids.size()), false);
-  const size_t n_prompt = ids.size();
-  for (int i = 0; i < n; ++i) {
-    const int32_t next = argmax(logits->f32(), m.config.vocab_size);
-    if (next == m.tokenizer->eos_id()) break;
-    ids.push_back(next);
-    logits = &t.forward(&next, 1, 1, false);
-  }
-  const std::string all = m.tokenizer->decode(ids, true);
-  ids.resize(n_prompt);
-  return all.substr(m.tokenizer->decode(ids, true).size());
-}
+using test::greedy;
 
 TEST(Learning, QloraReachesTheLossOfFullPrecisionLora) {
   const Model base = load_model(test::stories_bin());
   const Model base_nf4 = load_model(test::stories_bin(), LoadOptions{.quantize = "nf4"});
   ASSERT_TRUE(base_nf4.weights.layers[0].w_up.quantized());
-  const Stories s = zuzu_batch(*base.tokenizer);
+  const test::StoriesBatch s = test::zuzu_batch(*base.tokenizer);
   LoraConfig cfg;
   cfg.r = 8;
   cfg.lora_alpha = 16;
   cfg.target_modules = {"all-linear"};
   TrainableModel lora = TrainableModel::lora(base, cfg, 7);
   TrainableModel qlora = TrainableModel::lora(base_nf4, cfg, 7);
-  const auto [lora_first, lora_last] = fine_tune(lora, s);
-  const auto [qlora_first, qlora_last] = fine_tune(qlora, s);
+  const auto [lora_first, lora_last] = test::fine_tune_on(lora, s);
+  const auto [qlora_first, qlora_last] = test::fine_tune_on(qlora, s);
   std::printf("  LoRA  (f32 base): training loss %.4f -> %.4f\n", lora_first, lora_last);
   std::printf("  QLoRA (nf4 base): training loss %.4f -> %.4f (%.2f%% of LoRA's final loss)\n", qlora_first, qlora_last,
               100.0 * qlora_last / lora_last);

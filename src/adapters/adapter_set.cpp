@@ -56,13 +56,6 @@ std::unique_ptr<LoraFactors> stack(const std::vector<AdapterSet::Applied>& terms
   return f;
 }
 
-void add_rows(const Tensor& v, Tensor& y) {
-  MutMatView yv = mut_mat(y);
-  const float* b = v.f32();
-  for (int64_t r = 0; r < yv.rows; ++r)
-    for (int64_t j = 0; j < yv.cols; ++j) yv.data[r * yv.stride + j] += b[j];
-}
-
 }  // namespace
 
 AdapterSet::AdapterSet(const Model& base)
@@ -242,7 +235,7 @@ void AdapterSet::add_linear(int64_t layer, LinearSite site, const Tensor& x, Ten
   }
   if (site != LinearSite::Head) {
     const Tensor& b = bias_delta_[size_t(layer)][int(site)];
-    if (!b.empty()) add_rows(b, y);
+    if (!b.empty()) add_to_rows(b, y);
   }
 }
 

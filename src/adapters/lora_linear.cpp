@@ -84,13 +84,6 @@ Tensor dora_weight_norm(const Tensor& weight, const LoraLinear& l) {
   return norm;
 }
 
-void add_bias(const Tensor& bias, Tensor& y) {
-  MutMatView yv = mut_mat(y);
-  const float* b = bias.f32();
-  for (int64_t r = 0; r < yv.rows; ++r)
-    for (int64_t j = 0; j < yv.cols; ++j) yv.data[r * yv.stride + j] += b[j];
-}
-
 }  // namespace
 
 void lora_down_forward(const LoraLinear& l, const Tensor& x, LinearSaved& s, std::mt19937_64* rng) {
@@ -195,7 +188,7 @@ void adapted_linear_forward(const LinearParams& p, const Tensor& x, Tensor& y, L
       const float c = m[o] / norm[o];
       yv[i] = drop ? yv[i] + c * z[i] - wxd[size_t(i)] : c * z[i];
     }
-  if (p.bias) add_bias(*p.bias, y);
+  if (p.bias) add_to_rows(*p.bias, y);
 }
 
 void adapted_linear_backward(const LinearParams& p, const Tensor& x, const Tensor& dy, const LinearSaved& s,

@@ -254,13 +254,16 @@ void linear(const Tensor& x, const Tensor& weight, const Tensor* bias, Tensor& y
   const MatView xv = mat(x);
   MutMatView yv = mut_mat(y);
   matmul(xv, false, mat(weight), true, yv);
-  if (bias && !bias->empty()) {
-    const float* b = bias->f32();
-    if (bias->numel() != yv.cols) fail("linear: bias has {} elements, output has {} columns", bias->numel(), yv.cols);
-    for (int64_t r = 0; r < yv.rows; ++r) {
-      float* row = yv.data + r * yv.stride;
-      for (int64_t j = 0; j < yv.cols; ++j) row[j] += b[j];
-    }
+  if (bias && !bias->empty()) add_to_rows(*bias, y);
+}
+
+void add_to_rows(const Tensor& v, Tensor& y) {
+  MutMatView yv = mut_mat(y);
+  if (v.numel() != yv.cols) fail("bias has {} elements, output has {} columns", v.numel(), yv.cols);
+  const float* b = v.f32();
+  for (int64_t r = 0; r < yv.rows; ++r) {
+    float* row = yv.data + r * yv.stride;
+    for (int64_t j = 0; j < yv.cols; ++j) row[j] += b[j];
   }
 }
 

@@ -51,4 +51,7 @@ void matmul_reference(const MatView& a, bool trans_a, const MatView& b, bool tra
 // y[M,out] = x[M,in] · Wᵀ (+ bias): a torch.nn.Linear with W [out,in] (f32, bf16 or quantized).
 void linear(const Tensor& x, const Tensor& weight, const Tensor* bias, Tensor& y);
 
+// y[r, :] += v for every row r of y (f32; v has y's column count).
+void add_to_rows(const Tensor& v, Tensor& y);
+
 }  // namespace lora

@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "formats/rope_layout.h"
+#include "kernels/rope.h"
 #include "formats/weight_names.h"
 #include "tokenizer/tokenizer.h"
 
@@ -46,19 +47,11 @@ RopeScaling llama3_scaling_from_rope_freqs(const GGUFFile& g, const ModelConfig&
   rs.low_freq_factor = 1.0f;
   rs.high_freq_factor = 4.0f;
   rs.original_max_position_embeddings = 8192;
-  const double low_wavelen = double(rs.original_max_position_embeddings) / rs.low_freq_factor;
-  const double high_wavelen = double(rs.original_max_position_embeddings) / rs.high_freq_factor;
+  ModelConfig scaled = c;
+  scaled.rope_scaling = rs;
+  const std::vector<double> divisors = rope_freq_divisors(scaled);
   for (int64_t i = 0; i < t.numel(); ++i) {
-    const double freq = std::pow(double(c.rope_theta), -2.0 * double(i) / double(c.head_dim));
-    const double wavelen = 2.0 * M_PI / freq;
-    double divisor = 1.0;
-    if (wavelen > low_wavelen) {
-      divisor = rs.factor;
-    } else if (wavelen >= high_wavelen) {
-      const double smooth = (double(rs.original_max_position_embeddings) / wavelen - rs.low_freq_factor) /
-                            (rs.high_freq_factor - rs.low_freq_factor);
-      divisor = 1.0 / ((1.0 - smooth) / rs.factor + smooth);
-    }
+    const double divisor = divisors[size_t(i)];
     if (std::fabs(divisor - f[i]) > 1e-3 * divisor)
       fail_format(g.path(), "tensor 'rope_freqs.weight' does not match llama3 RoPE scaling (factor {}, low 1, high 4, "
                             "original context 8192) at index {}: {} vs {}", rs.factor, i, f[i], divisor);

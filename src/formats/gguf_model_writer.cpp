@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "formats/gguf_writer.h"
 #include "formats/rope_layout.h"
+#include "kernels/rope.h"
 #include "formats/weight_names.h"
 #include "tokenizer/tokenizer.h"
 
@@ -32,23 +33,9 @@ uint32_t file_type(DType t) {
 // Llama 3 RoPE scaling as llama.cpp carries it: one divisor per frequency in rope_freqs.weight (the
 // inverse of what gguf_model.cpp reads).
 Tensor llama3_rope_freqs(const ModelConfig& c) {
-  const RopeScaling& rs = c.rope_scaling;
-  Tensor t(DType::F32, {c.head_dim / 2});
-  const double low_wavelen = double(rs.original_max_position_embeddings) / rs.low_freq_factor;
-  const double high_wavelen = double(rs.original_max_position_embeddings) / rs.high_freq_factor;
-  for (int64_t i = 0; i < c.head_dim / 2; ++i) {
-    const double freq = std::pow(double(c.rope_theta), -2.0 * double(i) / double(c.head_dim));
-    const double wavelen = 2.0 * M_PI / freq;
-    double divisor = 1.0;
-    if (wavelen > low_wavelen) {
-      divisor = rs.factor;
-    } else if (wavelen >= high_wavelen) {
-      const double smooth = (double(rs.original_max_position_embeddings) / wavelen - rs.low_freq_factor) /
-                            (rs.high_freq_factor - rs.low_freq_factor);
-      divisor = 1.0 / ((1.0 - smooth) / rs.factor + smooth);
-    }
-    t.f32()[i] = float(divisor);
-  }
+  const std::vector<double> divisors = rope_freq_divisors(c);
+  Tensor t(DType::F32, {int64_t(divisors.size())});
+  for (size_t i = 0; i < divisors.size(); ++i) t.f32()[i] = float(divisors[i]);
   return t;
 }
 

@@ -37,6 +37,13 @@ std::vector<double> rope_inv_freq(const ModelConfig& config) {
   fail("unsupported rope_scaling type '{}' (supported: linear, llama3)", s.type);
 }
 
+std::vector<double> rope_freq_divisors(const ModelConfig& config) {
+  std::vector<double> d = rope_inv_freq(config);
+  for (size_t i = 0; i < d.size(); ++i)
+    d[i] = std::pow(double(config.rope_theta), -double(2 * i) / double(config.head_dim)) / d[i];
+  return d;
+}
+
 RopeTable::RopeTable(const ModelConfig& config, int64_t max_pos) : half(config.head_dim / 2), max_positions(max_pos) {
   const std::vector<double> inv_freq = rope_inv_freq(config);
   cos.resize(size_t(max_pos * half));

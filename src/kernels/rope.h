@@ -12,6 +12,10 @@ namespace lora {
 // divides low frequencies by factor and blends the band between low_freq and high_freq wavelengths).
 std::vector<double> rope_inv_freq(const ModelConfig& config);
 
+// What rope_scaling divides each frequency by: theta^(-2i/d) / inv_freq[i] (1 without scaling). This is
+// llama.cpp's rope_freqs tensor, how GGUF files carry llama3 scaling.
+std::vector<double> rope_freq_divisors(const ModelConfig& config);
+
 struct RopeTable {
   int64_t half = 0;          // head_dim / 2
   int64_t max_positions = 0;
