@@ -5,6 +5,8 @@
 // fine-tune of stories260K reaches the final training loss of the full-precision LoRA run within 5%.
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include <cmath>
 #include <filesystem>
 #include <sstream>
@@ -243,6 +245,34 @@ TEST(Qlora, TrainCommandQuantizesTheBaseOnLoad) {
   ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
   EXPECT_TRUE(std::filesystem::exists(dir / "out/adapter_model.safetensors"));
   EXPECT_NE(test::read_text(dir / "out/training_args.yaml").find("quantize: nf4"), std::string::npos);
+}
+
+// An adapter trained on a bitsandbytes NF4 folder merges into a full-precision model (said on stderr),
+// as a GGUF file and as a Hugging Face folder, which compute what the quantized base + adapter computes.
+TEST(Qlora, MergeCommandOnAQuantizedFolderWritesFullPrecision) {
+  test::TempDir dir;
+  ASSERT_EQ(test::run_cli("quantize -m " + test::stories_bin() + " -o " + dir / "nf4" + " --type nf4").exit_code, 0);
+  const std::string data = std::string(LORA_TEST_DATA_DIR) + "/zuzu_stories.txt";
+  const test::RunResult t = test::run_cli("train -m " + dir / "nf4" + " -d " + data + " -o " + dir / "out" +
+                                          " --max-steps 30 --lr 1e-2 --logging-steps 10");
+  ASSERT_EQ(t.exit_code, 0) << t.err;
+  for (const std::string out : {"merged.gguf", "merged-hf"}) {
+    const test::RunResult m = test::run_cli("merge -m " + dir / "nf4" + " --adapter " + dir / "out" + " -o " + dir / out);
+    ASSERT_EQ(m.exit_code, 0) << m.err;
+    EXPECT_NE(m.err.find("written in full precision"), std::string::npos) << m.err;
+  }
+  const Model merged = load_model(dir / "merged-hf");
+  EXPECT_FALSE(has_quantized_weights(merged));
+  auto loss = [&](const std::string& model_and_adapter) {
+    const test::RunResult e = test::run_cli("eval -m " + model_and_adapter + " -d " + data + " --json");
+    EXPECT_EQ(e.exit_code, 0) << e.err;
+    return nlohmann::json::parse(e.out)["loss"].get<double>();
+  };
+  const double on_the_fly = loss(dir / "nf4" + " --adapter " + dir / "out"), base = loss(dir / "nf4");
+  EXPECT_LT(on_the_fly, 0.7 * base);
+  // the quantized path multiplies in bf16; the merged model in its stored dtype
+  EXPECT_NEAR(loss(dir / "merged.gguf"), on_the_fly, 0.01 * on_the_fly);
+  EXPECT_NEAR(loss(dir / "merged-hf"), on_the_fly, 0.01 * on_the_fly);
 }
 
 // ----------------------------------------------------------------------------- learning

@@ -102,9 +102,9 @@ Model merged_model(const AdapterSet& set) {
       const LinearSite site = LinearSite(s);
       const ModuleRef ref{ModuleRef::Kind::Linear, l, site};
       const std::vector<AdapterSet::Applied>& terms = set.applied(l, site);
-      if (!terms.empty()) {
-        base_linear_weight(m, ref) = fold(base_linear_weight(base, ref), terms);
-      }
+      // a quantized (QLoRA) base is merged in full precision: the untouched weights are decoded too
+      base_linear_weight(m, ref) =
+          terms.empty() ? dequantize_weight(base_linear_weight(base, ref)) : fold(base_linear_weight(base, ref), terms);
       const Tensor& db = set.bias_delta(l, site);
       if (!db.empty()) {
         Tensor& bias = base_linear_bias(m, ref);

@@ -20,7 +20,8 @@ Model merged_model(const TrainableModel& model);
 
 // The set's active adapters folded in, with exactly the semantics the set applies them with on the fly
 // (adapter_set.h): W' = W + Σ_i ΔW_i per module, b' = b + Σ_i scale_i (b_i − b), replaced modules taken
-// over. Untouched tensors stay views of the base; a tied head is untied when only one side changes.
+// over. Untouched tensors stay views of the base; a tied head is untied when only one side changes. A
+// quantized base is merged in full precision, as above (every quantized weight dequantized).
 Model merged_model(const AdapterSet& set);
 
 // Convenience: these adapters (already checked against `base`) at these scales, folded into `base`.

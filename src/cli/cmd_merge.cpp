@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "formats/gguf_model_writer.h"
 #include "formats/model_loader.h"
+#include "model/quantize_model.h"
 
 namespace lora::cli {
 
@@ -32,6 +33,10 @@ void run_merge(const MergeOptions& o) {
   const DType stored = base.weights.tok_embeddings.dtype();  // the default: as the base stores its weights
   const DType dtype = o.dtype.empty() ? stored : dtype_from_name(o.dtype);
 
+  if (has_quantized_weights(base))
+    fmt::print(stderr, "note: the base model is quantized ({}): the merged model is written in full precision ({}), "
+                       "because quantizing W + s·B·A again would round away the adapter's fine detail\n",
+               dtype_name(base.weights.layers.at(0).w_up.dtype()), dtype_name(dtype));
   const std::unique_ptr<AdapterSet> set = o.adapters.load(base);
   const Model merged = merged_model(*set);
   if (format == "gguf") {
