@@ -26,11 +26,12 @@ an fp32 mean on its device, whose last bit depends on the reduction order).
 import argparse
 import json
 import os
-import struct
 import sys
 
 import numpy as np
 import torch
+
+from safetensors_io import read_safetensors, write_safetensors
 
 torch.set_grad_enabled(False)
 
@@ -165,50 +166,6 @@ def quantize_int8(A):
 
 def dequantize_int8(entries):
     return entries["weight"].to(torch.float32) * entries["SCB"].view(-1, 1) * 7.874015718698502e-3
-
-
-# ----------------------------------------------------------------------------- safetensors
-
-ST_NUMPY = {"F32": "<f4", "F16": "<f2", "U8": "u1", "I8": "i1", "I32": "<i4", "I64": "<i8"}
-TORCH_ST = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.uint8: "U8", torch.int8: "I8"}
-
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + n])
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        b, e = info["data_offsets"]
-        raw = data[8 + n + b:8 + n + e]
-        if info["dtype"] == "BF16":
-            u16 = np.frombuffer(raw, dtype="<u2").astype(np.int32) << 16
-            t = torch.from_numpy(u16.view(np.float32).copy()).to(torch.bfloat16)
-        else:
-            t = torch.from_numpy(np.frombuffer(raw, dtype=ST_NUMPY[info["dtype"]]).copy())
-        out[name] = t.reshape(info["shape"])
-    return out
-
-
-def write_safetensors(path, tensors):
-    header, blobs, off = {}, [], 0
-    for name in sorted(tensors):
-        t = tensors[name].contiguous()
-        if t.dtype == torch.bfloat16:
-            b = (t.to(torch.float32).numpy().view(np.uint32) >> 16).astype("<u2").tobytes()
-        else:
-            b = t.numpy().tobytes()
-        header[name] = {"dtype": TORCH_ST[t.dtype], "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
-        blobs.append(b)
-        off += len(b)
-    header["__metadata__"] = {"format": "pt"}
-    h = json.dumps(header).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
 
 
 # ----------------------------------------------------------------------------- commands

@@ -19,6 +19,8 @@ import sys
 import numpy as np
 import torch
 
+import safetensors_io as st
+
 torch.set_grad_enabled(False)
 DT = torch.float64
 
@@ -64,28 +66,9 @@ def read_llama2c(path):
     return cfg, W, "interleaved"
 
 
-SAFETENSORS_DTYPES = {"F32": "<f4", "F16": "<f2", "I32": "<i4", "I64": "<i8", "U8": "u1"}
-
-
 def read_safetensors(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + n])
-    base = 8 + n
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        b, e = info["data_offsets"]
-        raw = data[base + b:base + e]
-        if info["dtype"] == "BF16":
-            u16 = np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16
-            a = u16.view(np.float32)
-        else:
-            a = np.frombuffer(raw, dtype=SAFETENSORS_DTYPES[info["dtype"]])
-        out[name] = torch.from_numpy(a.astype(np.float64).reshape(info["shape"]))
-    return out
+    """Every tensor as float64."""
+    return {name: t.to(torch.float64) for name, t in st.read_safetensors(path).items()}
 
 
 def read_hf(folder):
@@ -212,18 +195,8 @@ def interleaved_to_rotate_half(w, n_heads):
 # ----------------------------------------------------------------------------- random HF folder
 
 def write_safetensors(path, tensors):
-    header, blobs, off = {}, [], 0
-    for name in sorted(tensors):
-        a = tensors[name].to(torch.float32).contiguous().numpy().astype("<f4")
-        b = a.tobytes()
-        header[name] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
-        blobs.append(b)
-        off += len(b)
-    header["__metadata__"] = {"format": "pt"}
-    h = json.dumps(header).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+    """Every tensor as F32."""
+    st.write_safetensors(path, {name: t.to(torch.float32) for name, t in tensors.items()})
 
 
 def make_hf(out, seed):
