@@ -2,11 +2,13 @@
 //
 //   ./build/bench/bench_train --shape smollm2|qwen|llama2-7b|stories [--mode lora|full] [--checkpointing]
 //                             [--dtype f32|bf16] [--quantize nf4|fp4|int8 [--no-double-quant]]
-//                             [--seq 256] [--batch 1] [--rank 16] [--steps 3]
+//                             [--seq 256] [--batch 1] [--rank 16] [--steps 3] [--dora] [--profile]
 //
 // Prints one Markdown table row: tokens/s (median step), MFU against the bf16 peak (counting
 // 4N FLOPs per token for LoRA — forward 2N + input gradients 2N — plus attention, 6N with
-// checkpointing's recomputation; 6N / 8N for full fine-tuning), peak RSS. With --quantize the linear
+// checkpointing's recomputation; 6N / 8N for full fine-tuning), stated against kPeakFlops and against the
+// bf16 GEMM throughput measured in the same run, and peak RSS. --profile also prints where the time of
+// the measured steps went (core/profiler.h). With --quantize the linear
 // layers of the random base are created directly in that form (QLoRA; --dtype is then the dtype of the
 // embeddings and lm_head), so even the 7B shape never exists in full precision.
 #include <cstring>
@@ -17,6 +19,7 @@
 
 #include "bench_common.h"
 #include "core/context.h"
+#include "core/profiler.h"
 #include "formats/model_loader.h"
 #include "model/quantize_model.h"
 #include "model/random_model.h"
@@ -27,7 +30,7 @@ using namespace lora;
 
 int main(int argc, char** argv) {
   std::string shape = "smollm2", mode = "lora", dtype = "bf16", quantize;
-  bool checkpointing = false, double_quant = true;
+  bool checkpointing = false, double_quant = true, profile = false, dora = false;
   int64_t seq = 256, batch = 1, rank = 16, steps = 3;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -38,6 +41,8 @@ int main(int argc, char** argv) {
     else if (a == "--checkpointing") checkpointing = true;
     else if (a == "--quantize") quantize = next();
     else if (a == "--no-double-quant") double_quant = false;
+    else if (a == "--profile") profile = true;
+    else if (a == "--dora") dora = true;
     else if (a == "--seq") seq = std::stoll(next());
     else if (a == "--batch") batch = std::stoll(next());
     else if (a == "--rank") rank = std::stoll(next());
@@ -68,9 +73,11 @@ int main(int argc, char** argv) {
   cfg.r = rank;
   cfg.lora_alpha = float(2 * rank);
   cfg.target_modules = {"all-linear"};
+  cfg.use_dora = dora;
   TrainableModel m = mode == "full" ? TrainableModel::full(base) : TrainableModel::lora(base, cfg, 1);
   m.gradient_checkpointing = checkpointing;
   AdamW opt(m.params(), AdamWConfig{});
+  Profiler prof(thread_count());
 
   std::vector<int32_t> tokens(size_t(batch * seq)), targets(size_t(batch * seq));
   for (size_t i = 0; i < tokens.size(); ++i) {
@@ -78,12 +85,19 @@ int main(int argc, char** argv) {
     targets[i] = int32_t((i * 7919 + 7922) % c.vocab_size);
   }
   auto step = [&] {
+    prof.begin_step();
     m.zero_grad();
     m.forward_backward(tokens.data(), targets.data(), batch, seq, 1.0f / float(tokens.size()));
-    clip_grad_norm(m.params(), 1.0);
-    opt.step(m.params(), 1e-4f);
+    {
+      Profiler::Scope t(&prof, Phase::Optimizer);
+      clip_grad_norm(m.params(), 1.0);
+      opt.step(m.params(), 1e-4f);
+    }
+    prof.end_step();
   };
   step();  // warm-up: primitives built, buffers allocated
+  prof = Profiler(thread_count());
+  if (profile) m.profiler = &prof;
   const double s = bench::median_time(int(steps), step);
   fmt::print(stderr, "median step {:.3f} s\n", s);
   const double tps = double(batch * seq) / s;
@@ -96,8 +110,11 @@ int main(int argc, char** argv) {
   const double flops_per_token = passes * (2.0 * n_lin + attn);
   const std::string weights =
       quantize.empty() ? dtype : fmt::format("{}{} + {}", quantize, double_quant && quantize != "int8" ? "+dq" : "", dtype);
-  fmt::print("| {} ({}) | {} | {} | {}x{} | {:.{}f} | {:.1f}% | {:.0f} MiB |\n", shape, weights,
-             mode == "full" ? "full" : fmt::format("LoRA r={}", rank), checkpointing ? "on" : "off", batch, seq, tps,
-             tps < 10 ? 2 : 0,
-             100.0 * tps * flops_per_token / bench::kPeakFlops, bench::peak_rss_mib());
+  const double rss = bench::peak_rss_mib();  // before the peak measurement allocates its matrices
+  const double peak = bench::measured_bf16_peak();
+  if (profile) fmt::print("{}\n", prof.table());
+  fmt::print("| {} ({}) | {}{} | {} | {}x{} | {:.{}f} | {:.1f}% | {:.1f}% of {:.0f} | {:.0f} MiB |\n", shape, weights,
+             mode == "full" ? "full" : fmt::format("LoRA r={}", rank), dora ? " DoRA" : "", checkpointing ? "on" : "off",
+             batch, seq, tps, tps < 10 ? 2 : 0, 100.0 * tps * flops_per_token / bench::kPeakFlops,
+             100.0 * tps * flops_per_token / peak, peak / 1e9, rss);
 }

@@ -71,12 +71,13 @@ TEST(KernelGrads, CausalGqaAttention) {
   const int64_t T = 6;
   auto q = randn(T * s.q_dim(), 9), k = randn(T * s.kv_dim(), 10), v = randn(T * s.kv_dim(), 11);
   auto r = randn(T * s.q_dim(), 12);
-  std::vector<float> out(q.size()), dq(q.size()), dk(k.size()), dv(v.size());
+  std::vector<float> out(q.size()), dq(q.size()), dk(k.size()), dv(v.size()), lse(size_t(2 * s.n_heads * T));
   auto loss = [&] {
     attention_forward(q.data(), k.data(), v.data(), out.data(), T, 0, s);
     return dot(out, r);
   };
-  attention_backward(r.data(), q.data(), k.data(), v.data(), dq.data(), dk.data(), dv.data(), T, s);
+  attention_forward(q.data(), k.data(), v.data(), out.data(), T, 0, s, lse.data());
+  attention_backward(r.data(), q.data(), k.data(), v.data(), out.data(), lse.data(), dq.data(), dk.data(), dv.data(), T, s);
   expect_gradient(q, dq, loss, "dq");
   expect_gradient(k, dk, loss, "dk");
   expect_gradient(v, dv, loss, "dv");

@@ -359,3 +359,20 @@ TEST(TrainCli, FullFineTuningWritesAModelFolder) {
 
 }  // namespace
 }  // namespace lora
+
+namespace lora {
+namespace {
+
+TEST(TrainCli, ProfilePrintsWhereTheStepTimeGoes) {
+  TempDir tmp;
+  const auto r = test::run_cli(train_args(tmp / "run", 4) + " --save-steps 0 --profile");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("profile: mean of 3 steps"), std::string::npos) << r.err;  // the first step is left out
+  for (const char* row : {"base GEMMs forward", "LoRA products", "attention backward", "clipping + AdamW", "**step**"})
+    EXPECT_NE(r.err.find(row), std::string::npos) << row;
+  // the flag is about this run, not the training: it is not recorded for a resume
+  EXPECT_EQ(test::read_text(tmp / "run/training_args.yaml").find("profile"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace lora

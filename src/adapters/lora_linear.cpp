@@ -1,6 +1,7 @@
 #include "adapters/lora_linear.h"
 
 #include <cmath>
+#include <optional>
 #include <vector>
 
 #include "core/error.h"
@@ -151,21 +152,31 @@ void lora_down_backward(LoraLinear& l, const Tensor& x, const LinearSaved& s, co
 void adapted_linear_forward(const LinearParams& p, const Tensor& x, Tensor& y, LinearSaved* saved,
                             std::mt19937_64* rng) {
   LoraLinear* l = p.lora;
+  const int64_t n = mat(x).rows;
+  const double base_flops = 2.0 * double(n) * double(mat(*p.weight).rows) * double(mat(*p.weight).cols);
   if (!l) {  // y = W x + b
+    Profiler::Scope timed(p.profiler, Phase::BaseForward, base_flops);
     linear(x, *p.weight, p.bias, y);
     return;
   }
-  const int64_t n = mat(x).rows;
   LinearSaved local;
   LinearSaved& s = saved ? *saved : local;
-  lora_down_forward(*l, x, s, rng);
+  {
+    Profiler::Scope timed(p.profiler, Phase::LoraProducts, 2.0 * double(n) * double(l->r) * double(l->in_features));
+    lora_down_forward(*l, x, s, rng);
+  }
   const bool drop = !s.x_drop.empty();
 
   if (!l->use_dora) {
-    linear(x, *p.weight, p.bias, y);                                              // W x + b
+    {
+      Profiler::Scope timed(p.profiler, Phase::BaseForward, base_flops);
+      linear(x, *p.weight, p.bias, y);  // W x + b
+    }
+    Profiler::Scope timed(p.profiler, Phase::LoraProducts, 2.0 * double(n) * double(l->r) * double(l->out_features));
     matmul(mat(s.u), false, mat(l->lora_b), true, mut_mat(y), l->scaling, 1.0f);  // + s B u
     return;
   }
+  Profiler::Scope timed(p.profiler, Phase::LoraProducts);  // DoRA: its own formulation, timed as a whole
 
   // DoRA (PEFT's formulation): y = W x + b + (c − 1) ⊙ W x_d + c ⊙ s B u, with c = m / ‖W + s B A‖_row.
   // Writing z = W x_d + s B u, that is y = W x + b + c ⊙ z − W x_d; without dropout, c ⊙ (W x + s B u) + b.
@@ -195,16 +206,21 @@ void adapted_linear_backward(const LinearParams& p, const Tensor& x, const Tenso
                              Tensor& dx, bool accumulate_dx) {
   const int64_t n = mat(x).rows;
   const MatView dyv = mat(dy);
-  if (p.bias_grad) {  // db += Σ_rows dy
-    float* db = p.bias_grad->f32();
-    for (int64_t r = 0; r < n; ++r)
-      for (int64_t j = 0; j < dyv.cols; ++j) db[j] += dy.f32()[r * dyv.cols + j];
+  const double base_flops = 2.0 * double(n) * double(mat(*p.weight).rows) * double(mat(*p.weight).cols);
+  if (p.bias_grad || p.weight_grad) {
+    Profiler::Scope timed(p.profiler, Phase::BaseInputGrad, p.weight_grad ? base_flops : 0.0);
+    if (p.bias_grad) {  // db += Σ_rows dy
+      float* db = p.bias_grad->f32();
+      for (int64_t r = 0; r < n; ++r)
+        for (int64_t j = 0; j < dyv.cols; ++j) db[j] += dy.f32()[r * dyv.cols + j];
+    }
+    if (p.weight_grad) matmul(dyv, true, mat(x), false, mut_mat(*p.weight_grad), 1.0f, 1.0f);  // dW += dyᵀ x
   }
-  if (p.weight_grad) matmul(dyv, true, mat(x), false, mut_mat(*p.weight_grad), 1.0f, 1.0f);  // dW += dyᵀ x
 
   LoraLinear* l = p.lora;
   const float beta_dx = accumulate_dx ? 1.0f : 0.0f;
   if (!l) {
+    Profiler::Scope timed(p.profiler, Phase::BaseInputGrad, base_flops);
     matmul(dyv, false, mat(*p.weight), false, mut_mat(dx), 1.0f, beta_dx);  // dx = dy W
     return;
   }
@@ -214,6 +230,8 @@ void adapted_linear_backward(const LinearParams& p, const Tensor& x, const Tenso
   // g: the gradient reaching the adapter's output s B u — dy itself, or c ⊙ dy under DoRA.
   Tensor g_dora;
   const Tensor* g = &dy;
+  std::optional<Profiler::Scope> timed;
+  timed.emplace(p.profiler, Phase::LoraProducts, 4.0 * double(n) * double(l->r) * double(out));
   if (l->use_dora) {
     const float* m = l->magnitude.f32();
     const float* norm = s.weight_norm.f32();
@@ -243,8 +261,13 @@ void adapted_linear_backward(const LinearParams& p, const Tensor& x, const Tenso
     extra = Tensor(DType::F32, {n, l->in_features});
     matmul(mat(cm1), false, mat(*p.weight), false, mut_mat(extra));
   }
+  timed.reset();
   const Tensor& base_grad = (l->use_dora && !drop) ? *g : dy;
-  matmul(mat(base_grad), false, mat(*p.weight), false, mut_mat(dx), 1.0f, beta_dx);
+  {
+    Profiler::Scope timed_base(p.profiler, Phase::BaseInputGrad, base_flops);
+    matmul(mat(base_grad), false, mat(*p.weight), false, mut_mat(dx), 1.0f, beta_dx);
+  }
+  Profiler::Scope timed_down(p.profiler, Phase::LoraProducts, 4.0 * double(n) * double(l->r) * double(l->in_features));
   lora_down_backward(*l, x, s, du, dx, extra.empty() ? nullptr : &extra);
 }
 

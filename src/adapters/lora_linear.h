@@ -18,6 +18,7 @@
 #include <random>
 #include <string>
 
+#include "core/profiler.h"
 #include "core/tensor.h"
 
 namespace lora {
@@ -61,6 +62,7 @@ struct LinearParams {
   LoraLinear* lora = nullptr;      // null: plain linear
   Tensor* weight_grad = nullptr;   // accumulated when the weight is trained (full fine-tuning)
   Tensor* bias_grad = nullptr;     // accumulated when the bias is trained
+  Profiler* profiler = nullptr;    // times the base GEMMs and the LoRA products apart (may be null)
 };
 
 // x [N, in] -> y [N, out]. `saved` receives what the backward needs (may be null at inference).

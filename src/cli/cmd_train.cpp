@@ -16,7 +16,9 @@
 #include "cli/progress.h"
 #include "cli/template_choice.h"
 #include "cli/train_options.h"
+#include "core/context.h"
 #include "core/error.h"
+#include "core/profiler.h"
 #include "data/chat_template.h"
 #include "data/dataset.h"
 #include "tokenizer/tokenizer.h"
@@ -164,11 +166,13 @@ void run_train(CLI::App* cmd, TrainOptions& o) {
   TrainingArguments args = training_arguments(o);
   args.output_dir = o.output;
   args.extra_files["training_args.yaml"] = options_to_yaml(
-      cmd, {"config", "resume", "overwrite-output-dir", "help"},
+      cmd, {"config", "resume", "overwrite-output-dir", "profile", "help"},
       {{"template", {tmpl.name}}, {"model", {absolute(o.model.model)}}, {"data", absolute(o.data.data)},
        {"val_data", absolute(o.data.val_data)}, {"output", {absolute(o.output)}},
        {"tokenizer", o.model.tokenizer.empty() ? std::vector<std::string>{} : std::vector<std::string>{absolute(o.model.tokenizer)}}});
   Trainer trainer(model, args, std::move(data.train), std::move(data.eval));
+  Profiler profiler(thread_count());
+  if (o.profile) model.profiler = &profiler;
 
   fmt::print(stderr, "method: {}; {}\n", method_summary(o.method), model.trainable_report());
   fmt::print(stderr, "schedule: {} steps ({} per epoch), batch {} x {} accumulated, lr {:g} {}, {}\n", trainer.total_steps(),
@@ -189,6 +193,7 @@ void run_train(CLI::App* cmd, TrainOptions& o) {
     completed = trainer.train(o.resume);
   }
   progress.finish();
+  if (o.profile) fmt::print(stderr, "\n{}\n", profiler.table());
 
   const std::string plot = o.output + "/training_loss.png";
   if (o.plot_loss && !trainer.history().empty()) {

@@ -112,6 +112,10 @@ void add_train_options(CLI::App* cmd, TrainOptions& o) {
                 "start over in an output folder that holds a previous run; otherwise that is an error")->default_str("false")
       ->group(out);
   cmd->add_flag("--plot-loss,!--no-plot-loss", o.plot_loss, "write training_loss.png at the end")->default_str("true")->group(out);
+  cmd->add_flag("--profile", o.profile,
+                "at the end, print where the time of a step went: ms and share of each kernel family (GEMMs, LoRA "
+                "products, attention, norms, loss, optimizer ...), mean over the steps after the first")
+      ->default_str("false")->group(out);
 }
 
 LoraConfig lora_config(const MethodOptions& m) {

@@ -59,6 +59,7 @@ struct TrainOptions {
   int64_t eval_steps = 0;
   bool overwrite_output_dir = false;
   bool plot_loss = true;
+  bool profile = false;  // print where the time of a step goes (not recorded in training_args.yaml)
 };
 
 void add_train_options(CLI::App* cmd, TrainOptions& o);

@@ -1,110 +1,234 @@
 #include "kernels/attention.h"
 
+#include <omp.h>
+
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
+#include "kernels/simd.h"
+#include "kernels/tile_gemm.h"
+
 namespace lora {
 
+namespace {
+
+constexpr int64_t kBlock = 64;  // queries and keys per tile: a 64 x 64 score tile and 64 x head_dim rows fit L1
+
+// rows x cols of a strided matrix, transposed into out [cols][ld_out]: K and V blocks as the B operand of
+// Q·Kᵀ and dO·Vᵀ.
+void transpose_block(const float* src, int64_t ld_src, int64_t rows, int64_t cols, float* out, int64_t ld_out) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) out[c * ld_out + r] = src[r * ld_src + c];
+}
+
+float row_max(const float* s, int64_t n) {
+#ifdef LORA_SIMD_AVX512
+  __m512 m = _mm512_set1_ps(-INFINITY);
+  for (int64_t j = 0; j < n; j += 16) m = _mm512_max_ps(m, _mm512_mask_loadu_ps(m, simd::first_lanes(n - j), s + j));
+  return _mm512_reduce_max_ps(m);
+#else
+  float m = -INFINITY;
+  for (int64_t j = 0; j < n; ++j) m = std::max(m, s[j]);
+  return m;
+#endif
+}
+
+// p[j] = e^(s[j] − shift) for j < visible and 0 up to n; returns Σ p.
+float exp_row(const float* s, float* p, int64_t visible, int64_t n, float shift) {
+#ifdef LORA_SIMD_AVX512
+  const __m512 sh = _mm512_set1_ps(shift);
+  __m512 sum = _mm512_setzero_ps();
+  for (int64_t j = 0; j < n; j += 16) {
+    const __mmask16 keep = simd::first_lanes(std::max<int64_t>(0, visible - j));
+    const __m512 e = _mm512_maskz_mov_ps(keep, simd::exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(keep, s + j), sh)));
+    _mm512_mask_storeu_ps(p + j, simd::first_lanes(n - j), e);
+    sum = _mm512_add_ps(sum, e);
+  }
+  return _mm512_reduce_add_ps(sum);
+#else
+  float sum = 0;
+  for (int64_t j = 0; j < n; ++j) {
+    p[j] = j < visible ? std::exp(s[j] - shift) : 0.0f;
+    sum += p[j];
+  }
+  return sum;
+#endif
+}
+
+void scale_row(float* x, int64_t n, float a) {
+  for (int64_t i = 0; i < n; ++i) x[i] *= a;
+}
+
+float dot(const float* a, const float* b, int64_t n) {
+#ifdef LORA_SIMD_AVX512
+  __m512 acc = _mm512_setzero_ps();
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = simd::first_lanes(n - i);
+    acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), acc);
+  }
+  return _mm512_reduce_add_ps(acc);
+#else
+  float acc = 0;
+  for (int64_t i = 0; i < n; ++i) acc += a[i] * b[i];
+  return acc;
+#endif
+}
+
+// ds[j] = p[j] · (dp[j] − d) · scale over n values.
+void softmax_grad_row(const float* p, const float* dp, float* ds, int64_t n, float d, float scale) {
+  for (int64_t j = 0; j < n; ++j) ds[j] = p[j] * (dp[j] - d) * scale;
+}
+
+std::vector<float>& scratch(std::vector<float>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+  return v;
+}
+
+}  // namespace
+
 void attention_forward(const float* q, const float* keys, const float* values, float* out, int64_t T, int64_t pos0,
-                       const AttentionShape& shape) {
-  const int64_t hd = shape.head_dim, q_dim = shape.q_dim(), kv_dim = shape.kv_dim();
+                       const AttentionShape& shape, float* stats, int64_t batch, int64_t kv_stride) {
+  const int64_t hd = shape.head_dim, q_dim = shape.q_dim(), kv_dim = shape.kv_dim(), H = shape.n_heads;
   const int64_t group = shape.n_heads / shape.n_kv_heads;
   const float scale = 1.0f / std::sqrt(float(hd));
-  const int64_t n_keys_max = pos0 + T;
+  if (kv_stride == 0) kv_stride = pos0 + T;
+  const int64_t n_qblocks = (T + kBlock - 1) / kBlock;
+  const int64_t tasks = batch * H * n_qblocks;
 
-#pragma omp parallel
+#pragma omp parallel if (tasks > 1)
   {
-    std::vector<float> scores(static_cast<size_t>(n_keys_max));
-#pragma omp for collapse(2) schedule(dynamic, 4)
-    for (int64_t t = 0; t < T; ++t)
-      for (int64_t h = 0; h < shape.n_heads; ++h) {
-        const float* qv = q + t * q_dim + h * hd;
-        const int64_t kv_off = (h / group) * hd;
-        const int64_t n_keys = pos0 + t + 1;  // causal: this query sees itself and everything before
-        float max_score = -INFINITY;
-        for (int64_t j = 0; j < n_keys; ++j) {
-          const float* kv = keys + j * kv_dim + kv_off;
-          float dot = 0;
-          for (int64_t i = 0; i < hd; ++i) dot += qv[i] * kv[i];
-          scores[j] = dot * scale;
-          max_score = std::max(max_score, scores[j]);
+    thread_local std::vector<float> kt_buf, s_buf, o_buf;
+    float* kt = scratch(kt_buf, size_t(hd * kBlock)).data();
+    float* s = scratch(s_buf, size_t(kBlock * kBlock)).data();
+    float* o = scratch(o_buf, size_t(kBlock * hd)).data();
+    float m[kBlock], l[kBlock];
+    // The last query blocks see the most keys: they go first.
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t task = 0; task < tasks; ++task) {
+      const int64_t qb = n_qblocks - 1 - task / (batch * H), b = (task / H) % batch, h = task % H;
+      const int64_t q0 = qb * kBlock, nq = std::min(kBlock, T - q0);
+      const float* Q = q + (b * T + q0) * q_dim + h * hd;
+      const float* K = keys + b * kv_stride * kv_dim + (h / group) * hd;
+      const float* V = values + b * kv_stride * kv_dim + (h / group) * hd;
+      const int64_t n_keys = pos0 + q0 + nq;
+      std::fill(m, m + nq, -INFINITY);
+      std::fill(l, l + nq, 0.0f);
+      std::fill(o, o + nq * hd, 0.0f);
+      for (int64_t k0 = 0; k0 < n_keys; k0 += kBlock) {
+        const int64_t nk = std::min(kBlock, n_keys - k0);
+        transpose_block(K + k0 * kv_dim, kv_dim, nk, hd, kt, kBlock);
+        tile_gemm(nq, nk, hd, Q, q_dim, false, kt, kBlock, s, kBlock, scale, false);  // S = Q Kᵀ / √d
+        for (int64_t r = 0; r < nq; ++r) {
+          float* sr = s + r * kBlock;
+          const int64_t visible = std::min(nk, pos0 + q0 + r - k0 + 1);  // causal: keys up to the query's position
+          if (visible <= 0) {
+            std::fill(sr, sr + nk, 0.0f);
+            continue;
+          }
+          const float m_new = std::max(m[r], row_max(sr, visible));
+          const float corr = std::exp(m[r] - m_new);  // 0 on the first block (m = -inf)
+          l[r] = l[r] * corr + exp_row(sr, sr, visible, nk, m_new);
+          if (corr != 1.0f) scale_row(o + r * hd, hd, corr);
+          m[r] = m_new;
         }
-        float sum = 0;
-        for (int64_t j = 0; j < n_keys; ++j) {
-          scores[j] = std::exp(scores[j] - max_score);
-          sum += scores[j];
-        }
-        const float inv_sum = 1.0f / sum;
-        float* o = out + t * q_dim + h * hd;
-        for (int64_t i = 0; i < hd; ++i) o[i] = 0;
-        for (int64_t j = 0; j < n_keys; ++j) {
-          const float p = scores[j] * inv_sum;
-          const float* vv = values + j * kv_dim + kv_off;
-          for (int64_t i = 0; i < hd; ++i) o[i] += p * vv[i];
+        tile_gemm(nq, hd, nk, s, kBlock, false, V + k0 * kv_dim, kv_dim, o, hd, 1.0f, true);  // O += P V
+      }
+      for (int64_t r = 0; r < nq; ++r) {
+        const float inv = 1.0f / l[r];
+        float* dst = out + (b * T + q0 + r) * q_dim + h * hd;
+        for (int64_t i = 0; i < hd; ++i) dst[i] = o[r * hd + i] * inv;
+        if (stats) {  // the softmax of the row is e^(s − m) / l
+          stats[(b * H + h) * T + q0 + r] = m[r];
+          stats[(batch + b) * H * T + h * T + q0 + r] = inv;
         }
       }
+    }
   }
 }
 
-}  // namespace lora
-
-namespace lora {
-
-void attention_backward(const float* dout, const float* q, const float* keys, const float* values, float* dq,
-                        float* dk, float* dv, int64_t T, const AttentionShape& shape) {
-  const int64_t hd = shape.head_dim, q_dim = shape.q_dim(), kv_dim = shape.kv_dim();
-  const int64_t group = shape.n_heads / shape.n_kv_heads;
+void attention_backward(const float* dout, const float* q, const float* keys, const float* values, const float* out,
+                        const float* stats, float* dq, float* dk, float* dv, int64_t T, const AttentionShape& shape,
+                        int64_t batch) {
+  const int64_t hd = shape.head_dim, q_dim = shape.q_dim(), kv_dim = shape.kv_dim(), H = shape.n_heads;
+  const int64_t KV = shape.n_kv_heads, group = H / KV;
   const float scale = 1.0f / std::sqrt(float(hd));
+  const int64_t n_blocks = (T + kBlock - 1) / kBlock;
+  const int64_t tasks = batch * KV * n_blocks;
+  const int64_t rows = batch * T;
 
-  // One kv head per task: dk/dv columns of different kv heads never overlap, so no two threads write
-  // the same element.
+  // D_t = do_t · o_t per (sequence, head, query).
+  std::vector<float> D(size_t(batch * H * T));
+  // dq is summed over key blocks, which different threads own: each thread adds into its own copy
+  // (thread 0 into dq itself) and the copies are added up at the end.
+  const int n_threads = omp_get_max_threads();
+  std::vector<std::vector<float>> dq_copies(size_t(std::max(0, n_threads - 1)));
+
 #pragma omp parallel
   {
-    std::vector<float> p(static_cast<size_t>(T)), dp(static_cast<size_t>(T));
-#pragma omp for
-    for (int64_t g = 0; g < shape.n_kv_heads; ++g) {
-      const int64_t kv_off = g * hd;
-      for (int64_t j = 0; j < T; ++j)
-        for (int64_t i = 0; i < hd; ++i) dk[j * kv_dim + kv_off + i] = dv[j * kv_dim + kv_off + i] = 0.0f;
-      for (int64_t h = g * group; h < (g + 1) * group; ++h)
-        for (int64_t t = 0; t < T; ++t) {
-          const float* qt = q + t * q_dim + h * hd;
-          const float* dot = dout + t * q_dim + h * hd;
-          float* dqt = dq + t * q_dim + h * hd;
-          // recompute p_t
-          float max_score = -INFINITY;
-          for (int64_t j = 0; j <= t; ++j) {
-            const float* kj = keys + j * kv_dim + kv_off;
-            float s = 0;
-            for (int64_t i = 0; i < hd; ++i) s += qt[i] * kj[i];
-            p[j] = s * scale;
-            max_score = std::max(max_score, p[j]);
-          }
-          float sum = 0;
-          for (int64_t j = 0; j <= t; ++j) sum += p[j] = std::exp(p[j] - max_score);
-          float pdp = 0;  // Σ_j p_j dp_j
-          for (int64_t j = 0; j <= t; ++j) {
-            p[j] /= sum;
-            const float* vj = values + j * kv_dim + kv_off;
-            float d = 0;
-            for (int64_t i = 0; i < hd; ++i) d += dot[i] * vj[i];
-            dp[j] = d;
-            pdp += p[j] * d;
-          }
-          for (int64_t i = 0; i < hd; ++i) dqt[i] = 0.0f;
-          for (int64_t j = 0; j <= t; ++j) {
-            const float ds = p[j] * (dp[j] - pdp) * scale;
-            const float* kj = keys + j * kv_dim + kv_off;
-            float* dkj = dk + j * kv_dim + kv_off;
-            float* dvj = dv + j * kv_dim + kv_off;
-            for (int64_t i = 0; i < hd; ++i) {
-              dqt[i] += ds * kj[i];
-              dkj[i] += ds * qt[i];
-              dvj[i] += p[j] * dot[i];
-            }
-          }
-        }
+    const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
+    float* my_dq = dq;
+    if (tid > 0) {
+      std::vector<float>& copy = dq_copies[size_t(tid - 1)];
+      copy.assign(size_t(rows * q_dim), 0.0f);
+      my_dq = copy.data();
     }
+#pragma omp for
+    for (int64_t row = 0; row < rows; ++row) {
+      const int64_t b = row / T, t = row % T;
+      std::fill(dq + row * q_dim, dq + (row + 1) * q_dim, 0.0f);
+      for (int64_t h = 0; h < H; ++h) D[size_t((b * H + h) * T + t)] = dot(dout + row * q_dim + h * hd, out + row * q_dim + h * hd, hd);
+    }
+
+    thread_local std::vector<float> kt_buf, vt_buf, s_buf, dp_buf, dk_buf, dv_buf;
+    float* kt = scratch(kt_buf, size_t(hd * kBlock)).data();
+    float* vt = scratch(vt_buf, size_t(hd * kBlock)).data();
+    float* p = scratch(s_buf, size_t(kBlock * kBlock)).data();
+    float* ds = scratch(dp_buf, size_t(kBlock * kBlock)).data();
+    float* dk_acc = scratch(dk_buf, size_t(kBlock * hd)).data();
+    float* dv_acc = scratch(dv_buf, size_t(kBlock * hd)).data();
+    // The first key blocks are read by the most queries: they go first.
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t task = 0; task < tasks; ++task) {
+      const int64_t kb = task / (batch * KV), b = (task / KV) % batch, g = task % KV;
+      const int64_t k0 = kb * kBlock, nk = std::min(kBlock, T - k0);
+      const float* Kj = keys + (b * T + k0) * kv_dim + g * hd;
+      const float* Vj = values + (b * T + k0) * kv_dim + g * hd;
+      transpose_block(Kj, kv_dim, nk, hd, kt, kBlock);
+      transpose_block(Vj, kv_dim, nk, hd, vt, kBlock);
+      std::fill(dk_acc, dk_acc + nk * hd, 0.0f);
+      std::fill(dv_acc, dv_acc + nk * hd, 0.0f);
+      for (int64_t h = g * group; h < (g + 1) * group; ++h)
+        for (int64_t qb = kb; qb < n_blocks; ++qb) {
+          const int64_t q0 = qb * kBlock, nq = std::min(kBlock, T - q0);
+          const float* Qi = q + (b * T + q0) * q_dim + h * hd;
+          const float* dOi = dout + (b * T + q0) * q_dim + h * hd;
+          const float* max_i = stats + (b * H + h) * T + q0;
+          const float* inv_sum_i = stats + (batch + b) * H * T + h * T + q0;
+          const float* D_i = D.data() + (b * H + h) * T + q0;
+          tile_gemm(nq, nk, hd, Qi, q_dim, false, kt, kBlock, p, kBlock, scale, false);   // S = Q Kᵀ / √d
+          for (int64_t r = 0; r < nq; ++r) {
+            const int64_t visible = std::min(nk, q0 + r - k0 + 1);
+            exp_row(p + r * kBlock, p + r * kBlock, std::max<int64_t>(visible, 0), nk, max_i[r]);
+            scale_row(p + r * kBlock, nk, inv_sum_i[r]);  // P, exactly as the forward formed it
+          }
+          tile_gemm(nq, nk, hd, dOi, q_dim, false, vt, kBlock, ds, kBlock, 1.0f, false);  // dP = dO Vᵀ
+          for (int64_t r = 0; r < nq; ++r)
+            softmax_grad_row(p + r * kBlock, ds + r * kBlock, ds + r * kBlock, nk, D_i[r], scale);  // dS
+          tile_gemm(nk, hd, nq, p, kBlock, true, dOi, q_dim, dv_acc, hd, 1.0f, true);   // dV += Pᵀ dO
+          tile_gemm(nk, hd, nq, ds, kBlock, true, Qi, q_dim, dk_acc, hd, 1.0f, true);   // dK += dSᵀ Q
+          tile_gemm(nq, hd, nk, ds, kBlock, false, Kj, kv_dim, my_dq + (b * T + q0) * q_dim + h * hd, q_dim, 1.0f,
+                    true);                                                              // dQ += dS K
+        }
+      for (int64_t j = 0; j < nk; ++j) {
+        std::copy(dk_acc + j * hd, dk_acc + (j + 1) * hd, dk + (b * T + k0 + j) * kv_dim + g * hd);
+        std::copy(dv_acc + j * hd, dv_acc + (j + 1) * hd, dv + (b * T + k0 + j) * kv_dim + g * hd);
+      }
+    }
+    // (the implicit barrier of the loop above: every copy is complete)
+#pragma omp for
+    for (int64_t i = 0; i < rows * q_dim; ++i)
+      for (int t = 1; t < nt; ++t) dq[i] += dq_copies[size_t(t - 1)][size_t(i)];
   }
 }
 

@@ -1,5 +1,18 @@
 #pragma once
-// Causal scaled-dot-product attention with grouped-query heads over a key/value cache.
+// Causal scaled-dot-product attention with grouped-query heads, forward and backward, blocked the way
+// FlashAttention is (Dao et al. 2022, and FlashAttention-2's loop order for the backward):
+//
+//   forward, per (sequence, head, block of 64 queries):
+//     for each block of 64 visible keys:  S = Q Kᵀ / √d;  m' = max(m, rowmax S);  P = e^(S − m')
+//                                          l = l·e^(m − m') + rowsum P;  O = O·e^(m − m') + P V;  m = m'
+//     O /= l   (m and 1/l of every query are kept for the backward)
+//   backward, with D_t = do_t · o_t, per (sequence, kv head, block of 64 keys), over the query blocks and the
+//   query heads that read it:
+//     P = e^(Q Kᵀ/√d − m) / l;  dV += Pᵀ dO;  dP = dO Vᵀ;  dS = P ⊙ (dP − D) / √d;  dK += dSᵀ Q;  dQ += dS K
+//
+// No [T x T] matrix exists: scores live one 64 x 64 tile at a time in L1, and the backward recomputes them
+// from the row maxima and sums the forward saved. K and V are read in place for every query head of their group
+// (GQA without copies). Work is spread over sequences x heads x blocks, largest blocks first.
 #include <cstdint>
 
 namespace lora {
@@ -10,18 +23,35 @@ struct AttentionShape {
   int64_t kv_dim() const { return n_kv_heads * head_dim; }
 };
 
-// q [T, n_heads*head_dim] holds queries at positions pos0 .. pos0+T-1; keys/values [pos0+T, kv_dim]
-// hold every position up to the last query. Query head h reads kv head h / (n_heads / n_kv_heads).
-// out[t] = softmax(q_t · K[0..pos0+t]ᵀ / sqrt(head_dim)) · V.
+// `batch` sequences: q and out are [batch·T, q_dim], the queries of each sequence at positions
+// pos0 .. pos0+T-1; keys/values hold, per sequence, every position up to its last query, [pos0+T, kv_dim],
+// consecutive sequences kv_stride rows apart (0: pos0 + T, i.e. packed). Query head h reads kv head
+// h / (n_heads / n_kv_heads). out[t] = softmax(q_t · K[0..pos0+t]ᵀ / √head_dim) · V.
+// stats, when given, receives what the backward needs, [2, batch, n_heads, T]: the largest scaled score m of
+// each query, then 1/l with l = Σ_j e^(s_j − m). (Kept apart rather than as log-sum-exp m + log l, whose
+// rounding at |m + log l| would make the recomputed probabilities several times less exact.)
 void attention_forward(const float* q, const float* keys, const float* values, float* out, int64_t T, int64_t pos0,
-                       const AttentionShape& shape);
+                       const AttentionShape& shape, float* stats = nullptr, int64_t batch = 1, int64_t kv_stride = 0);
 
-// Gradients of attention_forward over one sequence with pos0 = 0 (training: queries, keys and values
-// are the same T positions). With p = softmax(s), s_j = q·k_j / sqrt(d), o = Σ p_j v_j:
-//   dv_j = Σ_t p_tj do_t,  ds_tj = p_tj (do_t·v_j − Σ_i p_ti do_t·v_i),  dq_t = Σ_j ds_tj k_j / sqrt(d),
-//   dk_j = Σ_t ds_tj q_t / sqrt(d), summed over the query heads that share a kv head.
-// The probabilities are recomputed rather than stored. dq, dk, dv are overwritten.
-void attention_backward(const float* dout, const float* q, const float* keys, const float* values, float* dq,
-                        float* dk, float* dv, int64_t T, const AttentionShape& shape);
+// Gradients of attention_forward (pos0 = 0, keys and values packed) from its output `out` and `stats`:
+//   dv_j = Σ_t p_tj do_t,  ds_tj = p_tj (do_t·v_j − do_t·o_t),  dq_t = Σ_j ds_tj k_j / √d,  dk_j = Σ_t ds_tj q_t / √d,
+// summed over the query heads that share a kv head. dq, dk, dv are overwritten.
+void attention_backward(const float* dout, const float* q, const float* keys, const float* values, const float* out,
+                        const float* stats, float* dq, float* dk, float* dv, int64_t T, const AttentionShape& shape,
+                        int64_t batch = 1);
+
+// The same, one query row at a time with its whole score vector (attention_reference.cpp): for tests.
+void attention_forward_reference(const float* q, const float* keys, const float* values, float* out, int64_t T,
+                                 int64_t pos0, const AttentionShape& shape);
+void attention_backward_reference(const float* dout, const float* q, const float* keys, const float* values, float* dq,
+                                  float* dk, float* dv, int64_t T, const AttentionShape& shape);
+
+// FLOPs of one causal sequence of T positions (pos0 = 0), for profiles and benchmarks: the forward is two
+// products (q·kᵀ, p·v) over the T(T+1)/2 visible pairs per head; the backward recomputes q·kᵀ and forms dv,
+// dp, dq and dk: five.
+inline double attention_forward_flops(int64_t T, const AttentionShape& s) {
+  return 2.0 * 2.0 * double(T) * double(T + 1) / 2.0 * double(s.head_dim) * double(s.n_heads);
+}
+inline double attention_backward_flops(int64_t T, const AttentionShape& s) { return 2.5 * attention_forward_flops(T, s); }
 
 }  // namespace lora

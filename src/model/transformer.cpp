@@ -90,8 +90,9 @@ const Tensor& Transformer::forward(const int32_t* tokens, int64_t B, int64_t T, 
       float* vc = value_cache_[l].f32() + b * max_seq_ * kv_dim;
       std::memcpy(kc + n_past_ * kv_dim, k.f32() + b * T * kv_dim, size_t(T * kv_dim) * sizeof(float));
       std::memcpy(vc + n_past_ * kv_dim, v.f32() + b * T * kv_dim, size_t(T * kv_dim) * sizeof(float));
-      attention_forward(q.f32() + b * T * c.q_dim(), kc, vc, att.f32() + b * T * c.q_dim(), T, n_past_, shape);
     }
+    attention_forward(q.f32(), key_cache_[l].f32(), value_cache_[l].f32(), att.f32(), T, n_past_, shape, nullptr, B,
+                      max_seq_);
     // residual: x += Wo · att (beta = 1 accumulates into x)
     matmul(mat(att), false, mat(lw.wo), true, mut_mat(x), 1.0f, 1.0f);
     if (ad) ad->add_linear(l, LinearSite::O, att, x);

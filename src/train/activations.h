@@ -14,6 +14,7 @@ struct TrainableModel::LayerActivations {
   Tensor rstd_attn, xn_attn;   // [N], [N, hidden]: RMSNorm before attention
   Tensor q, k, v;              // [N, q_dim], [N, kv_dim] x2; q and k after RoPE
   Tensor att;                  // [N, q_dim] attention output, input of o_proj
+  Tensor attn_stats;           // [2, N · n_heads] softmax max and 1/sum of every query (attention_forward)
   Tensor h;                    // [N, hidden] residual stream after attention
   Tensor rstd_ffn, xn_ffn;     // RMSNorm before the MLP
   Tensor gate, up, act;        // [N, inter]: act = silu(gate) ⊙ up, input of down_proj
@@ -27,6 +28,7 @@ struct TrainableModel::LayerActivations {
     k = Tensor(DType::F32, {n, c.kv_dim()});
     v = Tensor(DType::F32, {n, c.kv_dim()});
     att = Tensor(DType::F32, {n, c.q_dim()});
+    attn_stats = Tensor(DType::F32, {2, n * c.num_attention_heads});
     h = Tensor(DType::F32, {n, c.hidden_size});
     rstd_ffn = Tensor(DType::F32, {n});
     xn_ffn = Tensor(DType::F32, {n, c.hidden_size});

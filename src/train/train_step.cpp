@@ -6,6 +6,7 @@
 //   dact = Ldᵀ dx;  dgate, dup = swiglu'(dact);  dx += rmsnorm'(Lgᵀ dgate + Luᵀ dup)      (dx is now dh)
 //   datt = Loᵀ dx;  dq, dk, dv = attn'(datt);  dx += rmsnorm'(Lqᵀ rope'(dq) + Lkᵀ rope'(dk) + Lvᵀ dv)
 #include <cstring>
+#include <optional>
 
 #include "core/error.h"
 #include "core/matmul.h"
@@ -47,27 +48,46 @@ void TrainableModel::layer_forward(int64_t l, LayerActivations& a, int64_t B, in
   Tensor& x_out = residual_[size_t(l) + 1];
   auto lin = [&](Proj p, const Tensor& in, Tensor& out) {
     std::mt19937_64 rng = dropout_rng(seed, l, p);
-    adapted_linear_forward(slots[p].params(), in, out, &a.linear[p], training ? &rng : nullptr);
+    LinearParams lp = slots[p].params();
+    lp.profiler = profiler;
+    adapted_linear_forward(lp, in, out, &a.linear[p], training ? &rng : nullptr);
   };
+  auto timed = [&](Phase phase, double flops = 0) { return Profiler::Scope(profiler, phase, flops); };
 
-  rmsnorm_forward(x.f32(), w.attn_norm.f32(), a.xn_attn.f32(), n, c.hidden_size, c.rms_norm_eps, a.rstd_attn.f32());
+  {
+    auto t = timed(Phase::RmsNorm);
+    rmsnorm_forward(x.f32(), w.attn_norm.f32(), a.xn_attn.f32(), n, c.hidden_size, c.rms_norm_eps, a.rstd_attn.f32());
+  }
   lin(kQ, a.xn_attn, a.q);
   lin(kK, a.xn_attn, a.k);
   lin(kV, a.xn_attn, a.v);
-  rope_forward(a.q.f32(), positions_.data(), n, c.num_attention_heads, c.head_dim, rope_);
-  rope_forward(a.k.f32(), positions_.data(), n, c.num_key_value_heads, c.head_dim, rope_);
+  {
+    auto t = timed(Phase::Rope);
+    rope_forward(a.q.f32(), positions_.data(), n, c.num_attention_heads, c.head_dim, rope_);
+    rope_forward(a.k.f32(), positions_.data(), n, c.num_key_value_heads, c.head_dim, rope_);
+  }
   const AttentionShape shape{c.num_attention_heads, c.num_key_value_heads, c.head_dim};
-  for (int64_t b = 0; b < B; ++b)
-    attention_forward(a.q.f32() + b * T * c.q_dim(), a.k.f32() + b * T * c.kv_dim(), a.v.f32() + b * T * c.kv_dim(),
-                      a.att.f32() + b * T * c.q_dim(), T, 0, shape);
+  {
+    auto t = timed(Phase::AttentionForward, double(B) * attention_forward_flops(T, shape));
+    attention_forward(a.q.f32(), a.k.f32(), a.v.f32(), a.att.f32(), T, 0, shape, a.attn_stats.f32(), B);
+  }
   lin(kO, a.att, a.h);
-  add_into(a.h, x);  // h = x + Lo att
-
-  rmsnorm_forward(a.h.f32(), w.ffn_norm.f32(), a.xn_ffn.f32(), n, c.hidden_size, c.rms_norm_eps, a.rstd_ffn.f32());
+  {
+    auto t = timed(Phase::Elementwise);
+    add_into(a.h, x);  // h = x + Lo att
+  }
+  {
+    auto t = timed(Phase::RmsNorm);
+    rmsnorm_forward(a.h.f32(), w.ffn_norm.f32(), a.xn_ffn.f32(), n, c.hidden_size, c.rms_norm_eps, a.rstd_ffn.f32());
+  }
   lin(kGate, a.xn_ffn, a.gate);
   lin(kUp, a.xn_ffn, a.up);
-  swiglu_forward(a.gate.f32(), a.up.f32(), a.act.f32(), a.act.numel());
+  {
+    auto t = timed(Phase::SwiGlu);
+    swiglu_forward(a.gate.f32(), a.up.f32(), a.act.f32(), a.act.numel());
+  }
   lin(kDown, a.act, x_out);
+  auto t = timed(Phase::Elementwise);
   add_into(x_out, a.h);  // x' = h + Ld act
 }
 
@@ -80,35 +100,54 @@ void TrainableModel::layer_backward(int64_t l, LayerActivations& a, Tensor& dx, 
   float* dnorm_attn = norm_grads_[size_t(l)][0].empty() ? nullptr : norm_grads_[size_t(l)][0].f32();
   float* dnorm_ffn = norm_grads_[size_t(l)][1].empty() ? nullptr : norm_grads_[size_t(l)][1].f32();
   auto back = [&](Proj p, const Tensor& in, const Tensor& dout, Tensor& din, bool accumulate) {
-    adapted_linear_backward(slots[p].params(), in, dout, a.linear[p], din, accumulate);
+    LinearParams lp = slots[p].params();
+    lp.profiler = profiler;
+    adapted_linear_backward(lp, in, dout, a.linear[p], din, accumulate);
   };
+  auto timed = [&](Phase phase, double flops = 0) { return Profiler::Scope(profiler, phase, flops); };
 
   GradScratch& g = *scratch_;
   Tensor &dact = g.dact, &dgate = g.dgate, &dup = g.dup, &dxn = g.dxn, &dres = g.dres;
 
   // MLP block
   back(kDown, a.act, dx, dact, false);
-  swiglu_backward(dact.f32(), a.gate.f32(), a.up.f32(), dgate.f32(), dup.f32(), dact.numel());
+  {
+    auto t = timed(Phase::SwiGlu);
+    swiglu_backward(dact.f32(), a.gate.f32(), a.up.f32(), dgate.f32(), dup.f32(), dact.numel());
+  }
   back(kGate, a.xn_ffn, dgate, dxn, false);
   back(kUp, a.xn_ffn, dup, dxn, true);
-  rmsnorm_backward(dxn.f32(), a.h.f32(), w.ffn_norm.f32(), a.rstd_ffn.f32(), dres.f32(), dnorm_ffn, n, c.hidden_size);
-  add_into(dx, dres);  // dh
+  {
+    auto t = timed(Phase::RmsNorm);
+    rmsnorm_backward(dxn.f32(), a.h.f32(), w.ffn_norm.f32(), a.rstd_ffn.f32(), dres.f32(), dnorm_ffn, n, c.hidden_size);
+  }
+  {
+    auto t = timed(Phase::Elementwise);
+    add_into(dx, dres);  // dh
+  }
 
   // attention block
   Tensor &datt = g.datt, &dq = g.dq, &dk = g.dk, &dv = g.dv;
   back(kO, a.att, dx, datt, false);
   const AttentionShape shape{c.num_attention_heads, c.num_key_value_heads, c.head_dim};
-  for (int64_t b = 0; b < B; ++b) {
-    const int64_t qo = b * T * c.q_dim(), ko = b * T * c.kv_dim();
-    attention_backward(datt.f32() + qo, a.q.f32() + qo, a.k.f32() + ko, a.v.f32() + ko, dq.f32() + qo, dk.f32() + ko,
-                       dv.f32() + ko, T, shape);
+  {
+    auto t = timed(Phase::AttentionBackward, double(B) * attention_backward_flops(T, shape));
+    attention_backward(datt.f32(), a.q.f32(), a.k.f32(), a.v.f32(), a.att.f32(), a.attn_stats.f32(), dq.f32(), dk.f32(),
+                       dv.f32(), T, shape, B);
   }
-  rope_backward(dq.f32(), positions_.data(), n, c.num_attention_heads, c.head_dim, rope_);
-  rope_backward(dk.f32(), positions_.data(), n, c.num_key_value_heads, c.head_dim, rope_);
+  {
+    auto t = timed(Phase::Rope);
+    rope_backward(dq.f32(), positions_.data(), n, c.num_attention_heads, c.head_dim, rope_);
+    rope_backward(dk.f32(), positions_.data(), n, c.num_key_value_heads, c.head_dim, rope_);
+  }
   back(kQ, a.xn_attn, dq, dxn, false);
   back(kK, a.xn_attn, dk, dxn, true);
   back(kV, a.xn_attn, dv, dxn, true);
-  rmsnorm_backward(dxn.f32(), x.f32(), w.attn_norm.f32(), a.rstd_attn.f32(), dres.f32(), dnorm_attn, n, c.hidden_size);
+  {
+    auto t = timed(Phase::RmsNorm);
+    rmsnorm_backward(dxn.f32(), x.f32(), w.attn_norm.f32(), a.rstd_attn.f32(), dres.f32(), dnorm_attn, n, c.hidden_size);
+  }
+  auto t = timed(Phase::Elementwise);
   add_into(dx, dres);  // gradient at the block input
 }
 
@@ -134,6 +173,8 @@ TrainableModel::Result TrainableModel::run(const int32_t* tokens, const int32_t*
   for (LayerActivations& a : acts_) a.allocate(c, n);
 
   // embedding (+ LoRA: x_i += s · B A[:, id_i])
+  std::optional<Profiler::Scope> timed;
+  timed.emplace(profiler, Phase::Embedding);
   embedding_forward(weights_.tok_embeddings, tokens, n, residual_[0].f32());
   Tensor embed_u;
   if (embed_lora_) {
@@ -144,6 +185,7 @@ TrainableModel::Result TrainableModel::run(const int32_t* tokens, const int32_t*
     matmul(mat(embed_u), false, mat(e.lora_embedding_b), true, mut_mat(residual_[0]), e.scaling, 1.0f);
   }
 
+  timed.reset();
   for (int64_t l = 0; l < L; ++l) layer_forward(l, acts_[shared ? 0 : size_t(l)], B, T, training, seed);
 
   // final norm and the loss through lm_head (+ LoRA), chunked
@@ -151,11 +193,14 @@ TrainableModel::Result TrainableModel::run(const int32_t* tokens, const int32_t*
     xn_final_ = Tensor(DType::F32, {n, hidden});
     rstd_final_ = Tensor(DType::F32, {n});
   }
+  timed.emplace(profiler, Phase::RmsNorm);
   rmsnorm_forward(residual_[size_t(L)].f32(), weights_.norm.f32(), xn_final_.f32(), n, hidden, c.rms_norm_eps,
                   rstd_final_.f32());
+  timed.reset();
   LowRankLogits head_lr;
   Tensor du;
   if (head_lora_) {
+    Profiler::Scope t(profiler, Phase::LoraProducts);
     std::mt19937_64 rng = dropout_rng(seed, L, 0);
     lora_down_forward(*head_lora_, xn_final_, head_saved_, training ? &rng : nullptr);
     head_lr.u = head_saved_.u.f32();
@@ -177,15 +222,22 @@ TrainableModel::Result TrainableModel::run(const int32_t* tokens, const int32_t*
   Tensor* head_grad = head_grad_.empty() ? (weights_.lm_head.data() == weights_.tok_embeddings.data() && !embed_grad_.empty()
                                                 ? &embed_grad_ : nullptr)
                                          : &head_grad_;
+  timed.emplace(profiler, Phase::LmHeadLoss, (backward ? 4.0 : 2.0) * double(n) * double(c.vocab_size) * double(hidden));
   const CrossEntropyResult ce = lm_head_cross_entropy(
       xn_final_.f32(), weights_.lm_head, targets, n, loss_chunk_rows, grad_scale, backward ? dxn_final.f32() : nullptr,
       backward && head_grad ? head_grad->f32() : nullptr, head_lora_ ? &head_lr : nullptr);
+  timed.reset();
   Result result{ce.loss_sum, ce.count};
   if (!backward) return result;
 
-  if (head_lora_) lora_down_backward(*head_lora_, xn_final_, head_saved_, du, dxn_final);
+  if (head_lora_) {
+    Profiler::Scope t(profiler, Phase::LoraProducts);
+    lora_down_backward(*head_lora_, xn_final_, head_saved_, du, dxn_final);
+  }
+  timed.emplace(profiler, Phase::RmsNorm);
   rmsnorm_backward(dxn_final.f32(), residual_[size_t(L)].f32(), weights_.norm.f32(), rstd_final_.f32(), dx.f32(),
                    final_norm_grad_.empty() ? nullptr : final_norm_grad_.f32(), n, hidden);
+  timed.reset();
 
   for (int64_t l = L - 1; l >= 0; --l) {
     LayerActivations& a = acts_[shared ? 0 : size_t(l)];
@@ -199,6 +251,7 @@ TrainableModel::Result TrainableModel::run(const int32_t* tokens, const int32_t*
     layer_backward(l, a, dx, B, T);
   }
 
+  timed.emplace(profiler, Phase::Embedding);
   if (!embed_grad_.empty()) embedding_backward(dx.f32(), tokens, n, embed_grad_.f32(), hidden);
   if (embed_lora_) {
     // dB += s · dxᵀ u;  dA[:, id_i] += s · Bᵀ dx_i

@@ -16,6 +16,7 @@
 
 #include "adapters/lora_config.h"
 #include "adapters/lora_linear.h"
+#include "core/profiler.h"
 #include "kernels/cross_entropy.h"
 #include "kernels/rope.h"
 #include "model/model.h"
@@ -97,6 +98,7 @@ class TrainableModel {
 
   bool gradient_checkpointing = false;  // keep only each block's input; recompute the rest in backward
   int64_t loss_chunk_rows = 256;        // rows of logits alive at once in the cross-entropy
+  Profiler* profiler = nullptr;         // when set, every kernel family of the step is timed into it
   std::mt19937_64& rng() { return rng_; }
 
  private:

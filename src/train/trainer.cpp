@@ -4,6 +4,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <random>
 #include <sstream>
 
@@ -99,6 +100,9 @@ bool Trainer::train(const std::string& resume_from) {
       ++micro_cursor_;
       if (micro_cursor_ % micro_per_epoch_ == 0) break;  // an epoch's last step may be shorter
     }
+    // The first step of a run builds primitives and buffers: the profile starts after it.
+    Profiler* prof = step_ > first_step ? model_.profiler : nullptr;
+    if (prof) prof->begin_step();
     model_.zero_grad();
     double loss_sum = 0;
     int64_t count = 0;
@@ -114,6 +118,7 @@ bool Trainer::train(const std::string& resume_from) {
       fail("the loss became {} at step {}; stopping. The last checkpoint in {} is intact", loss, step_ + 1,
            args_.output_dir);
     // AdaLoRA's regularizer is part of the step's loss once, whatever the accumulation
+    std::optional<Profiler::Scope> timed(std::in_place, prof, Phase::Optimizer);
     const double orth_reg = rank_allocator_ ? add_orthogonal_regularization(model_) : 0.0;
     const double grad_norm = clip_grad_norm(model_.params(), args_.max_grad_norm);
     if (!std::isfinite(grad_norm))
@@ -123,6 +128,8 @@ bool Trainer::train(const std::string& resume_from) {
     optimizer_->adamw.step(model_.params(), float(lr));
     ++step_;
     const int64_t budget = rank_allocator_ ? rank_allocator_->update_and_allocate(step_) : -1;
+    timed.reset();
+    if (prof) prof->end_step();
 
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     StepLog log{step_, total_steps_, double(micro_cursor_) / double(micro_per_epoch_), loss, lr, grad_norm,
