@@ -16,6 +16,7 @@ PACKAGES=(
   libsentencepiece-dev   # Llama 2 tokenizer.model
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-torch python3-numpy   # PyTorch oracle for tests only
+  libopenblas0-pthread   # a real BLAS under PyTorch, so bench/pytorch_*baseline.py is a fair baseline
 )
 
 missing=()

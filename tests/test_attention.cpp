@@ -113,5 +113,50 @@ TEST(Attention, GradientsMatchFiniteDifferencesAcrossTiles) {
   expect_gradient(v, dv, loss, "dv");
 }
 
+TEST(Attention, Bf16StorageAgreesWithF32WithinBf16Rounding) {
+  // Activations stored in bf16 (the bf16 training path): q, k, v and the output in bf16, the products, the
+  // softmax and the gradients in f32. Against the f32 kernel on the same (rounded) inputs, the output may differ
+  // by its own bf16 rounding (2^-8 relative) and the gradients by the effect of the rounded output in D = do·o.
+  const AttentionShape s{6, 2, 64};
+  const int64_t T = 130, n = s.q_dim() * T;
+  auto round = [](std::vector<float> v) {
+    for (float& x : v) x = bf16_to_f32(f32_to_bf16(x));
+    return v;
+  };
+  auto to_bf16 = [](const std::vector<float>& v) {
+    std::vector<bf16> o(v.size());
+    for (size_t i = 0; i < v.size(); ++i) o[i] = f32_to_bf16(v[i]);
+    return o;
+  };
+  const auto q = round(randn(size_t(n), 1)), k = round(randn(size_t(T * s.kv_dim()), 2)), v = round(randn(size_t(T * s.kv_dim()), 3));
+  const auto dout = randn(size_t(n), 4);
+  const auto q16 = to_bf16(q), k16 = to_bf16(k), v16 = to_bf16(v);
+  std::vector<float> out(static_cast<size_t>(n)), stats(static_cast<size_t>(2 * s.n_heads * T)), stats16(stats.size());
+  std::vector<bf16> out16(static_cast<size_t>(n));
+  attention_forward(q.data(), k.data(), v.data(), out.data(), T, 0, s, stats.data());
+  attention_forward(q16.data(), k16.data(), v16.data(), out16.data(), T, 0, s, stats16.data());
+  double worst = 0, scale = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    worst = std::max(worst, double(std::fabs(bf16_to_f32(out16[size_t(i)]) - out[size_t(i)])));
+    scale = std::max(scale, double(std::fabs(out[size_t(i)])));
+  }
+  EXPECT_LE(worst, scale / 128) << "output";
+  std::vector<float> dq(static_cast<size_t>(n)), dk(k.size()), dv(v.size()), dq16(static_cast<size_t>(n)), dk16(k.size()), dv16(v.size());
+  attention_backward(dout.data(), q.data(), k.data(), v.data(), out.data(), stats.data(), dq.data(), dk.data(), dv.data(), T, s);
+  attention_backward(dout.data(), q16.data(), k16.data(), v16.data(), out16.data(), stats16.data(), dq16.data(), dk16.data(),
+                     dv16.data(), T, s);
+  auto rel = [](const std::vector<float>& a, const std::vector<float>& b) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+      num += double(a[i] - b[i]) * (a[i] - b[i]);
+      den += double(b[i]) * b[i];
+    }
+    return std::sqrt(num / den);
+  };
+  EXPECT_LT(rel(dq16, dq), 1e-2);
+  EXPECT_LT(rel(dk16, dk), 1e-2);
+  EXPECT_LT(rel(dv16, dv), 1e-5);  // dv does not involve the output at all: only the exp differs
+}
+
 }  // namespace
 }  // namespace lora

@@ -2,10 +2,12 @@
 // L = Σ r ⊙ forward(x) with a fixed random r (so dL/dy = r).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
 
+#include "core/dtype.h"
 #include "core/matmul.h"
 #include "kernels/attention.h"
 #include "kernels/cross_entropy.h"
@@ -153,6 +155,57 @@ TEST(KernelGrads, ChunkedLmHeadCrossEntropyIgnoresMinus100) {
   for (int64_t j = 0; j < dim; ++j) EXPECT_EQ(dh[1 * dim + j], 0.0f);  // ignored rows get no gradient
   expect_gradient(h, dh, loss, "dh", 1e-2f, 2e-3);
   expect_gradient(wv, dW, loss, "dlm_head", 1e-2f, 2e-3);
+}
+
+// A vocabulary of many vector widths plus a tail: the vectorized softmax gives token_nll's loss and the
+// gradient (softmax − onehot) · W computed plainly in double; with a bf16 head (dlogits stored in bf16 for
+// its GEMMs) the gradient stays within bf16 rounding of it.
+TEST(KernelGrads, LmHeadCrossEntropyWideVocabularyF32AndBf16) {
+  const int64_t n = 5, dim = 24, vocab = 1003;
+  auto h = randn(n * dim, 21);
+  auto wv = randn(vocab * dim, 22);
+  Tensor W(DType::F32, {vocab, dim});
+  std::copy(wv.begin(), wv.end(), W.f32());
+  const Tensor Wb = W.to(DType::BF16);
+  const std::vector<int32_t> targets = {0, 1002, kIgnoreIndex, 17, 500};
+  const float scale = 0.25f;
+  for (const Tensor* w : {static_cast<const Tensor*>(&W), &Wb}) {
+    const bool bf = w->dtype() == DType::BF16;
+    std::vector<float> dh(h.size());
+    const auto r = lm_head_cross_entropy(h.data(), *w, targets.data(), n, 2, scale, dh.data());
+    double want_loss = 0;
+    std::vector<double> want_dh(h.size(), 0.0);
+    std::vector<float> logits(vocab);
+    for (int64_t i = 0; i < n; ++i) {
+      if (targets[i] == kIgnoreIndex) continue;
+      for (int64_t v = 0; v < vocab; ++v) {
+        // the bf16 GEMM rounds h to bf16 too
+        double s = 0;
+        for (int64_t j = 0; j < dim; ++j) {
+          const float hx = bf ? bf16_to_f32(f32_to_bf16(h[i * dim + j])) : h[i * dim + j];
+          s += double(hx) * mat(*w).at(v, j);
+        }
+        logits[v] = float(s);
+      }
+      want_loss += token_nll(logits.data(), vocab, targets[i]);
+      double m = logits[0], z = 0;
+      for (float x : logits) m = std::max(m, double(x));
+      for (float x : logits) z += std::exp(x - m);
+      for (int64_t v = 0; v < vocab; ++v) {
+        const double g = scale * (std::exp(logits[v] - m) / z - (v == targets[i]));
+        for (int64_t j = 0; j < dim; ++j) want_dh[i * dim + j] += g * mat(*w).at(v, j);
+      }
+    }
+    EXPECT_EQ(r.count, 4);
+    EXPECT_NEAR(r.loss_sum, want_loss, 1e-4 * want_loss) << (bf ? "bf16" : "f32");
+    double diff = 0, norm = 0;
+    for (size_t k = 0; k < dh.size(); ++k) {
+      diff += std::pow(dh[k] - want_dh[k], 2);
+      norm += want_dh[k] * want_dh[k];
+    }
+    EXPECT_LT(std::sqrt(diff), (bf ? 1e-2 : 1e-5) * std::sqrt(norm)) << (bf ? "bf16" : "f32");
+    for (int64_t j = 0; j < dim; ++j) EXPECT_EQ(dh[2 * dim + j], 0.0f);
+  }
 }
 
 }  // namespace

@@ -153,8 +153,8 @@ ModelConfig small_config() {
 }
 
 // TrainableModel::lora over a quantized base computes what it computes over the same weights
-// dequantized to f32 (within bf16 rounding), never touches the quantized base, and merges into a full
-// precision model.
+// dequantized to bf16 (what the quantized matmul decodes its panels to; both keep bf16 activations
+// between ops), never touches the quantized base, and merges into a full precision model.
 TEST(Qlora, TrainingPassOverQuantizedBaseMatchesDequantizedBase) {
   Model quantized = random_model(small_config(), 5);
   quantize_linear_weights(quantized, {DType::NF4, true});
@@ -162,7 +162,8 @@ TEST(Qlora, TrainingPassOverQuantizedBaseMatchesDequantizedBase) {
   Model dense = random_model(small_config(), 5);
   for (size_t l = 0; l < dense.weights.layers.size(); ++l)
     for (int p = 0; p < 7; ++p)
-      *linear_weights(dense.weights.layers[l])[size_t(p)] = dequantize(*linear_weights(quantized.weights.layers[l])[size_t(p)]);
+      *linear_weights(dense.weights.layers[l])[size_t(p)] =
+          dequantize(*linear_weights(quantized.weights.layers[l])[size_t(p)]).to(DType::BF16);
   const Tensor wq_before = quantized.weights.layers[0].wq.clone();
 
   LoraConfig cfg;

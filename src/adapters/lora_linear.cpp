@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "core/matmul.h"
 #include "core/quant.h"
+#include "kernels/simd.h"
 
 namespace lora {
 
@@ -92,17 +93,22 @@ void lora_down_forward(const LoraLinear& l, const Tensor& x, LinearSaved& s, std
   // x_d = dropout(x): kept entries scaled by 1/(1-p) so the expectation is unchanged.
   const bool drop = l.dropout > 0.0f && rng != nullptr;
   if (drop) {
-    s.x_drop = Tensor(DType::F32, {n, l.in_features});
+    // x_d in x's own type (f32, or bf16 on the bf16 path), so that A x_d multiplies like A x.
+    s.x_drop = Tensor(x.dtype(), {n, l.in_features});
     s.keep = Tensor(DType::U8, {n, l.in_features});
     std::bernoulli_distribution keep(1.0 - l.dropout);
     const float scale = 1.0f / (1.0f - l.dropout);
-    const float* xs = x.f32();
-    float* d = s.x_drop.f32();
     uint8_t* k = s.keep.data_as<uint8_t>();
-    for (int64_t i = 0; i < n * l.in_features; ++i) {
-      k[i] = keep(*rng) ? 1 : 0;
-      d[i] = k[i] ? xs[i] * scale : 0.0f;
-    }
+    auto fill = [&](const auto* xs, auto* d) {
+      for (int64_t i = 0; i < n * l.in_features; ++i) {
+        k[i] = keep(*rng) ? 1 : 0;
+        simd::put(d[i], k[i] ? simd::to_f32(xs[i]) * scale : 0.0f);
+      }
+    };
+    if (x.dtype() == DType::BF16)
+      fill(x.data_as<bf16>(), s.x_drop.data_as<bf16>());
+    else
+      fill(x.f32(), s.x_drop.f32());
   } else {
     s.x_drop = Tensor();
     s.keep = Tensor();
@@ -117,7 +123,7 @@ void lora_down_forward(const LoraLinear& l, const Tensor& x, LinearSaved& s, std
   }
 }
 
-void lora_down_backward(LoraLinear& l, const Tensor& x, const LinearSaved& s, const Tensor& du_in, Tensor& dx,
+void lora_down_backward(LoraLinear& l, const Tensor& x, const LinearSaved& s, const Tensor& du_in, Tensor* dx,
                         const Tensor* extra_dxd) {
   const bool drop = !s.x_drop.empty();
   Tensor du_scaled;
@@ -133,10 +139,11 @@ void lora_down_backward(LoraLinear& l, const Tensor& x, const LinearSaved& s, co
   }
   const Tensor& du = l.adalora() ? du_scaled : du_in;
   matmul(mat(du), true, mat(drop ? s.x_drop : x), false, mut_mat(l.grad_a), 1.0f, 1.0f);  // dA += duᵀ x_d
+  if (!dx) return;
   if (!drop) {
-    matmul(mat(du), false, mat(l.lora_a), false, mut_mat(dx), 1.0f, 1.0f);  // dx += du A
+    matmul(mat(du), false, mat(l.lora_a), false, mut_mat(*dx), 1.0f, 1.0f);  // dx += du A
     if (extra_dxd)
-      for (int64_t i = 0; i < dx.numel(); ++i) dx.f32()[i] += extra_dxd->f32()[i];
+      for (int64_t i = 0; i < dx->numel(); ++i) dx->f32()[i] += extra_dxd->f32()[i];
     return;
   }
   // x_d = mask ⊙ x / (1-p): the gradient reaching x_d goes back through the same mask.
@@ -144,8 +151,8 @@ void lora_down_backward(LoraLinear& l, const Tensor& x, const LinearSaved& s, co
   matmul(mat(du), false, mat(l.lora_a), false, mut_mat(dxd), 1.0f, extra_dxd ? 1.0f : 0.0f);
   const float scale = 1.0f / (1.0f - l.dropout);
   const uint8_t* k = s.keep.data_as<uint8_t>();
-  float* dxv = dx.f32();
-  for (int64_t i = 0; i < dx.numel(); ++i)
+  float* dxv = dx->f32();
+  for (int64_t i = 0; i < dx->numel(); ++i)
     if (k[i]) dxv[i] += dxd.f32()[i] * scale;
 }
 
@@ -202,26 +209,36 @@ void adapted_linear_forward(const LinearParams& p, const Tensor& x, Tensor& y, L
   if (p.bias) add_to_rows(*p.bias, y);
 }
 
-void adapted_linear_backward(const LinearParams& p, const Tensor& x, const Tensor& dy, const LinearSaved& s,
-                             Tensor& dx, bool accumulate_dx) {
+namespace {
+
+// db += Σ_rows dy, for f32 or bf16 dy.
+void add_column_sums(const Tensor& dy, float* db) {
+  const MatView v = mat(dy);
+  for (int64_t r = 0; r < v.rows; ++r)
+    for (int64_t j = 0; j < v.cols; ++j) db[j] += v.at(r, j);
+}
+
+}  // namespace
+
+void adapted_linear_backward(const LinearParams& p, const Tensor& x, const Tensor& dy_in, const LinearSaved& s,
+                             Tensor* dx, bool accumulate_dx) {
   const int64_t n = mat(x).rows;
+  // DoRA works on dy element by element: in f32 (the bf16 path hands over bf16 gradients).
+  const Tensor dy = p.lora && p.lora->use_dora && dy_in.dtype() != DType::F32 ? dy_in.to(DType::F32) : dy_in;
   const MatView dyv = mat(dy);
   const double base_flops = 2.0 * double(n) * double(mat(*p.weight).rows) * double(mat(*p.weight).cols);
   if (p.bias_grad || p.weight_grad) {
     Profiler::Scope timed(p.profiler, Phase::BaseInputGrad, p.weight_grad ? base_flops : 0.0);
-    if (p.bias_grad) {  // db += Σ_rows dy
-      float* db = p.bias_grad->f32();
-      for (int64_t r = 0; r < n; ++r)
-        for (int64_t j = 0; j < dyv.cols; ++j) db[j] += dy.f32()[r * dyv.cols + j];
-    }
+    if (p.bias_grad) add_column_sums(dy, p.bias_grad->f32());  // db += Σ_rows dy
     if (p.weight_grad) matmul(dyv, true, mat(x), false, mut_mat(*p.weight_grad), 1.0f, 1.0f);  // dW += dyᵀ x
   }
 
   LoraLinear* l = p.lora;
   const float beta_dx = accumulate_dx ? 1.0f : 0.0f;
   if (!l) {
+    if (!dx) return;
     Profiler::Scope timed(p.profiler, Phase::BaseInputGrad, base_flops);
-    matmul(dyv, false, mat(*p.weight), false, mut_mat(dx), 1.0f, beta_dx);  // dx = dy W
+    matmul(dyv, false, mat(*p.weight), false, mut_mat(*dx), 1.0f, beta_dx);  // dx = dy W
     return;
   }
   const bool drop = !s.x_drop.empty();
@@ -255,7 +272,7 @@ void adapted_linear_backward(const LinearParams& p, const Tensor& x, const Tenso
   // The base path: dx = dy W, except DoRA without dropout, where W x is scaled by c too (dx = g W).
   // DoRA with dropout also has (c − 1) ⊙ W x_d, whose gradient (g − dy) W goes through the mask.
   Tensor extra;
-  if (l->use_dora && drop) {
+  if (dx && l->use_dora && drop) {
     Tensor cm1(DType::F32, {n, out});
     for (int64_t i = 0; i < n * out; ++i) cm1.f32()[i] = g_dora.f32()[i] - dy.f32()[i];
     extra = Tensor(DType::F32, {n, l->in_features});
@@ -263,12 +280,17 @@ void adapted_linear_backward(const LinearParams& p, const Tensor& x, const Tenso
   }
   timed.reset();
   const Tensor& base_grad = (l->use_dora && !drop) ? *g : dy;
-  {
+  if (dx) {
     Profiler::Scope timed_base(p.profiler, Phase::BaseInputGrad, base_flops);
-    matmul(mat(base_grad), false, mat(*p.weight), false, mut_mat(dx), 1.0f, beta_dx);
+    matmul(mat(base_grad), false, mat(*p.weight), false, mut_mat(*dx), 1.0f, beta_dx);
   }
   Profiler::Scope timed_down(p.profiler, Phase::LoraProducts, 4.0 * double(n) * double(l->r) * double(l->in_features));
   lora_down_backward(*l, x, s, du, dx, extra.empty() ? nullptr : &extra);
+}
+
+void adapted_linear_backward(const LinearParams& p, const Tensor& x, const Tensor& dy, const LinearSaved& saved,
+                             Tensor& dx, bool accumulate_dx) {
+  adapted_linear_backward(p, x, dy, saved, &dx, accumulate_dx);
 }
 
 }  // namespace lora

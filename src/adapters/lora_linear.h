@@ -72,15 +72,20 @@ void adapted_linear_forward(const LinearParams& p, const Tensor& x, Tensor& y, L
 
 // Given dy [N, out]: dx (accumulated into when accumulate_dx, else overwritten), and the gradients of
 // every trainable part (lora grad_a/grad_b/grad_magnitude, weight_grad, bias_grad) accumulated.
+// x and dy may be f32 or bf16 (the bf16 training path); dx is f32.
 void adapted_linear_backward(const LinearParams& p, const Tensor& x, const Tensor& dy, const LinearSaved& saved,
                              Tensor& dx, bool accumulate_dx);
+// The same where nothing needs the input gradient (the first block of a model whose embedding is frozen):
+// dx null skips dy·W and the adapter's part of it.
+void adapted_linear_backward(const LinearParams& p, const Tensor& x, const Tensor& dy, const LinearSaved& saved,
+                             Tensor* dx, bool accumulate_dx);
 
 // The adapter's down-projection alone, u = A · dropout(x) into saved.u (and the dropout mask), and its
 // backward from du = dL/du: grad_a += duᵀ x_d, dx += dropout'(du A + extra_dxd). With AdaLoRA's E,
 // u = E ⊙ A x_d, and the backward also gives grad_e += Σ_rows du ⊙ A x_d. Used where the
 // up-projection is fused elsewhere (the lm_head inside the chunked cross-entropy).
 void lora_down_forward(const LoraLinear& l, const Tensor& x, LinearSaved& saved, std::mt19937_64* rng);
-void lora_down_backward(LoraLinear& l, const Tensor& x, const LinearSaved& saved, const Tensor& du, Tensor& dx,
+void lora_down_backward(LoraLinear& l, const Tensor& x, const LinearSaved& saved, const Tensor& du, Tensor* dx,
                         const Tensor* extra_dxd = nullptr);
 
 }  // namespace lora

@@ -20,6 +20,10 @@ const char* dtype_name(DType t);  // "f32", "bf16", "nf4", ...
 // Parses safetensors-style ("F32", "BF16") and lower-case names; throws lora::Error otherwise.
 DType dtype_from_name(const std::string& name);
 
+// The bits of a bfloat16 value, as bf16 tensors store them (kernels templated on their storage type take
+// float or bf16).
+using bf16 = uint16_t;
+
 inline float bf16_to_f32(uint16_t h) {
   uint32_t bits = uint32_t(h) << 16;
   float f;
@@ -28,12 +32,13 @@ inline float bf16_to_f32(uint16_t h) {
 }
 
 // Round to nearest even, as PyTorch and oneDNN do; NaN stays NaN.
+// Branch-free, so that loops of it vectorize.
 inline uint16_t f32_to_bf16(float f) {
   uint32_t bits;
   std::memcpy(&bits, &f, 4);
-  if ((bits & 0x7fffffffu) > 0x7f800000u) return uint16_t((bits >> 16) | 0x40);
-  bits += 0x7fffu + ((bits >> 16) & 1u);
-  return uint16_t(bits >> 16);
+  const uint32_t rounded = (bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16;
+  const bool nan = (bits & 0x7fffffffu) > 0x7f800000u;
+  return uint16_t(nan ? (bits >> 16) | 0x40 : rounded);
 }
 
 float f16_to_f32(uint16_t h);

@@ -84,11 +84,9 @@ Engine& engine() {
 // oneDNN 2.6 multiplies bf16 only by bf16, so an f32 operand meeting a bf16 one is rounded to bf16.
 std::vector<uint16_t> to_bf16_dense(const MatView& v) {
   std::vector<uint16_t> out(size_t(v.rows * v.cols));
-  for (int64_t r = 0; r < v.rows; ++r) {
-    const float* src = static_cast<const float*>(v.data) + r * v.stride;
-    uint16_t* dst = out.data() + r * v.cols;
-    for (int64_t c = 0; c < v.cols; ++c) dst[c] = f32_to_bf16(src[c]);
-  }
+  for (int64_t r = 0; r < v.rows; ++r)
+    convert_from_f32(static_cast<const float*>(v.data) + r * v.stride, DType::BF16, out.data() + r * v.cols,
+                     size_t(v.cols));
   return out;
 }
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/simd.h"
@@ -15,11 +16,22 @@ namespace {
 
 constexpr int64_t kBlock = 64;  // queries and keys per tile: a 64 x 64 score tile and 64 x head_dim rows fit L1
 
-// rows x cols of a strided matrix, transposed into out [cols][ld_out]: K and V blocks as the B operand of
-// Q·Kᵀ and dO·Vᵀ.
-void transpose_block(const float* src, int64_t ld_src, int64_t rows, int64_t cols, float* out, int64_t ld_out) {
+// rows x cols of a strided matrix, transposed into out [cols][ld_out] as f32: K and V blocks as the B operand
+// of Q·Kᵀ and dO·Vᵀ.
+template <typename T>
+void transpose_block(const T* src, int64_t ld_src, int64_t rows, int64_t cols, float* out, int64_t ld_out) {
   for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c) out[c * ld_out + r] = src[r * ld_src + c];
+    for (int64_t c = 0; c < cols; ++c) out[c * ld_out + r] = simd::to_f32(src[r * ld_src + c]);
+}
+
+// A rows x cols block as f32 rows the tile products read: the block itself when it is f32 (ld unchanged),
+// else converted into buf (ld becomes cols).
+const float* f32_block(const float* src, int64_t& ld, int64_t, int64_t, float*) { return src; }
+const float* f32_block(const bf16* src, int64_t& ld, int64_t rows, int64_t cols, float* buf) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) buf[r * cols + c] = bf16_to_f32(src[r * ld + c]);
+  ld = cols;
+  return buf;
 }
 
 float row_max(const float* s, int64_t n) {
@@ -34,14 +46,16 @@ float row_max(const float* s, int64_t n) {
 #endif
 }
 
-// p[j] = e^(s[j] − shift) for j < visible and 0 up to n; returns Σ p.
-float exp_row(const float* s, float* p, int64_t visible, int64_t n, float shift) {
+// p[j] = e^(s[j] − shift) for j < visible and 0 up to n; returns Σ p. `exact`: std::exp's rounding (f32
+// attention), else single-precision exp (bf16 attention, whose results are rounded to bf16 anyway).
+float exp_row(const float* s, float* p, int64_t visible, int64_t n, float shift, bool exact) {
 #ifdef LORA_SIMD_AVX512
   const __m512 sh = _mm512_set1_ps(shift);
   __m512 sum = _mm512_setzero_ps();
   for (int64_t j = 0; j < n; j += 16) {
     const __mmask16 keep = simd::first_lanes(std::max<int64_t>(0, visible - j));
-    const __m512 e = _mm512_maskz_mov_ps(keep, simd::exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(keep, s + j), sh)));
+    const __m512 x = _mm512_sub_ps(_mm512_maskz_loadu_ps(keep, s + j), sh);
+    const __m512 e = _mm512_maskz_mov_ps(keep, exact ? simd::exp(x) : simd::exp_fast(x));
     _mm512_mask_storeu_ps(p + j, simd::first_lanes(n - j), e);
     sum = _mm512_add_ps(sum, e);
   }
@@ -60,17 +74,18 @@ void scale_row(float* x, int64_t n, float a) {
   for (int64_t i = 0; i < n; ++i) x[i] *= a;
 }
 
-float dot(const float* a, const float* b, int64_t n) {
+template <typename T>
+float dot(const float* a, const T* b, int64_t n) {
 #ifdef LORA_SIMD_AVX512
   __m512 acc = _mm512_setzero_ps();
   for (int64_t i = 0; i < n; i += 16) {
     const __mmask16 m = simd::first_lanes(n - i);
-    acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), acc);
+    acc = _mm512_fmadd_ps(simd::load(a + i, m), simd::load(b + i, m), acc);
   }
   return _mm512_reduce_add_ps(acc);
 #else
   float acc = 0;
-  for (int64_t i = 0; i < n; ++i) acc += a[i] * b[i];
+  for (int64_t i = 0; i < n; ++i) acc += a[i] * simd::to_f32(b[i]);
   return acc;
 #endif
 }
@@ -87,8 +102,10 @@ std::vector<float>& scratch(std::vector<float>& v, size_t n) {
 
 }  // namespace
 
-void attention_forward(const float* q, const float* keys, const float* values, float* out, int64_t T, int64_t pos0,
+template <typename E>
+void attention_forward(const E* q, const E* keys, const E* values, E* out, int64_t T, int64_t pos0,
                        const AttentionShape& shape, float* stats, int64_t batch, int64_t kv_stride) {
+  constexpr bool exact = std::is_same_v<E, float>;
   const int64_t hd = shape.head_dim, q_dim = shape.q_dim(), kv_dim = shape.kv_dim(), H = shape.n_heads;
   const int64_t group = shape.n_heads / shape.n_kv_heads;
   const float scale = 1.0f / std::sqrt(float(hd));
@@ -98,19 +115,22 @@ void attention_forward(const float* q, const float* keys, const float* values, f
 
 #pragma omp parallel if (tasks > 1)
   {
-    thread_local std::vector<float> kt_buf, s_buf, o_buf;
+    thread_local std::vector<float> kt_buf, s_buf, o_buf, q_buf, v_buf;
     float* kt = scratch(kt_buf, size_t(hd * kBlock)).data();
     float* s = scratch(s_buf, size_t(kBlock * kBlock)).data();
     float* o = scratch(o_buf, size_t(kBlock * hd)).data();
+    float* q32 = scratch(q_buf, size_t(kBlock * hd)).data();
+    float* v32 = scratch(v_buf, size_t(kBlock * hd)).data();
     float m[kBlock], l[kBlock];
     // The last query blocks see the most keys: they go first.
 #pragma omp for schedule(dynamic, 1)
     for (int64_t task = 0; task < tasks; ++task) {
       const int64_t qb = n_qblocks - 1 - task / (batch * H), b = (task / H) % batch, h = task % H;
       const int64_t q0 = qb * kBlock, nq = std::min(kBlock, T - q0);
-      const float* Q = q + (b * T + q0) * q_dim + h * hd;
-      const float* K = keys + b * kv_stride * kv_dim + (h / group) * hd;
-      const float* V = values + b * kv_stride * kv_dim + (h / group) * hd;
+      int64_t ldq = q_dim;
+      const float* Q = f32_block(q + (b * T + q0) * q_dim + h * hd, ldq, nq, hd, q32);
+      const E* K = keys + b * kv_stride * kv_dim + (h / group) * hd;
+      const E* V = values + b * kv_stride * kv_dim + (h / group) * hd;
       const int64_t n_keys = pos0 + q0 + nq;
       std::fill(m, m + nq, -INFINITY);
       std::fill(l, l + nq, 0.0f);
@@ -118,7 +138,7 @@ void attention_forward(const float* q, const float* keys, const float* values, f
       for (int64_t k0 = 0; k0 < n_keys; k0 += kBlock) {
         const int64_t nk = std::min(kBlock, n_keys - k0);
         transpose_block(K + k0 * kv_dim, kv_dim, nk, hd, kt, kBlock);
-        tile_gemm(nq, nk, hd, Q, q_dim, false, kt, kBlock, s, kBlock, scale, false);  // S = Q Kᵀ / √d
+        tile_gemm(nq, nk, hd, Q, ldq, false, kt, kBlock, s, kBlock, scale, false);  // S = Q Kᵀ / √d
         for (int64_t r = 0; r < nq; ++r) {
           float* sr = s + r * kBlock;
           const int64_t visible = std::min(nk, pos0 + q0 + r - k0 + 1);  // causal: keys up to the query's position
@@ -128,16 +148,18 @@ void attention_forward(const float* q, const float* keys, const float* values, f
           }
           const float m_new = std::max(m[r], row_max(sr, visible));
           const float corr = std::exp(m[r] - m_new);  // 0 on the first block (m = -inf)
-          l[r] = l[r] * corr + exp_row(sr, sr, visible, nk, m_new);
+          l[r] = l[r] * corr + exp_row(sr, sr, visible, nk, m_new, exact);
           if (corr != 1.0f) scale_row(o + r * hd, hd, corr);
           m[r] = m_new;
         }
-        tile_gemm(nq, hd, nk, s, kBlock, false, V + k0 * kv_dim, kv_dim, o, hd, 1.0f, true);  // O += P V
+        int64_t ldv = kv_dim;
+        const float* Vb = f32_block(V + k0 * kv_dim, ldv, nk, hd, v32);
+        tile_gemm(nq, hd, nk, s, kBlock, false, Vb, ldv, o, hd, 1.0f, true);  // O += P V
       }
       for (int64_t r = 0; r < nq; ++r) {
         const float inv = 1.0f / l[r];
-        float* dst = out + (b * T + q0 + r) * q_dim + h * hd;
-        for (int64_t i = 0; i < hd; ++i) dst[i] = o[r * hd + i] * inv;
+        E* dst = out + (b * T + q0 + r) * q_dim + h * hd;
+        for (int64_t i = 0; i < hd; ++i) simd::put(dst[i], o[r * hd + i] * inv);
         if (stats) {  // the softmax of the row is e^(s − m) / l
           stats[(b * H + h) * T + q0 + r] = m[r];
           stats[(batch + b) * H * T + h * T + q0 + r] = inv;
@@ -147,9 +169,11 @@ void attention_forward(const float* q, const float* keys, const float* values, f
   }
 }
 
-void attention_backward(const float* dout, const float* q, const float* keys, const float* values, const float* out,
+template <typename E>
+void attention_backward(const float* dout, const E* q, const E* keys, const E* values, const E* out,
                         const float* stats, float* dq, float* dk, float* dv, int64_t T, const AttentionShape& shape,
                         int64_t batch) {
+  constexpr bool exact = std::is_same_v<E, float>;
   const int64_t hd = shape.head_dim, q_dim = shape.q_dim(), kv_dim = shape.kv_dim(), H = shape.n_heads;
   const int64_t KV = shape.n_kv_heads, group = H / KV;
   const float scale = 1.0f / std::sqrt(float(hd));
@@ -180,7 +204,9 @@ void attention_backward(const float* dout, const float* q, const float* keys, co
       for (int64_t h = 0; h < H; ++h) D[size_t((b * H + h) * T + t)] = dot(dout + row * q_dim + h * hd, out + row * q_dim + h * hd, hd);
     }
 
-    thread_local std::vector<float> kt_buf, vt_buf, s_buf, dp_buf, dk_buf, dv_buf;
+    thread_local std::vector<float> kt_buf, vt_buf, s_buf, dp_buf, dk_buf, dv_buf, q_buf, k_buf;
+    float* q32 = scratch(q_buf, size_t(kBlock * hd)).data();
+    float* k32 = scratch(k_buf, size_t(kBlock * hd)).data();
     float* kt = scratch(kt_buf, size_t(hd * kBlock)).data();
     float* vt = scratch(vt_buf, size_t(hd * kBlock)).data();
     float* p = scratch(s_buf, size_t(kBlock * kBlock)).data();
@@ -192,32 +218,35 @@ void attention_backward(const float* dout, const float* q, const float* keys, co
     for (int64_t task = 0; task < tasks; ++task) {
       const int64_t kb = task / (batch * KV), b = (task / KV) % batch, g = task % KV;
       const int64_t k0 = kb * kBlock, nk = std::min(kBlock, T - k0);
-      const float* Kj = keys + (b * T + k0) * kv_dim + g * hd;
-      const float* Vj = values + (b * T + k0) * kv_dim + g * hd;
+      const E* Kj = keys + (b * T + k0) * kv_dim + g * hd;
+      const E* Vj = values + (b * T + k0) * kv_dim + g * hd;
       transpose_block(Kj, kv_dim, nk, hd, kt, kBlock);
       transpose_block(Vj, kv_dim, nk, hd, vt, kBlock);
+      int64_t ldk = kv_dim;
+      const float* K32 = f32_block(Kj, ldk, nk, hd, k32);
       std::fill(dk_acc, dk_acc + nk * hd, 0.0f);
       std::fill(dv_acc, dv_acc + nk * hd, 0.0f);
       for (int64_t h = g * group; h < (g + 1) * group; ++h)
         for (int64_t qb = kb; qb < n_blocks; ++qb) {
           const int64_t q0 = qb * kBlock, nq = std::min(kBlock, T - q0);
-          const float* Qi = q + (b * T + q0) * q_dim + h * hd;
+          int64_t ldq = q_dim;
+          const float* Qi = f32_block(q + (b * T + q0) * q_dim + h * hd, ldq, nq, hd, q32);
           const float* dOi = dout + (b * T + q0) * q_dim + h * hd;
           const float* max_i = stats + (b * H + h) * T + q0;
           const float* inv_sum_i = stats + (batch + b) * H * T + h * T + q0;
           const float* D_i = D.data() + (b * H + h) * T + q0;
-          tile_gemm(nq, nk, hd, Qi, q_dim, false, kt, kBlock, p, kBlock, scale, false);   // S = Q Kᵀ / √d
+          tile_gemm(nq, nk, hd, Qi, ldq, false, kt, kBlock, p, kBlock, scale, false);   // S = Q Kᵀ / √d
           for (int64_t r = 0; r < nq; ++r) {
             const int64_t visible = std::min(nk, q0 + r - k0 + 1);
-            exp_row(p + r * kBlock, p + r * kBlock, std::max<int64_t>(visible, 0), nk, max_i[r]);
+            exp_row(p + r * kBlock, p + r * kBlock, std::max<int64_t>(visible, 0), nk, max_i[r], exact);
             scale_row(p + r * kBlock, nk, inv_sum_i[r]);  // P, exactly as the forward formed it
           }
           tile_gemm(nq, nk, hd, dOi, q_dim, false, vt, kBlock, ds, kBlock, 1.0f, false);  // dP = dO Vᵀ
           for (int64_t r = 0; r < nq; ++r)
             softmax_grad_row(p + r * kBlock, ds + r * kBlock, ds + r * kBlock, nk, D_i[r], scale);  // dS
           tile_gemm(nk, hd, nq, p, kBlock, true, dOi, q_dim, dv_acc, hd, 1.0f, true);   // dV += Pᵀ dO
-          tile_gemm(nk, hd, nq, ds, kBlock, true, Qi, q_dim, dk_acc, hd, 1.0f, true);   // dK += dSᵀ Q
-          tile_gemm(nq, hd, nk, ds, kBlock, false, Kj, kv_dim, my_dq + (b * T + q0) * q_dim + h * hd, q_dim, 1.0f,
+          tile_gemm(nk, hd, nq, ds, kBlock, true, Qi, ldq, dk_acc, hd, 1.0f, true);     // dK += dSᵀ Q
+          tile_gemm(nq, hd, nk, ds, kBlock, false, K32, ldk, my_dq + (b * T + q0) * q_dim + h * hd, q_dim, 1.0f,
                     true);                                                              // dQ += dS K
         }
       for (int64_t j = 0; j < nk; ++j) {
@@ -231,5 +260,14 @@ void attention_backward(const float* dout, const float* q, const float* keys, co
       for (int t = 1; t < nt; ++t) dq[i] += dq_copies[size_t(t - 1)][size_t(i)];
   }
 }
+
+template void attention_forward<float>(const float*, const float*, const float*, float*, int64_t, int64_t,
+                                        const AttentionShape&, float*, int64_t, int64_t);
+template void attention_forward<bf16>(const bf16*, const bf16*, const bf16*, bf16*, int64_t, int64_t,
+                                       const AttentionShape&, float*, int64_t, int64_t);
+template void attention_backward<float>(const float*, const float*, const float*, const float*, const float*,
+                                         const float*, float*, float*, float*, int64_t, const AttentionShape&, int64_t);
+template void attention_backward<bf16>(const float*, const bf16*, const bf16*, const bf16*, const bf16*, const float*,
+                                        float*, float*, float*, int64_t, const AttentionShape&, int64_t);
 
 }  // namespace lora

@@ -15,6 +15,8 @@
 // (GQA without copies). Work is spread over sequences x heads x blocks, largest blocks first.
 #include <cstdint>
 
+#include "core/dtype.h"
+
 namespace lora {
 
 struct AttentionShape {
@@ -30,13 +32,17 @@ struct AttentionShape {
 // stats, when given, receives what the backward needs, [2, batch, n_heads, T]: the largest scaled score m of
 // each query, then 1/l with l = Σ_j e^(s_j − m). (Kept apart rather than as log-sum-exp m + log l, whose
 // rounding at |m + log l| would make the recomputed probabilities several times less exact.)
-void attention_forward(const float* q, const float* keys, const float* values, float* out, int64_t T, int64_t pos0,
+// E, the element type of q, keys, values and out, is float or bf16 (then the tiles are converted to f32 as
+// they are loaded: the products and the softmax run in f32 either way).
+template <typename E>
+void attention_forward(const E* q, const E* keys, const E* values, E* out, int64_t T, int64_t pos0,
                        const AttentionShape& shape, float* stats = nullptr, int64_t batch = 1, int64_t kv_stride = 0);
 
 // Gradients of attention_forward (pos0 = 0, keys and values packed) from its output `out` and `stats`:
 //   dv_j = Σ_t p_tj do_t,  ds_tj = p_tj (do_t·v_j − do_t·o_t),  dq_t = Σ_j ds_tj k_j / √d,  dk_j = Σ_t ds_tj q_t / √d,
 // summed over the query heads that share a kv head. dq, dk, dv are overwritten.
-void attention_backward(const float* dout, const float* q, const float* keys, const float* values, const float* out,
+template <typename E>
+void attention_backward(const float* dout, const E* q, const E* keys, const E* values, const E* out,
                         const float* stats, float* dq, float* dk, float* dv, int64_t T, const AttentionShape& shape,
                         int64_t batch = 1);
 

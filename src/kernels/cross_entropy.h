@@ -3,6 +3,7 @@
 // [tokens x vocab] logits exist only `chunk` rows at a time (151k-token vocabularies would otherwise
 // need gigabytes).
 #include <cstdint>
+#include <vector>
 
 #include "core/tensor.h"
 
@@ -32,8 +33,11 @@ struct LowRankLogits {
 // logits = h · lm_headᵀ (+ low-rank term) for h [n, dim]; loss over rows whose target != kIgnoreIndex.
 // If dh is given, the backward runs in the same pass with dloss/dlogits = grad_scale · (softmax − onehot):
 // dh = dlogits · lm_head (overwritten, zero on ignored rows), dlm_head += dlogitsᵀ · h (if not null).
+// dlogits is stored in bf16 when lm_head is bf16 or quantized (its GEMMs would round it anyway), else f32.
+// `workspace`, if given, holds the chunk's logits and is kept (grown only) for the next call.
 CrossEntropyResult lm_head_cross_entropy(const float* h, const Tensor& lm_head, const int32_t* targets, int64_t n,
                                          int64_t chunk, float grad_scale = 0.0f, float* dh = nullptr,
-                                         float* dlm_head = nullptr, const LowRankLogits* low_rank = nullptr);
+                                         float* dlm_head = nullptr, const LowRankLogits* low_rank = nullptr,
+                                         std::vector<float>* workspace = nullptr);
 
 }  // namespace lora

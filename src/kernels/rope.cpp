@@ -4,6 +4,7 @@
 #include <numbers>
 
 #include "core/error.h"
+#include "kernels/simd.h"
 
 namespace lora {
 
@@ -59,21 +60,23 @@ RopeTable::RopeTable(const ModelConfig& config, int64_t max_pos) : half(config.h
 namespace {
 
 // direction +1 rotates by +angle (forward), -1 by -angle (backward).
-void rotate(float* x, const int32_t* positions, int64_t rows, int64_t n_heads, int64_t head_dim,
+template <typename T>
+void rotate(const float* x, T* out, const int32_t* positions, int64_t rows, int64_t n_heads, int64_t head_dim,
             const RopeTable& table, float direction) {
   const int64_t half = head_dim / 2;
-#pragma omp parallel for if (rows > 1)
+#pragma omp parallel for if (rows * n_heads * head_dim > 32768)
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t pos = positions[r];
     if (pos < 0 || pos >= table.max_positions) continue;  // callers check; never read out of the table
     const float* c = table.cos.data() + pos * half;
     const float* s = table.sin.data() + pos * half;
     for (int64_t h = 0; h < n_heads; ++h) {
-      float* v = x + r * n_heads * head_dim + h * head_dim;
+      const float* v = x + r * n_heads * head_dim + h * head_dim;
+      T* o = out + r * n_heads * head_dim + h * head_dim;
       for (int64_t i = 0; i < half; ++i) {
         const float x1 = v[i], x2 = v[i + half], sn = direction * s[i];
-        v[i] = x1 * c[i] - x2 * sn;
-        v[i + half] = x2 * c[i] + x1 * sn;
+        simd::put(o[i], x1 * c[i] - x2 * sn);
+        simd::put(o[i + half], x2 * c[i] + x1 * sn);
       }
     }
   }
@@ -81,14 +84,21 @@ void rotate(float* x, const int32_t* positions, int64_t rows, int64_t n_heads, i
 
 }  // namespace
 
-void rope_forward(float* x, const int32_t* positions, int64_t rows, int64_t n_heads, int64_t head_dim,
+template <typename T>
+void rope_forward(const float* x, T* out, const int32_t* positions, int64_t rows, int64_t n_heads, int64_t head_dim,
                   const RopeTable& table) {
-  rotate(x, positions, rows, n_heads, head_dim, table, 1.0f);
+  rotate(x, out, positions, rows, n_heads, head_dim, table, 1.0f);
 }
 
-void rope_backward(float* dx, const int32_t* positions, int64_t rows, int64_t n_heads, int64_t head_dim,
+template <typename T>
+void rope_backward(const float* dx, T* out, const int32_t* positions, int64_t rows, int64_t n_heads, int64_t head_dim,
                    const RopeTable& table) {
-  rotate(dx, positions, rows, n_heads, head_dim, table, -1.0f);
+  rotate(dx, out, positions, rows, n_heads, head_dim, table, -1.0f);
 }
+
+template void rope_forward<float>(const float*, float*, const int32_t*, int64_t, int64_t, int64_t, const RopeTable&);
+template void rope_forward<bf16>(const float*, bf16*, const int32_t*, int64_t, int64_t, int64_t, const RopeTable&);
+template void rope_backward<float>(const float*, float*, const int32_t*, int64_t, int64_t, int64_t, const RopeTable&);
+template void rope_backward<bf16>(const float*, bf16*, const int32_t*, int64_t, int64_t, int64_t, const RopeTable&);
 
 }  // namespace lora

@@ -25,12 +25,25 @@ struct RopeTable {
   RopeTable(const ModelConfig& config, int64_t max_positions);
 };
 
-// Rotates x [rows, n_heads * head_dim] in place; row r is at position positions[r].
-void rope_forward(float* x, const int32_t* positions, int64_t rows, int64_t n_heads, int64_t head_dim,
+// Rotates x [rows, n_heads * head_dim] into out (f32 or bf16, T = float or bf16; out may be x itself when
+// T is float); row r is at position positions[r].
+template <typename T>
+void rope_forward(const float* x, T* out, const int32_t* positions, int64_t rows, int64_t n_heads, int64_t head_dim,
                   const RopeTable& table);
 
-// The rotation is orthogonal, so the gradient is the same rotation by the opposite angle, in place on dx.
-void rope_backward(float* dx, const int32_t* positions, int64_t rows, int64_t n_heads, int64_t head_dim,
+// The rotation is orthogonal, so the gradient is the same rotation by the opposite angle.
+template <typename T>
+void rope_backward(const float* dx, T* out, const int32_t* positions, int64_t rows, int64_t n_heads, int64_t head_dim,
                    const RopeTable& table);
+
+// In place on f32.
+inline void rope_forward(float* x, const int32_t* positions, int64_t rows, int64_t n_heads, int64_t head_dim,
+                         const RopeTable& table) {
+  rope_forward<float>(x, x, positions, rows, n_heads, head_dim, table);
+}
+inline void rope_backward(float* dx, const int32_t* positions, int64_t rows, int64_t n_heads, int64_t head_dim,
+                          const RopeTable& table) {
+  rope_backward<float>(dx, dx, positions, rows, n_heads, head_dim, table);
+}
 
 }  // namespace lora

@@ -7,8 +7,11 @@
 #include <cmath>
 #include <cstdint>
 #include <initializer_list>
+#include <type_traits>
 
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__)
+#include "core/dtype.h"
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__) && defined(__AVX512VL__)
 #include <immintrin.h>
 #define LORA_SIMD_AVX512 1
 // GCC 12's AVX-512 headers initialize their "undefined" registers from themselves, which
@@ -88,6 +91,18 @@ inline __m256i to_bf16(__m512 v) {
 #endif
 }
 inline __m512 from_bf16(__m256i v) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(v), 16)); }
+
+// 16 values (the lanes of m) from or to f32 or bf16 storage, as f32 in the register.
+inline __m512 load(const float* p, __mmask16 m = 0xffff) { return _mm512_maskz_loadu_ps(m, p); }
+inline __m512 load(const bf16* p, __mmask16 m = 0xffff) { return from_bf16(_mm256_maskz_loadu_epi16(m, p)); }
+inline void store(float* p, __m512 v, __mmask16 m = 0xffff) { _mm512_mask_storeu_ps(p, m, v); }
+inline void store(bf16* p, __m512 v, __mmask16 m = 0xffff) { _mm256_mask_storeu_epi16(p, m, to_bf16(v)); }
 #endif
+
+// One value of f32 or bf16 storage, as f32, and back (round to nearest even).
+inline float to_f32(float x) { return x; }
+inline float to_f32(bf16 x) { return bf16_to_f32(x); }
+inline void put(float& dst, float v) { dst = v; }
+inline void put(bf16& dst, float v) { dst = f32_to_bf16(v); }
 
 }  // namespace lora::simd

@@ -7,10 +7,12 @@
 //   datt = Loᵀ dx;  dq, dk, dv = attn'(datt);  dx += rmsnorm'(Lqᵀ rope'(dq) + Lkᵀ rope'(dk) + Lvᵀ dv)
 #include <cstring>
 #include <optional>
+#include <type_traits>
 
 #include "core/error.h"
 #include "core/matmul.h"
 #include "kernels/attention.h"
+#include "kernels/elementwise.h"
 #include "kernels/embedding.h"
 #include "kernels/rmsnorm.h"
 #include "kernels/rope.h"
@@ -22,13 +24,7 @@ namespace lora {
 
 namespace {
 
-void add_into(Tensor& dst, const Tensor& src) {
-  float* d = dst.f32();
-  const float* s = src.f32();
-  const int64_t n = dst.numel();
-#pragma omp parallel for simd if (n > 65536)
-  for (int64_t i = 0; i < n; ++i) d[i] += s[i];
-}
+void add_into(Tensor& dst, const Tensor& src) { lora::add_into(dst.f32(), src.f32(), dst.numel()); }
 
 // A dropout stream per (step, block, projection): recomputation under gradient checkpointing draws
 // exactly the masks the first forward drew.
@@ -37,15 +33,46 @@ std::mt19937_64 dropout_rng(uint64_t step_seed, int64_t layer, int proj) {
   return std::mt19937_64(seq);
 }
 
+template <typename E> E* data(Tensor& t) { return t.data_as<E>(); }
+template <typename E> const E* data(const Tensor& t) { return t.data_as<E>(); }
+
 }  // namespace
 
+DType TrainableModel::storage_type(int64_t l) const {
+  for (const LinearSlot& s : slots_[size_t(l)])
+    if (s.weight.dtype() != DType::BF16 && !s.weight.quantized()) return DType::F32;
+  return DType::BF16;
+}
+
 void TrainableModel::layer_forward(int64_t l, LayerActivations& a, int64_t B, int64_t T, bool training, uint64_t seed) {
+  if (a.dtype == DType::BF16)
+    layer_forward_as<bf16>(l, a, B, T, training, seed);
+  else
+    layer_forward_as<float>(l, a, B, T, training, seed);
+}
+
+void TrainableModel::layer_backward(int64_t l, LayerActivations& a, Tensor& dx, int64_t B, int64_t T) {
+  if (a.dtype == DType::BF16)
+    layer_backward_as<bf16>(l, a, dx, B, T);
+  else
+    layer_backward_as<float>(l, a, dx, B, T);
+}
+
+template <typename E>
+void TrainableModel::layer_forward_as(int64_t l, LayerActivations& a, int64_t B, int64_t T, bool training,
+                                      uint64_t seed) {
+  constexpr bool f32 = std::is_same_v<E, float>;
   const ModelConfig& c = base_.config;
   const LayerWeights& w = weights_.layers[size_t(l)];
   auto& slots = slots_[size_t(l)];
   const int64_t n = B * T;
   const Tensor& x = residual_[size_t(l)];
   Tensor& x_out = residual_[size_t(l) + 1];
+  // The GEMMs write f32; on an f32 block straight into the stored activations.
+  if (!f32) forward_scratch_->allocate(c, n);
+  ForwardScratch& fs = *forward_scratch_;
+  Tensor &q32 = f32 ? a.q : fs.q, &k32 = f32 ? a.k : fs.k, &v32 = f32 ? a.v : fs.v;
+  Tensor &gate32 = f32 ? a.gate : fs.gate, &up32 = f32 ? a.up : fs.up;
   auto lin = [&](Proj p, const Tensor& in, Tensor& out) {
     std::mt19937_64 rng = dropout_rng(seed, l, p);
     LinearParams lp = slots[p].params();
@@ -56,20 +83,24 @@ void TrainableModel::layer_forward(int64_t l, LayerActivations& a, int64_t B, in
 
   {
     auto t = timed(Phase::RmsNorm);
-    rmsnorm_forward(x.f32(), w.attn_norm.f32(), a.xn_attn.f32(), n, c.hidden_size, c.rms_norm_eps, a.rstd_attn.f32());
+    rmsnorm_forward(x.f32(), w.attn_norm.f32(), data<E>(a.xn_attn), n, c.hidden_size, c.rms_norm_eps, a.rstd_attn.f32());
   }
-  lin(kQ, a.xn_attn, a.q);
-  lin(kK, a.xn_attn, a.k);
-  lin(kV, a.xn_attn, a.v);
+  lin(kQ, a.xn_attn, q32);
+  lin(kK, a.xn_attn, k32);
+  lin(kV, a.xn_attn, v32);
   {
     auto t = timed(Phase::Rope);
-    rope_forward(a.q.f32(), positions_.data(), n, c.num_attention_heads, c.head_dim, rope_);
-    rope_forward(a.k.f32(), positions_.data(), n, c.num_key_value_heads, c.head_dim, rope_);
+    rope_forward(q32.f32(), data<E>(a.q), positions_.data(), n, c.num_attention_heads, c.head_dim, rope_);
+    rope_forward(k32.f32(), data<E>(a.k), positions_.data(), n, c.num_key_value_heads, c.head_dim, rope_);
+  }
+  if (!f32) {
+    auto t = timed(Phase::Elementwise);
+    store_as(v32.f32(), data<E>(a.v), v32.numel());
   }
   const AttentionShape shape{c.num_attention_heads, c.num_key_value_heads, c.head_dim};
   {
     auto t = timed(Phase::AttentionForward, double(B) * attention_forward_flops(T, shape));
-    attention_forward(a.q.f32(), a.k.f32(), a.v.f32(), a.att.f32(), T, 0, shape, a.attn_stats.f32(), B);
+    attention_forward(data<E>(a.q), data<E>(a.k), data<E>(a.v), data<E>(a.att), T, 0, shape, a.attn_stats.f32(), B);
   }
   lin(kO, a.att, a.h);
   {
@@ -78,20 +109,23 @@ void TrainableModel::layer_forward(int64_t l, LayerActivations& a, int64_t B, in
   }
   {
     auto t = timed(Phase::RmsNorm);
-    rmsnorm_forward(a.h.f32(), w.ffn_norm.f32(), a.xn_ffn.f32(), n, c.hidden_size, c.rms_norm_eps, a.rstd_ffn.f32());
+    rmsnorm_forward(a.h.f32(), w.ffn_norm.f32(), data<E>(a.xn_ffn), n, c.hidden_size, c.rms_norm_eps, a.rstd_ffn.f32());
   }
-  lin(kGate, a.xn_ffn, a.gate);
-  lin(kUp, a.xn_ffn, a.up);
+  lin(kGate, a.xn_ffn, gate32);
+  lin(kUp, a.xn_ffn, up32);
   {
     auto t = timed(Phase::SwiGlu);
-    swiglu_forward(a.gate.f32(), a.up.f32(), a.act.f32(), a.act.numel());
+    swiglu_forward(gate32.f32(), up32.f32(), data<E>(a.act), f32 ? nullptr : data<E>(a.gate), f32 ? nullptr : data<E>(a.up),
+                   a.act.numel());
   }
   lin(kDown, a.act, x_out);
   auto t = timed(Phase::Elementwise);
   add_into(x_out, a.h);  // x' = h + Ld act
 }
 
-void TrainableModel::layer_backward(int64_t l, LayerActivations& a, Tensor& dx, int64_t B, int64_t T) {
+template <typename E>
+void TrainableModel::layer_backward_as(int64_t l, LayerActivations& a, Tensor& dx, int64_t B, int64_t T) {
+  constexpr bool f32 = std::is_same_v<E, float>;
   const ModelConfig& c = base_.config;
   const LayerWeights& w = weights_.layers[size_t(l)];
   auto& slots = slots_[size_t(l)];
@@ -99,50 +133,69 @@ void TrainableModel::layer_backward(int64_t l, LayerActivations& a, Tensor& dx, 
   const Tensor& x = residual_[size_t(l)];
   float* dnorm_attn = norm_grads_[size_t(l)][0].empty() ? nullptr : norm_grads_[size_t(l)][0].f32();
   float* dnorm_ffn = norm_grads_[size_t(l)][1].empty() ? nullptr : norm_grads_[size_t(l)][1].f32();
-  auto back = [&](Proj p, const Tensor& in, const Tensor& dout, Tensor& din, bool accumulate) {
+  auto back = [&](Proj p, const Tensor& in, const Tensor& dout, Tensor* din, bool accumulate) {
     LinearParams lp = slots[p].params();
     lp.profiler = profiler;
     adapted_linear_backward(lp, in, dout, a.linear[p], din, accumulate);
   };
   auto timed = [&](Phase phase, double flops = 0) { return Profiler::Scope(profiler, phase, flops); };
 
-  GradScratch& g = *scratch_;
+  std::unique_ptr<GradScratch>& gs = grad_scratch_[f32 ? 0 : 1];
+  if (!gs) gs = std::make_unique<GradScratch>();
+  gs->allocate(c, n, a.dtype);
+  GradScratch& g = *gs;
   Tensor &dact = g.dact, &dgate = g.dgate, &dup = g.dup, &dxn = g.dxn, &dres = g.dres;
+  // The residual gradient as the GEMMs read it (its E copy is refreshed wherever dx changes).
+  Tensor& dx_e = f32 ? dx : g.dx_e;
+  if (!f32) {
+    auto t = timed(Phase::Elementwise);
+    store_as(dx.f32(), data<E>(dx_e), dx.numel());
+  }
 
   // MLP block
-  back(kDown, a.act, dx, dact, false);
+  back(kDown, a.act, dx_e, &dact, false);
   {
     auto t = timed(Phase::SwiGlu);
-    swiglu_backward(dact.f32(), a.gate.f32(), a.up.f32(), dgate.f32(), dup.f32(), dact.numel());
+    swiglu_backward(dact.f32(), data<E>(a.gate), data<E>(a.up), data<E>(dgate), data<E>(dup), dact.numel());
   }
-  back(kGate, a.xn_ffn, dgate, dxn, false);
-  back(kUp, a.xn_ffn, dup, dxn, true);
+  back(kGate, a.xn_ffn, dgate, &dxn, false);
+  back(kUp, a.xn_ffn, dup, &dxn, true);
   {
     auto t = timed(Phase::RmsNorm);
     rmsnorm_backward(dxn.f32(), a.h.f32(), w.ffn_norm.f32(), a.rstd_ffn.f32(), dres.f32(), dnorm_ffn, n, c.hidden_size);
   }
   {
     auto t = timed(Phase::Elementwise);
-    add_into(dx, dres);  // dh
+    add_into_and_store(dx.f32(), dres.f32(), data<E>(dx_e), dx.numel());  // dh
   }
 
   // attention block
   Tensor &datt = g.datt, &dq = g.dq, &dk = g.dk, &dv = g.dv;
-  back(kO, a.att, dx, datt, false);
+  back(kO, a.att, dx_e, &datt, false);
   const AttentionShape shape{c.num_attention_heads, c.num_key_value_heads, c.head_dim};
   {
     auto t = timed(Phase::AttentionBackward, double(B) * attention_backward_flops(T, shape));
-    attention_backward(datt.f32(), a.q.f32(), a.k.f32(), a.v.f32(), a.att.f32(), a.attn_stats.f32(), dq.f32(), dk.f32(),
-                       dv.f32(), T, shape, B);
+    attention_backward(datt.f32(), data<E>(a.q), data<E>(a.k), data<E>(a.v), data<E>(a.att), a.attn_stats.f32(),
+                       dq.f32(), dk.f32(), dv.f32(), T, shape, B);
   }
+  Tensor &dq_e = f32 ? dq : g.dq_e, &dk_e = f32 ? dk : g.dk_e, &dv_e = f32 ? dv : g.dv_e;
   {
     auto t = timed(Phase::Rope);
-    rope_backward(dq.f32(), positions_.data(), n, c.num_attention_heads, c.head_dim, rope_);
-    rope_backward(dk.f32(), positions_.data(), n, c.num_key_value_heads, c.head_dim, rope_);
+    rope_backward(dq.f32(), data<E>(dq_e), positions_.data(), n, c.num_attention_heads, c.head_dim, rope_);
+    rope_backward(dk.f32(), data<E>(dk_e), positions_.data(), n, c.num_key_value_heads, c.head_dim, rope_);
   }
-  back(kQ, a.xn_attn, dq, dxn, false);
-  back(kK, a.xn_attn, dk, dxn, true);
-  back(kV, a.xn_attn, dv, dxn, true);
+  if (!f32) {
+    auto t = timed(Phase::Elementwise);
+    store_as(dv.f32(), data<E>(dv_e), dv.numel());
+  }
+  // The first block's input gradient feeds only the embedding: without a trained embedding (or norm) nothing
+  // reads it, and the three input-gradient GEMMs are skipped (the adapters' own gradients are still formed).
+  const bool input_grad = l > 0 || !embed_grad_.empty() || embed_lora_ || dnorm_attn;
+  Tensor* dxn_or_null = input_grad ? &dxn : nullptr;
+  back(kQ, a.xn_attn, dq_e, dxn_or_null, false);
+  back(kK, a.xn_attn, dk_e, dxn_or_null, true);
+  back(kV, a.xn_attn, dv_e, dxn_or_null, true);
+  if (!input_grad) return;
   {
     auto t = timed(Phase::RmsNorm);
     rmsnorm_backward(dxn.f32(), x.f32(), w.attn_norm.f32(), a.rstd_attn.f32(), dres.f32(), dnorm_attn, n, c.hidden_size);
@@ -170,7 +223,7 @@ TrainableModel::Result TrainableModel::run(const int32_t* tokens, const int32_t*
     if (r.empty() || r.dim(0) != n) r = Tensor(DType::F32, {n, hidden});
   const bool shared = gradient_checkpointing || !backward;
   acts_.resize(shared ? 1 : size_t(L));
-  for (LayerActivations& a : acts_) a.allocate(c, n);
+  if (!forward_scratch_) forward_scratch_ = std::make_unique<ForwardScratch>();
 
   // embedding (+ LoRA: x_i += s · B A[:, id_i])
   std::optional<Profiler::Scope> timed;
@@ -186,7 +239,11 @@ TrainableModel::Result TrainableModel::run(const int32_t* tokens, const int32_t*
   }
 
   timed.reset();
-  for (int64_t l = 0; l < L; ++l) layer_forward(l, acts_[shared ? 0 : size_t(l)], B, T, training, seed);
+  for (int64_t l = 0; l < L; ++l) {
+    LayerActivations& a = acts_[shared ? 0 : size_t(l)];
+    a.allocate(c, n, storage_type(l));
+    layer_forward(l, a, B, T, training, seed);
+  }
 
   // final norm and the loss through lm_head (+ LoRA), chunked
   if (xn_final_.empty() || xn_final_.dim(0) != n) {
@@ -215,8 +272,6 @@ TrainableModel::Result TrainableModel::run(const int32_t* tokens, const int32_t*
   Tensor dx;
   if (backward) {
     dx = Tensor(DType::F32, {n, hidden});
-    if (!scratch_) scratch_ = std::make_unique<GradScratch>();
-    scratch_->allocate(c, n);
   }
   Tensor dxn_final = backward ? Tensor(DType::F32, {n, hidden}) : Tensor();
   Tensor* head_grad = head_grad_.empty() ? (weights_.lm_head.data() == weights_.tok_embeddings.data() && !embed_grad_.empty()
@@ -225,14 +280,14 @@ TrainableModel::Result TrainableModel::run(const int32_t* tokens, const int32_t*
   timed.emplace(profiler, Phase::LmHeadLoss, (backward ? 4.0 : 2.0) * double(n) * double(c.vocab_size) * double(hidden));
   const CrossEntropyResult ce = lm_head_cross_entropy(
       xn_final_.f32(), weights_.lm_head, targets, n, loss_chunk_rows, grad_scale, backward ? dxn_final.f32() : nullptr,
-      backward && head_grad ? head_grad->f32() : nullptr, head_lora_ ? &head_lr : nullptr);
+      backward && head_grad ? head_grad->f32() : nullptr, head_lora_ ? &head_lr : nullptr, &logits_workspace_);
   timed.reset();
   Result result{ce.loss_sum, ce.count};
   if (!backward) return result;
 
   if (head_lora_) {
     Profiler::Scope t(profiler, Phase::LoraProducts);
-    lora_down_backward(*head_lora_, xn_final_, head_saved_, du, dxn_final);
+    lora_down_backward(*head_lora_, xn_final_, head_saved_, du, &dxn_final);
   }
   timed.emplace(profiler, Phase::RmsNorm);
   rmsnorm_backward(dxn_final.f32(), residual_[size_t(L)].f32(), weights_.norm.f32(), rstd_final_.f32(), dx.f32(),
@@ -245,6 +300,7 @@ TrainableModel::Result TrainableModel::run(const int32_t* tokens, const int32_t*
       // Recompute the block from its kept input; it rewrites residual_[l + 1] with the same values.
       Tensor kept_output = residual_[size_t(l) + 1];
       residual_[size_t(l) + 1] = Tensor(DType::F32, {n, hidden});
+      a.allocate(c, n, storage_type(l));
       layer_forward(l, a, B, T, training, seed);
       residual_[size_t(l) + 1] = kept_output;
     }

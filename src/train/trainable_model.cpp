@@ -290,7 +290,9 @@ std::vector<LoraLinear*> TrainableModel::lora_layers() {
 }
 
 void TrainableModel::zero_grad() {
-  for (Param& p : params_) std::fill_n(p.grad->f32(), p.grad->numel(), 0.0f);
+  const int64_t count = int64_t(params_.size());
+#pragma omp parallel for schedule(dynamic)
+  for (int64_t i = 0; i < count; ++i) std::fill_n(params_[size_t(i)].grad->f32(), params_[size_t(i)].grad->numel(), 0.0f);
 }
 
 int64_t TrainableModel::trainable_parameter_count() const {

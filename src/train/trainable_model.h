@@ -103,13 +103,19 @@ class TrainableModel {
 
  private:
   struct LayerActivations;
+  struct ForwardScratch;
   struct GradScratch;
   explicit TrainableModel(const Model& base);
   void register_params();
   void make_trainable(Tensor& weight, Tensor& grad);
   Result run(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t T, float grad_scale, bool backward);
+  // bf16 when every linear weight of block l is bf16 or quantized, else f32 (train/activations.h)
+  DType storage_type(int64_t l) const;
   void layer_forward(int64_t l, LayerActivations& a, int64_t B, int64_t T, bool training, uint64_t seed);
   void layer_backward(int64_t l, LayerActivations& a, Tensor& dx, int64_t B, int64_t T);
+  // The same with the block's activations stored as E (float or bf16).
+  template <typename E> void layer_forward_as(int64_t l, LayerActivations& a, int64_t B, int64_t T, bool training, uint64_t seed);
+  template <typename E> void layer_backward_as(int64_t l, LayerActivations& a, Tensor& dx, int64_t B, int64_t T);
 
   const Model& base_;
   FinetuningType type_ = FinetuningType::Lora;
@@ -127,8 +133,10 @@ class TrainableModel {
   RopeTable rope_;
   std::vector<LayerActivations> acts_;  // one per block, or one shared with gradient checkpointing
   std::vector<Tensor> residual_;        // [L + 1] residual stream at each block's input, and the output
-  std::unique_ptr<GradScratch> scratch_;
+  std::unique_ptr<ForwardScratch> forward_scratch_;
+  std::array<std::unique_ptr<GradScratch>, 2> grad_scratch_;  // for f32 blocks, for bf16 blocks
   Tensor rstd_final_, xn_final_;
+  std::vector<float> logits_workspace_;  // lm_head_cross_entropy's chunk of logits, kept between steps
   LinearSaved head_saved_;
   std::vector<int32_t> positions_;
 };
