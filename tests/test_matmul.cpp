@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/matmul.h"
+#include "kernels/small_matmul.h"
 
 namespace lora {
 namespace {
@@ -68,6 +69,53 @@ INSTANTIATE_TEST_SUITE_P(Shapes, MatmulTest,
                                            Case{33, 17, 65, true, true, 5, 1.0f, 1.0f},
                                            Case{1, 512, 64, false, true, 0, 1.0f, 1.0f},
                                            Case{128, 256, 64, false, false, 1, -2.0f, 0.25f}));
+
+// small_matmul (adapters at decode time) against the double-precision loop: on its own path (a few rows times
+// a transposed matrix) for every pair of operand types (bf16 x f32 computed in f32, the f32 operand
+// unrounded), strides, alpha and beta; other shapes go to matmul (checked with equal operand types).
+class SmallMatmulTest : public ::testing::TestWithParam<Case> {};
+
+TEST_P(SmallMatmulTest, MatchesReferenceForEveryOperandType) {
+  const Case c = GetParam();
+  const bool own_path = c.m <= 4 && !c.trans_a && c.trans_b;
+  const int64_t a_rows = c.trans_a ? c.k : c.m, a_cols = c.trans_a ? c.m : c.k;
+  const int64_t b_rows = c.trans_b ? c.n : c.k, b_cols = c.trans_b ? c.k : c.n;
+  const int64_t lda = a_cols + c.pad, ldb = b_cols + c.pad, ldc = c.n + c.pad;
+  std::vector<float> a = random_vector(size_t(a_rows * lda), 11), b = random_vector(size_t(b_rows * ldb), 12);
+  const std::vector<float> c0 = random_vector(size_t(c.m * ldc), 13);
+  std::vector<uint16_t> a16(a.size()), b16(b.size());
+  for (size_t i = 0; i < a.size(); ++i) a16[i] = f32_to_bf16(a[i]);
+  for (size_t i = 0; i < b.size(); ++i) b16[i] = f32_to_bf16(b[i]);
+  for (DType ta : {DType::F32, DType::BF16})
+    for (DType tb : {DType::F32, DType::BF16}) {
+      if (!own_path && ta != tb) continue;
+      const MatView av{ta == DType::F32 ? static_cast<const void*>(a.data()) : a16.data(), ta, a_rows, a_cols, lda};
+      const MatView bv{tb == DType::F32 ? static_cast<const void*>(b.data()) : b16.data(), tb, b_rows, b_cols, ldb};
+      std::vector<float> got = c0, want = c0;
+      small_matmul(av, c.trans_a, bv, c.trans_b, MutMatView{got.data(), c.m, c.n, ldc}, c.alpha, c.beta);
+      matmul_reference(av, c.trans_a, bv, c.trans_b, MutMatView{want.data(), c.m, c.n, ldc}, c.alpha, c.beta);
+      EXPECT_LT(max_rel_diff(got, want), 1e-5) << dtype_name(ta) << " x " << dtype_name(tb);
+      for (int64_t i = 0; i < c.m; ++i)
+        for (int64_t j = c.n; j < ldc; ++j) ASSERT_EQ(got[i * ldc + j], c0[i * ldc + j]);
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, SmallMatmulTest,
+                         ::testing::Values(Case{1, 1, 1, false, true, 0, 1.0f, 0.0f},
+                                           Case{1, 16, 576, false, true, 0, 1.0f, 0.0f},   // u = A x
+                                           Case{1, 576, 16, false, true, 0, 2.0f, 1.0f},   // y += s B u
+                                           Case{4, 1536, 16, false, true, 3, 2.0f, 1.0f},
+                                           Case{3, 40, 20, false, true, 2, 0.5f, 0.25f},
+                                           Case{2, 33, 100, false, true, 1, -1.0f, 0.0f},
+                                           Case{7, 13, 29, false, true, 0, 1.0f, 0.0f},    // matmul's
+                                           Case{1, 16, 64, true, false, 0, 1.0f, 1.0f}));  // matmul's
+
+TEST(SmallMatmul, ShapeMismatchThrows) {
+  std::vector<float> a(6), b(6), c(4);
+  EXPECT_THROW(small_matmul(MatView{a.data(), DType::F32, 2, 3, 3}, false, MatView{b.data(), DType::F32, 2, 3, 3},
+                            false, MutMatView{c.data(), 2, 2, 2}),
+               Error);
+}
 
 TEST(Matmul, MixedF32ActivationWithBf16Weight) {
   const int64_t m = 5, n = 9, k = 31;

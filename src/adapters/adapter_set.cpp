@@ -8,6 +8,7 @@
 #include "adapters/adapter_io.h"
 #include "core/error.h"
 #include "core/matmul.h"
+#include "kernels/small_matmul.h"
 
 namespace lora {
 
@@ -215,9 +216,9 @@ void AdapterSet::add_linear(int64_t layer, LinearSite site, const Tensor& x, Ten
   for (const Applied& t : terms) {
     const LoraFactors& f = *t.factors;
     Tensor u = scratch(0, n, f.rank());
-    matmul(mat(x), false, mat(f.a), true, mut_mat(u));  // u = A x
+    small_matmul(mat(x), false, mat(f.a), true, mut_mat(u));  // u = A x
     if (t.dora_c.empty()) {
-      matmul(mat(u), false, mat(f.b), true, mut_mat(y), t.scale, 1.0f);  // y += scale · B u
+      small_matmul(mat(u), false, mat(f.b), true, mut_mat(y), t.scale, 1.0f);  // y += scale · B u
       continue;
     }
     // DoRA's change to the base output: (c − 1) ⊙ W x + c ⊙ scale · B u.
@@ -226,7 +227,7 @@ void AdapterSet::add_linear(int64_t layer, LinearSite site, const Tensor& x, Ten
     const int64_t out = f.b.dim(0);
     Tensor wx = scratch(1, n, out), z = scratch(2, n, out);
     matmul(mat(x), false, mat(base_linear_weight(base_, m)), true, mut_mat(wx));
-    matmul(mat(u), false, mat(f.b), true, mut_mat(z), t.scale);
+    small_matmul(mat(u), false, mat(f.b), true, mut_mat(z), t.scale);
     MutMatView yv = mut_mat(y);
     const float* c = t.dora_c.f32();
     for (int64_t r = 0; r < n; ++r)

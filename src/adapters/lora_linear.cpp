@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/matmul.h"
+#include "kernels/small_matmul.h"
 #include "core/quant.h"
 #include "kernels/simd.h"
 
@@ -113,7 +114,7 @@ void lora_down_forward(const LoraLinear& l, const Tensor& x, LinearSaved& s, std
     s.x_drop = Tensor();
     s.keep = Tensor();
   }
-  s.u = Tensor(DType::F32, {n, l.r});
+  if (s.u.empty() || s.u.dim(0) != n || s.u.dim(1) != l.r) s.u = Tensor(DType::F32, {n, l.r});
   matmul(mat(drop ? s.x_drop : x), false, mat(l.lora_a), true, mut_mat(s.u));  // u = A x_d
   if (l.adalora()) {  // u = E ⊙ A x_d, keeping A x_d for E's gradient
     s.u_a = s.u.clone();

@@ -7,12 +7,16 @@
 #include <type_traits>
 #include <vector>
 
+#include "kernels/attention_amx.h"
+#include "kernels/attention_rows.h"
 #include "kernels/simd.h"
 #include "kernels/tile_gemm.h"
 
 namespace lora {
 
 namespace {
+
+using namespace attention_rows;
 
 constexpr int64_t kBlock = 64;  // queries and keys per tile: a 64 x 64 score tile and 64 x head_dim rows fit L1
 
@@ -34,67 +38,6 @@ const float* f32_block(const bf16* src, int64_t& ld, int64_t rows, int64_t cols,
   return buf;
 }
 
-float row_max(const float* s, int64_t n) {
-#ifdef LORA_SIMD_AVX512
-  __m512 m = _mm512_set1_ps(-INFINITY);
-  for (int64_t j = 0; j < n; j += 16) m = _mm512_max_ps(m, _mm512_mask_loadu_ps(m, simd::first_lanes(n - j), s + j));
-  return _mm512_reduce_max_ps(m);
-#else
-  float m = -INFINITY;
-  for (int64_t j = 0; j < n; ++j) m = std::max(m, s[j]);
-  return m;
-#endif
-}
-
-// p[j] = e^(s[j] − shift) for j < visible and 0 up to n; returns Σ p. `exact`: std::exp's rounding (f32
-// attention), else single-precision exp (bf16 attention, whose results are rounded to bf16 anyway).
-float exp_row(const float* s, float* p, int64_t visible, int64_t n, float shift, bool exact) {
-#ifdef LORA_SIMD_AVX512
-  const __m512 sh = _mm512_set1_ps(shift);
-  __m512 sum = _mm512_setzero_ps();
-  for (int64_t j = 0; j < n; j += 16) {
-    const __mmask16 keep = simd::first_lanes(std::max<int64_t>(0, visible - j));
-    const __m512 x = _mm512_sub_ps(_mm512_maskz_loadu_ps(keep, s + j), sh);
-    const __m512 e = _mm512_maskz_mov_ps(keep, exact ? simd::exp(x) : simd::exp_fast(x));
-    _mm512_mask_storeu_ps(p + j, simd::first_lanes(n - j), e);
-    sum = _mm512_add_ps(sum, e);
-  }
-  return _mm512_reduce_add_ps(sum);
-#else
-  float sum = 0;
-  for (int64_t j = 0; j < n; ++j) {
-    p[j] = j < visible ? std::exp(s[j] - shift) : 0.0f;
-    sum += p[j];
-  }
-  return sum;
-#endif
-}
-
-void scale_row(float* x, int64_t n, float a) {
-  for (int64_t i = 0; i < n; ++i) x[i] *= a;
-}
-
-template <typename T>
-float dot(const float* a, const T* b, int64_t n) {
-#ifdef LORA_SIMD_AVX512
-  __m512 acc = _mm512_setzero_ps();
-  for (int64_t i = 0; i < n; i += 16) {
-    const __mmask16 m = simd::first_lanes(n - i);
-    acc = _mm512_fmadd_ps(simd::load(a + i, m), simd::load(b + i, m), acc);
-  }
-  return _mm512_reduce_add_ps(acc);
-#else
-  float acc = 0;
-  for (int64_t i = 0; i < n; ++i) acc += a[i] * simd::to_f32(b[i]);
-  return acc;
-#endif
-}
-
-// ds[j] = p[j] · (dp[j] − d) · scale over n values.
-void softmax_grad_row(const float* p, const float* dp, float* ds, int64_t n, float d, float scale) {
-  for (int64_t j = 0; j < n; ++j) ds[j] = p[j] * (dp[j] - d) * scale;
-}
-
 std::vector<float>& scratch(std::vector<float>& v, size_t n) {
   if (v.size() < n) v.resize(n);
   return v;
@@ -105,6 +48,9 @@ std::vector<float>& scratch(std::vector<float>& v, size_t n) {
 template <typename E>
 void attention_forward(const E* q, const E* keys, const E* values, E* out, int64_t T, int64_t pos0,
                        const AttentionShape& shape, float* stats, int64_t batch, int64_t kv_stride) {
+  if constexpr (std::is_same_v<E, bf16>)
+    if (attention_amx_usable(shape))
+      return attention_forward_amx(q, keys, values, out, T, pos0, shape, stats, batch, kv_stride);
   constexpr bool exact = std::is_same_v<E, float>;
   const int64_t hd = shape.head_dim, q_dim = shape.q_dim(), kv_dim = shape.kv_dim(), H = shape.n_heads;
   const int64_t group = shape.n_heads / shape.n_kv_heads;
@@ -173,6 +119,9 @@ template <typename E>
 void attention_backward(const float* dout, const E* q, const E* keys, const E* values, const E* out,
                         const float* stats, float* dq, float* dk, float* dv, int64_t T, const AttentionShape& shape,
                         int64_t batch) {
+  if constexpr (std::is_same_v<E, bf16>)
+    if (attention_amx_usable(shape))
+      return attention_backward_amx(dout, q, keys, values, out, stats, dq, dk, dv, T, shape, batch);
   constexpr bool exact = std::is_same_v<E, float>;
   const int64_t hd = shape.head_dim, q_dim = shape.q_dim(), kv_dim = shape.kv_dim(), H = shape.n_heads;
   const int64_t KV = shape.n_kv_heads, group = H / KV;
