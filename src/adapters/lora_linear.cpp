@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/matmul.h"
+#include "core/parallel.h"
 #include "kernels/small_matmul.h"
 #include "core/quant.h"
 #include "kernels/simd.h"
@@ -177,11 +178,14 @@ void adapted_linear_forward(const LinearParams& p, const Tensor& x, Tensor& y, L
 
   if (!l->use_dora) {
     {
-      Profiler::Scope timed(p.profiler, Phase::BaseForward, base_flops);
-      linear(x, *p.weight, p.bias, y);  // W x + b
+      // s B u first, then the base product adds W x to it in its output pass (oneDNN's sum post-op): one
+      // pass over y fewer than adding the low-rank term afterwards.
+      Profiler::Scope timed(p.profiler, Phase::LoraProducts, 2.0 * double(n) * double(l->r) * double(l->out_features));
+      matmul(mat(s.u), false, mat(l->lora_b), true, mut_mat(y), l->scaling);  // s B u
     }
-    Profiler::Scope timed(p.profiler, Phase::LoraProducts, 2.0 * double(n) * double(l->r) * double(l->out_features));
-    matmul(mat(s.u), false, mat(l->lora_b), true, mut_mat(y), l->scaling, 1.0f);  // + s B u
+    Profiler::Scope timed(p.profiler, Phase::BaseForward, base_flops);
+    matmul(mat(x), false, mat(*p.weight), true, mut_mat(y), 1.0f, 1.0f);  // + W x
+    if (p.bias) add_to_rows(*p.bias, y);                                 // + b
     return;
   }
   Profiler::Scope timed(p.profiler, Phase::LoraProducts);  // DoRA: its own formulation, timed as a whole
@@ -265,10 +269,10 @@ void adapted_linear_backward(const LinearParams& p, const Tensor& x, const Tenso
     g = &g_dora;
   }
 
-  // dB += s gᵀ u;  du = s g B
-  matmul(mat(*g), true, mat(s.u), false, mut_mat(l->grad_b), l->scaling, 1.0f);
+  // dB += s gᵀ u;  du = s g B (two thin products: one thread each)
   Tensor du(DType::F32, {n, l->r});
-  matmul(mat(*g), false, mat(l->lora_b), false, mut_mat(du), l->scaling);
+  run_side_by_side([&] { matmul(mat(*g), true, mat(s.u), false, mut_mat(l->grad_b), l->scaling, 1.0f); },
+                   [&] { matmul(mat(*g), false, mat(l->lora_b), false, mut_mat(du), l->scaling); });
 
   // The base path: dx = dy W, except DoRA without dropout, where W x is scaled by c too (dx = g W).
   // DoRA with dropout also has (c − 1) ⊙ W x_d, whose gradient (g − dy) W goes through the mask.
@@ -281,6 +285,17 @@ void adapted_linear_backward(const LinearParams& p, const Tensor& x, const Tenso
   }
   timed.reset();
   const Tensor& base_grad = (l->use_dora && !drop) ? *g : dy;
+  if (dx && !l->use_dora && !drop && !l->adalora()) {
+    // dA += duᵀ x and dx = du A (both read du), then the base product adds dy W in its output pass.
+    {
+      Profiler::Scope timed_down(p.profiler, Phase::LoraProducts, 4.0 * double(n) * double(l->r) * double(l->in_features));
+      matmul(mat(du), true, mat(x), false, mut_mat(l->grad_a), 1.0f, 1.0f);
+      matmul(mat(du), false, mat(l->lora_a), false, mut_mat(*dx), 1.0f, beta_dx);
+    }
+    Profiler::Scope timed_base(p.profiler, Phase::BaseInputGrad, base_flops);
+    matmul(mat(base_grad), false, mat(*p.weight), false, mut_mat(*dx), 1.0f, 1.0f);
+    return;
+  }
   if (dx) {
     Profiler::Scope timed_base(p.profiler, Phase::BaseInputGrad, base_flops);
     matmul(mat(base_grad), false, mat(*p.weight), false, mut_mat(*dx), 1.0f, beta_dx);

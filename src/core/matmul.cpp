@@ -232,7 +232,8 @@ void matmul(const MatView& a, bool trans_a, const MatView& b, bool trans_b, cons
     };
     return dense_matmul(decode(a, da), trans_a, decode(b, db), trans_b, c, s, alpha, beta);
   }
-  dense_matmul(a, trans_a, b, trans_b, c, s, alpha, beta);
+  // Inside a parallel region (products run side by side, one per thread) oneDNN must not open its own.
+  dense_matmul(a, trans_a, b, trans_b, c, s, alpha, beta, /*in_parallel_region=*/omp_in_parallel() != 0);
 }
 
 void matmul_reference(const MatView& a, bool trans_a, const MatView& b, bool trans_b, const MutMatView& c,

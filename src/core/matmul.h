@@ -40,7 +40,8 @@ struct MutMatView {
 MatView mat(const Tensor& t);
 MutMatView mut_mat(Tensor& t);
 
-// op(A) is trans_a ? Aᵀ : A; same for B. Shapes are checked (lora::Error on mismatch).
+// op(A) is trans_a ? Aᵀ : A; same for B. Shapes are checked (lora::Error on mismatch). Called inside an
+// OpenMP parallel region, the product runs on the calling thread alone.
 void matmul(const MatView& a, bool trans_a, const MatView& b, bool trans_b, const MutMatView& c,
             float alpha = 1.0f, float beta = 0.0f);
 

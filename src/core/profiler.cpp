@@ -1,5 +1,7 @@
 #include "core/profiler.h"
 
+#include <omp.h>
+
 #include <time.h>
 
 #include <fmt/format.h>
@@ -32,6 +34,7 @@ const char* phase_name(Phase p) {
     case Phase::Embedding: return "embedding";
     case Phase::Optimizer: return "clipping + AdamW";
     case Phase::Elementwise: return "residual adds, copies, casts";
+    case Phase::Projections: return "q/k/v and gate/up side by side (base + LoRA)";
     case Phase::kCount: break;
   }
   return "?";
@@ -53,7 +56,8 @@ void Profiler::end_step() {
   in_step_ = false;
 }
 
-Profiler::Scope::Scope(Profiler* p, Phase phase, double flops) : p_(p && p->in_step_ ? p : nullptr), phase_(phase), flops_(flops) {
+Profiler::Scope::Scope(Profiler* p, Phase phase, double flops)
+    : p_(p && p->in_step_ && !omp_in_parallel() ? p : nullptr), phase_(phase), flops_(flops) {
   if (!p_) return;
   wall0_ = wall_ns();
   cpu0_ = cpu_ns();

@@ -13,7 +13,9 @@
 // spin-waiting counts as busy, so "thread idle" is what a waiting thread did not spin through (serial code,
 // sleeps). Time in a step that no scope covered is reported as "other".
 //
-// A null Profiler* is allowed everywhere and costs one branch: the kernels never need to know.
+// A null Profiler* is allowed everywhere and costs one branch: the kernels never need to know. Scopes opened
+// inside an OpenMP parallel region (work run side by side, core/parallel.h) record nothing: the caller times
+// the whole side-by-side section as one phase.
 #include <array>
 #include <cstdint>
 #include <string>
@@ -33,6 +35,7 @@ enum class Phase : uint8_t {
   Embedding,          // lookup, its gradient and an embedding LoRA
   Optimizer,          // gradient clipping and AdamW
   Elementwise,        // residual adds, copies and casts between kernels
+  Projections,        // q/k/v and gate/up run side by side, one thread each (base GEMMs + LoRA products)
   kCount
 };
 const char* phase_name(Phase p);

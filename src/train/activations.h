@@ -70,6 +70,7 @@ struct TrainableModel::GradScratch {
   Tensor dact;               // [N, inter] f32
   Tensor dgate, dup;         // [N, inter] E
   Tensor dxn, dres;          // [N, hidden] f32
+  Tensor dxn2;               // [N, hidden] f32: the input gradient of the projections run beside the first
   Tensor datt, dq;           // [N, q_dim] f32
   Tensor dk, dv;             // [N, kv_dim] f32
   Tensor dq_e, dk_e, dv_e;   // E copies after RoPE's backward (empty when E is f32: in place)
@@ -83,6 +84,7 @@ struct TrainableModel::GradScratch {
     dup = Tensor(e, {n, c.intermediate_size});
     dxn = Tensor(DType::F32, {n, c.hidden_size});
     dres = Tensor(DType::F32, {n, c.hidden_size});
+    dxn2 = Tensor(DType::F32, {n, c.hidden_size});
     datt = Tensor(DType::F32, {n, c.q_dim()});
     dq = Tensor(DType::F32, {n, c.q_dim()});
     dk = Tensor(DType::F32, {n, c.kv_dim()});

@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "core/matmul.h"
+#include "core/parallel.h"
 #include "kernels/attention.h"
 #include "kernels/elementwise.h"
 #include "kernels/embedding.h"
@@ -31,6 +32,16 @@ void add_into(Tensor& dst, const Tensor& src) { lora::add_into(dst.f32(), src.f3
 std::mt19937_64 dropout_rng(uint64_t step_seed, int64_t layer, int proj) {
   std::seed_seq seq{uint32_t(step_seed), uint32_t(step_seed >> 32), uint32_t(layer), uint32_t(proj)};
   return std::mt19937_64(seq);
+}
+
+// FLOPs of one adapted linear over n rows: the base GEMM and the rank-r products, forward or backward
+// (backward: the input gradient if wanted, the LoRA gradients always).
+double linear_flops(const LinearSlot& s, int64_t n, bool backward, bool input_grad) {
+  const MatView w = mat(s.weight);
+  const double base = 2.0 * double(n) * double(w.rows) * double(w.cols);
+  const double low_rank = s.lora ? 2.0 * double(n) * double(s.lora->r) * double(w.rows + w.cols) : 0.0;
+  if (!backward) return base + low_rank;
+  return (input_grad ? base : 0.0) + 2.0 * low_rank + (s.weight_grad.empty() ? 0.0 : base);
 }
 
 template <typename E> E* data(Tensor& t) { return t.data_as<E>(); }
@@ -85,9 +96,18 @@ void TrainableModel::layer_forward_as(int64_t l, LayerActivations& a, int64_t B,
     auto t = timed(Phase::RmsNorm);
     rmsnorm_forward(x.f32(), w.attn_norm.f32(), data<E>(a.xn_attn), n, c.hidden_size, c.rms_norm_eps, a.rstd_attn.f32());
   }
-  lin(kQ, a.xn_attn, q32);
-  lin(kK, a.xn_attn, k32);
-  lin(kV, a.xn_attn, v32);
+  // The projections that read the same input run side by side (q | k, v and gate | up): their thin LoRA
+  // products gain nothing from a second thread, and two single-threaded GEMMs keep the cores busier than
+  // one two-threaded GEMM after another.
+  {
+    auto t = timed(Phase::Projections, linear_flops(slots[kQ], n, false, false) + linear_flops(slots[kK], n, false, false) +
+                                           linear_flops(slots[kV], n, false, false));
+    run_side_by_side([&] { lin(kQ, a.xn_attn, q32); },
+                     [&] {
+                       lin(kK, a.xn_attn, k32);
+                       lin(kV, a.xn_attn, v32);
+                     });
+  }
   {
     auto t = timed(Phase::Rope);
     rope_forward(q32.f32(), data<E>(a.q), positions_.data(), n, c.num_attention_heads, c.head_dim, rope_);
@@ -111,8 +131,10 @@ void TrainableModel::layer_forward_as(int64_t l, LayerActivations& a, int64_t B,
     auto t = timed(Phase::RmsNorm);
     rmsnorm_forward(a.h.f32(), w.ffn_norm.f32(), data<E>(a.xn_ffn), n, c.hidden_size, c.rms_norm_eps, a.rstd_ffn.f32());
   }
-  lin(kGate, a.xn_ffn, gate32);
-  lin(kUp, a.xn_ffn, up32);
+  {
+    auto t = timed(Phase::Projections, linear_flops(slots[kGate], n, false, false) + linear_flops(slots[kUp], n, false, false));
+    run_side_by_side([&] { lin(kGate, a.xn_ffn, gate32); }, [&] { lin(kUp, a.xn_ffn, up32); });
+  }
   {
     auto t = timed(Phase::SwiGlu);
     swiglu_forward(gate32.f32(), up32.f32(), data<E>(a.act), f32 ? nullptr : data<E>(a.gate), f32 ? nullptr : data<E>(a.up),
@@ -158,8 +180,15 @@ void TrainableModel::layer_backward_as(int64_t l, LayerActivations& a, Tensor& d
     auto t = timed(Phase::SwiGlu);
     swiglu_backward(dact.f32(), data<E>(a.gate), data<E>(a.up), data<E>(dgate), data<E>(dup), dact.numel());
   }
-  back(kGate, a.xn_ffn, dgate, &dxn, false);
-  back(kUp, a.xn_ffn, dup, &dxn, true);
+  // side by side as in the forward, each into its own input-gradient buffer, summed after
+  {
+    auto t = timed(Phase::Projections, linear_flops(slots[kGate], n, true, true) + linear_flops(slots[kUp], n, true, true));
+    run_side_by_side([&] { back(kGate, a.xn_ffn, dgate, &dxn, false); }, [&] { back(kUp, a.xn_ffn, dup, &g.dxn2, false); });
+  }
+  {
+    auto t = timed(Phase::Elementwise);
+    add_into(dxn, g.dxn2);
+  }
   {
     auto t = timed(Phase::RmsNorm);
     rmsnorm_backward(dxn.f32(), a.h.f32(), w.ffn_norm.f32(), a.rstd_ffn.f32(), dres.f32(), dnorm_ffn, n, c.hidden_size);
@@ -191,11 +220,21 @@ void TrainableModel::layer_backward_as(int64_t l, LayerActivations& a, Tensor& d
   // The first block's input gradient feeds only the embedding: without a trained embedding (or norm) nothing
   // reads it, and the three input-gradient GEMMs are skipped (the adapters' own gradients are still formed).
   const bool input_grad = l > 0 || !embed_grad_.empty() || embed_lora_ || dnorm_attn;
-  Tensor* dxn_or_null = input_grad ? &dxn : nullptr;
-  back(kQ, a.xn_attn, dq_e, dxn_or_null, false);
-  back(kK, a.xn_attn, dk_e, dxn_or_null, true);
-  back(kV, a.xn_attn, dv_e, dxn_or_null, true);
+  {
+    auto t = timed(Phase::Projections, linear_flops(slots[kQ], n, true, input_grad) +
+                                           linear_flops(slots[kK], n, true, input_grad) +
+                                           linear_flops(slots[kV], n, true, input_grad));
+    run_side_by_side([&] { back(kQ, a.xn_attn, dq_e, input_grad ? &dxn : nullptr, false); },
+                     [&] {
+                       back(kK, a.xn_attn, dk_e, input_grad ? &g.dxn2 : nullptr, false);
+                       back(kV, a.xn_attn, dv_e, input_grad ? &g.dxn2 : nullptr, true);
+                     });
+  }
   if (!input_grad) return;
+  {
+    auto t = timed(Phase::Elementwise);
+    add_into(dxn, g.dxn2);
+  }
   {
     auto t = timed(Phase::RmsNorm);
     rmsnorm_backward(dxn.f32(), x.f32(), w.attn_norm.f32(), a.rstd_attn.f32(), dres.f32(), dnorm_attn, n, c.hidden_size);
