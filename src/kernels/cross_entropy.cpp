@@ -8,6 +8,7 @@
 #include "core/dtype.h"
 #include "core/error.h"
 #include "core/matmul.h"
+#include "core/parallel.h"
 #include "kernels/simd.h"
 
 namespace lora {
@@ -121,7 +122,9 @@ CrossEntropyResult lm_head_cross_entropy(const float* h, const Tensor& lm_head, 
   CrossEntropyResult result;
   std::vector<float> local;
   std::vector<float>& logits = workspace ? *workspace : local;
-  if (logits.size() < size_t(max_rows * vocab)) logits.resize(size_t(max_rows * vocab));
+  // the chunk's logits, then the second half-sum of dh (below)
+  if (logits.size() < size_t(max_rows * (vocab + dim))) logits.resize(size_t(max_rows * (vocab + dim)));
+  float* dh_half = logits.data() + max_rows * vocab;
   for (int64_t r0 = 0; r0 < n; r0 += chunk) {
     const int64_t rows = std::min(chunk, n - r0);
     const MatView hc{h + r0 * dim, DType::F32, rows, dim, dim};
@@ -138,7 +141,23 @@ CrossEntropyResult lm_head_cross_entropy(const float* h, const Tensor& lm_head, 
     if (!dh) continue;
     const MatView dl = bf16_grad ? MatView{logits.data(), DType::BF16, rows, vocab, 2 * vocab}
                                  : MatView{logits.data(), DType::F32, rows, vocab, vocab};
-    matmul(dl, false, W, false, MutMatView{dh + r0 * dim, rows, dim, dim});
+    // dh = dl · W as two half-sums over the vocabulary, side by side, then added: one long reduction per
+    // thread runs ~1.5x faster than oneDNN's two-threaded split of this shape (measured on 49k and 152k
+    // vocabularies).
+    const int64_t half = vocab / 2;
+    auto part = [&](int64_t v0, int64_t v1, float* out) {
+      const MatView dl_part{static_cast<const char*>(dl.data) + v0 * int64_t(dtype_size(dl.dtype)), dl.dtype, rows,
+                            v1 - v0, dl.stride};
+      const MatView w_part{static_cast<const char*>(W.data) + v0 * dim * int64_t(dtype_size(W.dtype)), W.dtype, v1 - v0,
+                           dim, dim};
+      matmul(dl_part, false, w_part, false, MutMatView{out, rows, dim, dim});
+    };
+    if (W.quant || half == 0) {
+      matmul(dl, false, W, false, MutMatView{dh + r0 * dim, rows, dim, dim});
+    } else {
+      run_side_by_side([&] { part(0, half, dh + r0 * dim); }, [&] { part(half, vocab, dh_half); });
+      for (int64_t i = 0; i < rows * dim; ++i) dh[r0 * dim + i] += dh_half[i];
+    }
     if (dlm_head) matmul(dl, true, hc, false, MutMatView{dlm_head, vocab, dim, dim}, 1.0f, 1.0f);
     if (low_rank) {
       const MatView uc{low_rank->u + r0 * r, DType::F32, rows, r, r};
