@@ -271,7 +271,8 @@ void adapted_linear_backward(const LinearParams& p, const Tensor& x, const Tenso
 
   // dB += s gᵀ u;  du = s g B (two thin products: one thread each)
   Tensor du(DType::F32, {n, l->r});
-  run_side_by_side([&] { matmul(mat(*g), true, mat(s.u), false, mut_mat(l->grad_b), l->scaling, 1.0f); },
+  run_side_by_side(4.0 * double(n) * double(out) * double(l->r),
+                   [&] { matmul(mat(*g), true, mat(s.u), false, mut_mat(l->grad_b), l->scaling, 1.0f); },
                    [&] { matmul(mat(*g), false, mat(l->lora_b), false, mut_mat(du), l->scaling); });
 
   // The base path: dx = dy W, except DoRA without dropout, where W x is scaled by c too (dx = g W).

@@ -155,7 +155,8 @@ CrossEntropyResult lm_head_cross_entropy(const float* h, const Tensor& lm_head, 
     if (W.quant || half == 0) {
       matmul(dl, false, W, false, MutMatView{dh + r0 * dim, rows, dim, dim});
     } else {
-      run_side_by_side([&] { part(0, half, dh + r0 * dim); }, [&] { part(half, vocab, dh_half); });
+      run_side_by_side(2.0 * double(rows) * double(vocab) * double(dim), [&] { part(0, half, dh + r0 * dim); },
+                       [&] { part(half, vocab, dh_half); });
       for (int64_t i = 0; i < rows * dim; ++i) dh[r0 * dim + i] += dh_half[i];
     }
     if (dlm_head) matmul(dl, true, hc, false, MutMatView{dlm_head, vocab, dim, dim}, 1.0f, 1.0f);

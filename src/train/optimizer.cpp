@@ -14,6 +14,18 @@ AdamW::AdamW(const std::vector<Param>& params, const AdamWConfig& config) : conf
   }
 }
 
+namespace {
+
+constexpr int64_t kParallelElements = 1 << 16;  // fewer: one thread, a parallel region would cost more
+
+int64_t element_count(const std::vector<Param>& params) {
+  int64_t n = 0;
+  for (const Param& p : params) n += p.value->numel();
+  return n;
+}
+
+}  // namespace
+
 // Both passes below run over the params in parallel, a whole param per thread at a time (a LoRA has
 // hundreds of small ones, too small to split), with the element loop vectorized; every element is updated
 // by the same IEEE operations as one scalar loop, so the result does not depend on the thread count.
@@ -25,7 +37,7 @@ void AdamW::step(const std::vector<Param>& params, float lr) {
   const float bias_correction2_sqrt = float(std::sqrt(1.0 - std::pow(double(b2), double(t_))));
   const float step_size = float(lr / bias_correction1);
   const int64_t count = int64_t(params.size());
-#pragma omp parallel for schedule(dynamic)
+#pragma omp parallel for schedule(dynamic) if (element_count(params) > kParallelElements)
   for (int64_t i = 0; i < count; ++i) {
     float* p = params[size_t(i)].value->f32();
     const float* g = params[size_t(i)].grad->f32();
@@ -48,7 +60,8 @@ double clip_grad_norm(const std::vector<Param>& params, double max_norm) {
   // Σ g² per param (in double, in a fixed order), then over params in order: deterministic.
   const int64_t count = int64_t(params.size());
   std::vector<double> sums(params.size());
-#pragma omp parallel for schedule(dynamic)
+  const bool parallel = element_count(params) > kParallelElements;
+#pragma omp parallel for schedule(dynamic) if (parallel)
   for (int64_t i = 0; i < count; ++i) {
     const float* g = params[size_t(i)].grad->f32();
     const int64_t n = params[size_t(i)].grad->numel();
@@ -62,7 +75,7 @@ double clip_grad_norm(const std::vector<Param>& params, double max_norm) {
   const double norm = std::sqrt(ss);
   const double coef = max_norm / (norm + 1e-6);
   if (max_norm > 0 && coef < 1.0) {
-#pragma omp parallel for schedule(dynamic)
+#pragma omp parallel for schedule(dynamic) if (parallel)
     for (int64_t i = 0; i < count; ++i) {
       float* g = params[size_t(i)].grad->f32();
       const int64_t n = params[size_t(i)].grad->numel();

@@ -100,9 +100,12 @@ void TrainableModel::layer_forward_as(int64_t l, LayerActivations& a, int64_t B,
   // products gain nothing from a second thread, and two single-threaded GEMMs keep the cores busier than
   // one two-threaded GEMM after another.
   {
-    auto t = timed(Phase::Projections, linear_flops(slots[kQ], n, false, false) + linear_flops(slots[kK], n, false, false) +
-                                           linear_flops(slots[kV], n, false, false));
-    run_side_by_side([&] { lin(kQ, a.xn_attn, q32); },
+    const double flops = linear_flops(slots[kQ], n, false, false) + linear_flops(slots[kK], n, false, false) +
+                         linear_flops(slots[kV], n, false, false);
+    // (timed as one phase when side by side; run one after the other, each linear times its own parts)
+    std::optional<Profiler::Scope> t;
+    if (runs_side_by_side(flops)) t.emplace(profiler, Phase::Projections, flops);
+    run_side_by_side(flops, [&] { lin(kQ, a.xn_attn, q32); },
                      [&] {
                        lin(kK, a.xn_attn, k32);
                        lin(kV, a.xn_attn, v32);
@@ -132,8 +135,10 @@ void TrainableModel::layer_forward_as(int64_t l, LayerActivations& a, int64_t B,
     rmsnorm_forward(a.h.f32(), w.ffn_norm.f32(), data<E>(a.xn_ffn), n, c.hidden_size, c.rms_norm_eps, a.rstd_ffn.f32());
   }
   {
-    auto t = timed(Phase::Projections, linear_flops(slots[kGate], n, false, false) + linear_flops(slots[kUp], n, false, false));
-    run_side_by_side([&] { lin(kGate, a.xn_ffn, gate32); }, [&] { lin(kUp, a.xn_ffn, up32); });
+    const double flops = linear_flops(slots[kGate], n, false, false) + linear_flops(slots[kUp], n, false, false);
+    std::optional<Profiler::Scope> t;
+    if (runs_side_by_side(flops)) t.emplace(profiler, Phase::Projections, flops);
+    run_side_by_side(flops, [&] { lin(kGate, a.xn_ffn, gate32); }, [&] { lin(kUp, a.xn_ffn, up32); });
   }
   {
     auto t = timed(Phase::SwiGlu);
@@ -182,8 +187,11 @@ void TrainableModel::layer_backward_as(int64_t l, LayerActivations& a, Tensor& d
   }
   // side by side as in the forward, each into its own input-gradient buffer, summed after
   {
-    auto t = timed(Phase::Projections, linear_flops(slots[kGate], n, true, true) + linear_flops(slots[kUp], n, true, true));
-    run_side_by_side([&] { back(kGate, a.xn_ffn, dgate, &dxn, false); }, [&] { back(kUp, a.xn_ffn, dup, &g.dxn2, false); });
+    const double flops = linear_flops(slots[kGate], n, true, true) + linear_flops(slots[kUp], n, true, true);
+    std::optional<Profiler::Scope> t;
+    if (runs_side_by_side(flops)) t.emplace(profiler, Phase::Projections, flops);
+    run_side_by_side(flops, [&] { back(kGate, a.xn_ffn, dgate, &dxn, false); },
+                     [&] { back(kUp, a.xn_ffn, dup, &g.dxn2, false); });
   }
   {
     auto t = timed(Phase::Elementwise);
@@ -221,10 +229,11 @@ void TrainableModel::layer_backward_as(int64_t l, LayerActivations& a, Tensor& d
   // reads it, and the three input-gradient GEMMs are skipped (the adapters' own gradients are still formed).
   const bool input_grad = l > 0 || !embed_grad_.empty() || embed_lora_ || dnorm_attn;
   {
-    auto t = timed(Phase::Projections, linear_flops(slots[kQ], n, true, input_grad) +
-                                           linear_flops(slots[kK], n, true, input_grad) +
-                                           linear_flops(slots[kV], n, true, input_grad));
-    run_side_by_side([&] { back(kQ, a.xn_attn, dq_e, input_grad ? &dxn : nullptr, false); },
+    const double flops = linear_flops(slots[kQ], n, true, input_grad) + linear_flops(slots[kK], n, true, input_grad) +
+                         linear_flops(slots[kV], n, true, input_grad);
+    std::optional<Profiler::Scope> t;
+    if (runs_side_by_side(flops)) t.emplace(profiler, Phase::Projections, flops);
+    run_side_by_side(flops, [&] { back(kQ, a.xn_attn, dq_e, input_grad ? &dxn : nullptr, false); },
                      [&] {
                        back(kK, a.xn_attn, dk_e, input_grad ? &g.dxn2 : nullptr, false);
                        back(kV, a.xn_attn, dv_e, input_grad ? &g.dxn2 : nullptr, true);

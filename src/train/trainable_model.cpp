@@ -291,7 +291,7 @@ std::vector<LoraLinear*> TrainableModel::lora_layers() {
 
 void TrainableModel::zero_grad() {
   const int64_t count = int64_t(params_.size());
-#pragma omp parallel for schedule(dynamic)
+#pragma omp parallel for schedule(dynamic) if (trainable_parameter_count() > (1 << 16))
   for (int64_t i = 0; i < count; ++i) std::fill_n(params_[size_t(i)].grad->f32(), params_[size_t(i)].grad->numel(), 0.0f);
 }
 
