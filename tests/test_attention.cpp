@@ -162,20 +162,22 @@ TEST(Attention, GradientsMatchFiniteDifferencesAcrossTiles) {
   expect_gradient(v, dv, loss, "dv");
 }
 
+// Values rounded to bf16 (kept as f32), and the same as bf16 storage.
+std::vector<float> rounded_to_bf16(std::vector<float> v) {
+  for (float& x : v) x = bf16_to_f32(f32_to_bf16(x));
+  return v;
+}
+std::vector<bf16> to_bf16(const std::vector<float>& v) {
+  std::vector<bf16> o(v.size());
+  for (size_t i = 0; i < v.size(); ++i) o[i] = f32_to_bf16(v[i]);
+  return o;
+}
+
 // The bf16 kernels (AMX tiles where the CPU has them, head_dim padded to 32) on the edge cases of the f32
 // tests: one query, partial tiles, GQA, a KV cache offset with strided sequences, a batch, 1000 positions,
 // head_dim 8/16/32/64. Against the f32 reference on the same bf16-rounded inputs, within what bf16 operands
 // allow: relative L2 error below 1.5% (measured at most 0.3%; a wrong mask, block or head moves it to O(1)).
 TEST(Attention, Bf16KernelsMatchTheReferenceOnEveryEdgeCase) {
-  auto round = [](std::vector<float> v) {
-    for (float& x : v) x = bf16_to_f32(f32_to_bf16(x));
-    return v;
-  };
-  auto to_bf16 = [](const std::vector<float>& v) {
-    std::vector<bf16> o(v.size());
-    for (size_t i = 0; i < v.size(); ++i) o[i] = f32_to_bf16(v[i]);
-    return o;
-  };
   double worst = 0;
   auto rel = [&worst](const std::vector<float>& a, const std::vector<float>& b) {
     double num = 0, den = 0;
@@ -193,9 +195,9 @@ TEST(Attention, Bf16KernelsMatchTheReferenceOnEveryEdgeCase) {
   for (const Case& c : forward_cases) {
     const AttentionShape& s = c.shape;
     const int64_t S = c.pos0 + c.T, stride = S + 3;
-    const auto q = round(randn(size_t(c.batch * c.T * s.q_dim()), 5));
-    const auto k = round(randn(size_t(c.batch * stride * s.kv_dim()), 6));
-    const auto v = round(randn(size_t(c.batch * stride * s.kv_dim()), 7));
+    const auto q = rounded_to_bf16(randn(size_t(c.batch * c.T * s.q_dim()), 5));
+    const auto k = rounded_to_bf16(randn(size_t(c.batch * stride * s.kv_dim()), 6));
+    const auto v = rounded_to_bf16(randn(size_t(c.batch * stride * s.kv_dim()), 7));
     const auto q16 = to_bf16(q), k16 = to_bf16(k), v16 = to_bf16(v);
     std::vector<bf16> out16(q.size());
     std::vector<float> out(q.size()), ref(q.size()), stats(size_t(2 * c.batch * s.n_heads * c.T));
@@ -211,8 +213,8 @@ TEST(Attention, Bf16KernelsMatchTheReferenceOnEveryEdgeCase) {
   for (const Case& c : backward_cases) {
     const AttentionShape& s = c.shape;
     const int64_t n = c.batch * c.T;
-    const auto q = round(randn(size_t(n * s.q_dim()), 1)), k = round(randn(size_t(n * s.kv_dim()), 2)),
-               v = round(randn(size_t(n * s.kv_dim()), 3));
+    const auto q = rounded_to_bf16(randn(size_t(n * s.q_dim()), 1)), k = rounded_to_bf16(randn(size_t(n * s.kv_dim()), 2)),
+               v = rounded_to_bf16(randn(size_t(n * s.kv_dim()), 3));
     const auto dout = randn(q.size(), 4);
     const auto q16 = to_bf16(q), k16 = to_bf16(k), v16 = to_bf16(v);
     std::vector<bf16> out16(q.size());
@@ -240,16 +242,7 @@ TEST(Attention, Bf16StorageAgreesWithF32WithinBf16Rounding) {
   // by the effect of the rounded output in D = do·o.
   const AttentionShape s{6, 2, 64};
   const int64_t T = 130, n = s.q_dim() * T;
-  auto round = [](std::vector<float> v) {
-    for (float& x : v) x = bf16_to_f32(f32_to_bf16(x));
-    return v;
-  };
-  auto to_bf16 = [](const std::vector<float>& v) {
-    std::vector<bf16> o(v.size());
-    for (size_t i = 0; i < v.size(); ++i) o[i] = f32_to_bf16(v[i]);
-    return o;
-  };
-  const auto q = round(randn(size_t(n), 1)), k = round(randn(size_t(T * s.kv_dim()), 2)), v = round(randn(size_t(T * s.kv_dim()), 3));
+  const auto q = rounded_to_bf16(randn(size_t(n), 1)), k = rounded_to_bf16(randn(size_t(T * s.kv_dim()), 2)), v = rounded_to_bf16(randn(size_t(T * s.kv_dim()), 3));
   const auto dout = randn(size_t(n), 4);
   const auto q16 = to_bf16(q), k16 = to_bf16(k), v16 = to_bf16(v);
   std::vector<float> out(static_cast<size_t>(n)), stats(static_cast<size_t>(2 * s.n_heads * T)), stats16(stats.size());
