@@ -7,7 +7,6 @@
 #include "core/error.h"
 #include "core/matmul.h"
 #include "core/parallel.h"
-#include "kernels/small_matmul.h"
 #include "core/quant.h"
 #include "kernels/simd.h"
 
@@ -126,7 +125,7 @@ void lora_down_forward(const LoraLinear& l, const Tensor& x, LinearSaved& s, std
 }
 
 void lora_down_backward(LoraLinear& l, const Tensor& x, const LinearSaved& s, const Tensor& du_in, Tensor* dx,
-                        const Tensor* extra_dxd) {
+                        const Tensor* extra_dxd, bool accumulate_dx) {
   const bool drop = !s.x_drop.empty();
   Tensor du_scaled;
   if (l.adalora()) {  // u = E ⊙ u_a:  dE += Σ_rows du ⊙ u_a,  du_a = E ⊙ du
@@ -143,7 +142,7 @@ void lora_down_backward(LoraLinear& l, const Tensor& x, const LinearSaved& s, co
   matmul(mat(du), true, mat(drop ? s.x_drop : x), false, mut_mat(l.grad_a), 1.0f, 1.0f);  // dA += duᵀ x_d
   if (!dx) return;
   if (!drop) {
-    matmul(mat(du), false, mat(l.lora_a), false, mut_mat(*dx), 1.0f, 1.0f);  // dx += du A
+    matmul(mat(du), false, mat(l.lora_a), false, mut_mat(*dx), 1.0f, accumulate_dx ? 1.0f : 0.0f);  // dx (+)= du A
     if (extra_dxd)
       for (int64_t i = 0; i < dx->numel(); ++i) dx->f32()[i] += extra_dxd->f32()[i];
     return;
@@ -154,8 +153,10 @@ void lora_down_backward(LoraLinear& l, const Tensor& x, const LinearSaved& s, co
   const float scale = 1.0f / (1.0f - l.dropout);
   const uint8_t* k = s.keep.data_as<uint8_t>();
   float* dxv = dx->f32();
-  for (int64_t i = 0; i < dx->numel(); ++i)
-    if (k[i]) dxv[i] += dxd.f32()[i] * scale;
+  for (int64_t i = 0; i < dx->numel(); ++i) {
+    const float v = k[i] ? dxd.f32()[i] * scale : 0.0f;
+    dxv[i] = accumulate_dx ? dxv[i] + v : v;
+  }
 }
 
 void adapted_linear_forward(const LinearParams& p, const Tensor& x, Tensor& y, LinearSaved* saved,
@@ -285,24 +286,16 @@ void adapted_linear_backward(const LinearParams& p, const Tensor& x, const Tenso
     matmul(mat(cm1), false, mat(*p.weight), false, mut_mat(extra));
   }
   timed.reset();
+  // The adapter's part of dx first (and dA += duᵀ x_d), then the base product adds its part in its output
+  // pass: one pass over dx fewer than adding the low-rank part afterwards.
+  {
+    Profiler::Scope timed_down(p.profiler, Phase::LoraProducts, 4.0 * double(n) * double(l->r) * double(l->in_features));
+    lora_down_backward(*l, x, s, du, dx, extra.empty() ? nullptr : &extra, accumulate_dx);
+  }
+  if (!dx) return;
   const Tensor& base_grad = (l->use_dora && !drop) ? *g : dy;
-  if (dx && !l->use_dora && !drop && !l->adalora()) {
-    // dA += duᵀ x and dx = du A (both read du), then the base product adds dy W in its output pass.
-    {
-      Profiler::Scope timed_down(p.profiler, Phase::LoraProducts, 4.0 * double(n) * double(l->r) * double(l->in_features));
-      matmul(mat(du), true, mat(x), false, mut_mat(l->grad_a), 1.0f, 1.0f);
-      matmul(mat(du), false, mat(l->lora_a), false, mut_mat(*dx), 1.0f, beta_dx);
-    }
-    Profiler::Scope timed_base(p.profiler, Phase::BaseInputGrad, base_flops);
-    matmul(mat(base_grad), false, mat(*p.weight), false, mut_mat(*dx), 1.0f, 1.0f);
-    return;
-  }
-  if (dx) {
-    Profiler::Scope timed_base(p.profiler, Phase::BaseInputGrad, base_flops);
-    matmul(mat(base_grad), false, mat(*p.weight), false, mut_mat(*dx), 1.0f, beta_dx);
-  }
-  Profiler::Scope timed_down(p.profiler, Phase::LoraProducts, 4.0 * double(n) * double(l->r) * double(l->in_features));
-  lora_down_backward(*l, x, s, du, dx, extra.empty() ? nullptr : &extra);
+  Profiler::Scope timed_base(p.profiler, Phase::BaseInputGrad, base_flops);
+  matmul(mat(base_grad), false, mat(*p.weight), false, mut_mat(*dx), 1.0f, 1.0f);
 }
 
 void adapted_linear_backward(const LinearParams& p, const Tensor& x, const Tensor& dy, const LinearSaved& saved,

@@ -81,11 +81,12 @@ void adapted_linear_backward(const LinearParams& p, const Tensor& x, const Tenso
                              Tensor* dx, bool accumulate_dx);
 
 // The adapter's down-projection alone, u = A · dropout(x) into saved.u (and the dropout mask), and its
-// backward from du = dL/du: grad_a += duᵀ x_d, dx += dropout'(du A + extra_dxd). With AdaLoRA's E,
+// backward from du = dL/du: grad_a += duᵀ x_d, dx += dropout'(du A + extra_dxd) (dx = ... when not
+// accumulate_dx; dx null: grad_a only). With AdaLoRA's E,
 // u = E ⊙ A x_d, and the backward also gives grad_e += Σ_rows du ⊙ A x_d. Used where the
 // up-projection is fused elsewhere (the lm_head inside the chunked cross-entropy).
 void lora_down_forward(const LoraLinear& l, const Tensor& x, LinearSaved& saved, std::mt19937_64* rng);
 void lora_down_backward(LoraLinear& l, const Tensor& x, const LinearSaved& saved, const Tensor& du, Tensor* dx,
-                        const Tensor* extra_dxd = nullptr);
+                        const Tensor* extra_dxd = nullptr, bool accumulate_dx = true);
 
 }  // namespace lora

@@ -38,11 +38,6 @@ const float* f32_block(const bf16* src, int64_t& ld, int64_t rows, int64_t cols,
   return buf;
 }
 
-std::vector<float>& scratch(std::vector<float>& v, size_t n) {
-  if (v.size() < n) v.resize(n);
-  return v;
-}
-
 }  // namespace
 
 template <typename E>
@@ -62,16 +57,16 @@ void attention_forward(const E* q, const E* keys, const E* values, E* out, int64
 #pragma omp parallel if (tasks > 1)
   {
     thread_local std::vector<float> kt_buf, s_buf, o_buf, q_buf, v_buf;
-    float* kt = scratch(kt_buf, size_t(hd * kBlock)).data();
-    float* s = scratch(s_buf, size_t(kBlock * kBlock)).data();
-    float* o = scratch(o_buf, size_t(kBlock * hd)).data();
-    float* q32 = scratch(q_buf, size_t(kBlock * hd)).data();
-    float* v32 = scratch(v_buf, size_t(kBlock * hd)).data();
+    float* kt = grown(kt_buf, size_t(hd * kBlock));
+    float* s = grown(s_buf, size_t(kBlock * kBlock));
+    float* o = grown(o_buf, size_t(kBlock * hd));
+    float* q32 = grown(q_buf, size_t(kBlock * hd));
+    float* v32 = grown(v_buf, size_t(kBlock * hd));
     float m[kBlock], l[kBlock];
     // The last query blocks see the most keys: they go first.
 #pragma omp for schedule(dynamic, 1)
     for (int64_t task = 0; task < tasks; ++task) {
-      const int64_t qb = n_qblocks - 1 - task / (batch * H), b = (task / H) % batch, h = task % H;
+      const auto [qb, b, h] = query_block_task(task, batch, H, n_qblocks);
       const int64_t q0 = qb * kBlock, nq = std::min(kBlock, T - q0);
       int64_t ldq = q_dim;
       const float* Q = f32_block(q + (b * T + q0) * q_dim + h * hd, ldq, nq, hd, q32);
@@ -92,7 +87,7 @@ void attention_forward(const E* q, const E* keys, const E* values, E* out, int64
             std::fill(sr, sr + nk, 0.0f);
             continue;
           }
-          const float m_new = std::max(m[r], row_max(sr, visible));
+          const float m_new = std::max(m[r], simd::max_of(sr, visible));
           const float corr = std::exp(m[r] - m_new);  // 0 on the first block (m = -inf)
           l[r] = l[r] * corr + exp_row(sr, sr, visible, nk, m_new, exact);
           if (corr != 1.0f) scale_row(o + r * hd, hd, corr);
@@ -132,40 +127,31 @@ void attention_backward(const float* dout, const E* q, const E* keys, const E* v
 
   // D_t = do_t · o_t per (sequence, head, query).
   std::vector<float> D(size_t(batch * H * T));
-  // dq is summed over key blocks, which different threads own: each thread adds into its own copy
-  // (thread 0 into dq itself) and the copies are added up at the end.
-  const int n_threads = omp_get_max_threads();
-  std::vector<std::vector<float>> dq_copies(size_t(std::max(0, n_threads - 1)));
+  DqPartials dq_sums(dq, rows * q_dim);
 
 #pragma omp parallel
   {
-    const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
-    float* my_dq = dq;
-    if (tid > 0) {
-      std::vector<float>& copy = dq_copies[size_t(tid - 1)];
-      copy.assign(size_t(rows * q_dim), 0.0f);
-      my_dq = copy.data();
-    }
+    float* my_dq = dq_sums.mine();
 #pragma omp for
     for (int64_t row = 0; row < rows; ++row) {
       const int64_t b = row / T, t = row % T;
       std::fill(dq + row * q_dim, dq + (row + 1) * q_dim, 0.0f);
-      for (int64_t h = 0; h < H; ++h) D[size_t((b * H + h) * T + t)] = dot(dout + row * q_dim + h * hd, out + row * q_dim + h * hd, hd);
+      for (int64_t h = 0; h < H; ++h) D[size_t((b * H + h) * T + t)] = simd::dot(dout + row * q_dim + h * hd, out + row * q_dim + h * hd, hd);
     }
 
     thread_local std::vector<float> kt_buf, vt_buf, s_buf, dp_buf, dk_buf, dv_buf, q_buf, k_buf;
-    float* q32 = scratch(q_buf, size_t(kBlock * hd)).data();
-    float* k32 = scratch(k_buf, size_t(kBlock * hd)).data();
-    float* kt = scratch(kt_buf, size_t(hd * kBlock)).data();
-    float* vt = scratch(vt_buf, size_t(hd * kBlock)).data();
-    float* p = scratch(s_buf, size_t(kBlock * kBlock)).data();
-    float* ds = scratch(dp_buf, size_t(kBlock * kBlock)).data();
-    float* dk_acc = scratch(dk_buf, size_t(kBlock * hd)).data();
-    float* dv_acc = scratch(dv_buf, size_t(kBlock * hd)).data();
+    float* q32 = grown(q_buf, size_t(kBlock * hd));
+    float* k32 = grown(k_buf, size_t(kBlock * hd));
+    float* kt = grown(kt_buf, size_t(hd * kBlock));
+    float* vt = grown(vt_buf, size_t(hd * kBlock));
+    float* p = grown(s_buf, size_t(kBlock * kBlock));
+    float* ds = grown(dp_buf, size_t(kBlock * kBlock));
+    float* dk_acc = grown(dk_buf, size_t(kBlock * hd));
+    float* dv_acc = grown(dv_buf, size_t(kBlock * hd));
     // The first key blocks are read by the most queries: they go first.
 #pragma omp for schedule(dynamic, 1)
     for (int64_t task = 0; task < tasks; ++task) {
-      const int64_t kb = task / (batch * KV), b = (task / KV) % batch, g = task % KV;
+      const auto [kb, b, g] = key_block_task(task, batch, KV);
       const int64_t k0 = kb * kBlock, nk = std::min(kBlock, T - k0);
       const E* Kj = keys + (b * T + k0) * kv_dim + g * hd;
       const E* Vj = values + (b * T + k0) * kv_dim + g * hd;
@@ -203,10 +189,7 @@ void attention_backward(const float* dout, const E* q, const E* keys, const E* v
         std::copy(dv_acc + j * hd, dv_acc + (j + 1) * hd, dv + (b * T + k0 + j) * kv_dim + g * hd);
       }
     }
-    // (the implicit barrier of the loop above: every copy is complete)
-#pragma omp for
-    for (int64_t i = 0; i < rows * q_dim; ++i)
-      for (int t = 1; t < nt; ++t) dq[i] += dq_copies[size_t(t - 1)][size_t(i)];
+    dq_sums.add_copies();  // (after the implicit barrier of the loop above: every copy is complete)
   }
 }
 

@@ -20,12 +20,6 @@ constexpr int64_t kBlock = 64;  // queries and keys per tile, as in the AVX-512 
 
 int64_t round32(int64_t n) { return (n + 31) / 32 * 32; }
 
-template <typename T>
-T* grown(std::vector<T>& v, size_t n) {
-  if (v.size() < n) v.resize(n);
-  return v.data();
-}
-
 // Forward, one score row: p = e^(scale·s − m) over the visible keys, 0 up to n_pad, written as bf16 (the A
 // operand of P·V); returns Σ p (of the f32 values).
 float exp_row_to_bf16(const float* s, bf16* p, int64_t visible, int64_t n_pad, float scale, float m) {
@@ -114,7 +108,8 @@ void attention_forward_amx(const bf16* q, const bf16* keys, const bf16* values, 
     // The last query blocks see the most keys: they go first.
 #pragma omp for schedule(dynamic, 1)
     for (int64_t task = 0; task < tasks; ++task) {
-      const int64_t qb = nqb - 1 - task / (batch * H), b = (task / H) % batch, h = task % H, g = h / group;
+      const auto [qb, b, h] = query_block_task(task, batch, H, nqb);
+      const int64_t g = h / group;
       const int64_t q0 = qb * kBlock, nq = std::min(kBlock, T - q0);
       pack_a(q + (b * T + q0) * q_dim + h * hd, q_dim, false, nq, hd, kBlock, hp, qa);
       const int64_t n_keys = pos0 + q0 + nq;
@@ -133,7 +128,7 @@ void attention_forward_amx(const bf16* q, const bf16* keys, const bf16* values, 
             std::fill(pr, pr + kBlock, bf16(0));
             continue;
           }
-          const float m_new = std::max(m[r], row_max(sr, visible) * scale);  // scale > 0
+          const float m_new = std::max(m[r], simd::max_of(sr, visible) * scale);  // scale > 0
           const float corr = std::exp(m[r] - m_new);
           l[r] = l[r] * corr + exp_row_to_bf16(sr, pr, visible, kBlock, scale, m_new);
           if (corr != 1.0f) scale_row(o + r * hp, hd, corr);
@@ -171,20 +166,11 @@ void attention_backward_amx(const float* dout, const bf16* q, const bf16* keys, 
   bf16* const qt_all = grown(qt_buf_all, size_t(q_tiles * tile));
   bf16* const da_all = grown(da_buf_all, size_t(q_tiles * tile));
   bf16* const dt_all = grown(dt_buf_all, size_t(q_tiles * tile));
-  // dq is summed over key blocks, which different threads own: each thread but the first adds into its own
-  // copy (kept by that thread between calls), and the copies are added up at the end.
-  std::vector<float*> dq_copies(size_t(omp_get_max_threads()), nullptr);
+  DqPartials dq_sums(dq, rows * q_dim);
 
 #pragma omp parallel
   {
-    const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
-    float* my_dq = dq;
-    if (tid > 0) {
-      thread_local std::vector<float> copy;
-      my_dq = grown(copy, size_t(rows * q_dim));
-      std::fill(my_dq, my_dq + rows * q_dim, 0.0f);
-      dq_copies[size_t(tid)] = my_dq;
-    }
+    float* my_dq = dq_sums.mine();
     amx_configure();
 #pragma omp for
     for (int64_t row = 0; row < rows; ++row) {
@@ -227,7 +213,7 @@ void attention_backward_amx(const float* dout, const bf16* q, const bf16* keys, 
     // The first key blocks are read by the most queries: they go first.
 #pragma omp for schedule(dynamic, 1)
     for (int64_t task = 0; task < tasks; ++task) {
-      const int64_t kb = task / (batch * KV), b = (task / KV) % batch, g = task % KV;
+      const auto [kb, b, g] = key_block_task(task, batch, KV);
       const int64_t k0 = kb * kBlock, nk = std::min(kBlock, T - k0);
       const bf16* Kj = keys + (b * T + k0) * kv_dim + g * hd;
       const bf16* Vj = values + (b * T + k0) * kv_dim + g * hd;
@@ -266,10 +252,7 @@ void attention_backward_amx(const float* dout, const bf16* q, const bf16* keys, 
         }
       }
     }
-    // (the implicit barrier of the loop above: every copy is complete)
-#pragma omp for
-    for (int64_t i = 0; i < rows * q_dim; ++i)
-      for (int t = 1; t < nt; ++t) dq[i] += dq_copies[size_t(t)][i];
+    dq_sums.add_copies();  // (after the implicit barrier of the loop above: every copy is complete)
   }
 }
 

@@ -1,25 +1,69 @@
 #pragma once
-// The per-row steps of blocked attention that its f32 (AVX-512) and bf16 (AMX) forms share: row maxima,
-// the exponentials of a score row, scaling, dot products, and the softmax gradient.
+// What the f32 (AVX-512) and bf16 (AMX) forms of blocked attention share: the order of their work, the
+// per-row steps (the exponentials of a score row, scaling, the softmax gradient; row maxima and dot
+// products are simd::max_of and simd::dot), per-thread scratch, and dq's per-thread partial sums.
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <vector>
 
 #include "kernels/simd.h"
 
 namespace lora::attention_rows {
 
-inline float row_max(const float* s, int64_t n) {
-#ifdef LORA_SIMD_AVX512
-  __m512 m = _mm512_set1_ps(-INFINITY);
-  for (int64_t j = 0; j < n; j += 16) m = _mm512_max_ps(m, _mm512_mask_loadu_ps(m, simd::first_lanes(n - j), s + j));
-  return _mm512_reduce_max_ps(m);
-#else
-  float m = -INFINITY;
-  for (int64_t j = 0; j < n; ++j) m = std::max(m, s[j]);
-  return m;
-#endif
+// Forward task t of batch · heads · query blocks: query block qb of sequence b, head h; the last query
+// blocks (which see the most keys) first.
+struct QueryBlockTask {
+  int64_t qb, b, h;
+};
+inline QueryBlockTask query_block_task(int64_t task, int64_t batch, int64_t heads, int64_t n_blocks) {
+  return {n_blocks - 1 - task / (batch * heads), (task / heads) % batch, task % heads};
 }
+
+// Backward task t of batch · kv heads · key blocks: key block kb of sequence b, kv head g; the first key
+// blocks (which the most queries read) first.
+struct KeyBlockTask {
+  int64_t kb, b, g;
+};
+inline KeyBlockTask key_block_task(int64_t task, int64_t batch, int64_t kv_heads) {
+  return {task / (batch * kv_heads), (task / kv_heads) % batch, task % kv_heads};
+}
+
+// A thread's scratch buffer, grown to at least n elements and kept between calls.
+template <typename T>
+T* grown(std::vector<T>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+  return v.data();
+}
+
+// dq is summed over key blocks, which different threads own. Inside the parallel region each thread takes
+// mine(): the first thread dq itself, every other its own zeroed copy (kept by that thread between calls);
+// after the loops that fill them, add_copies() (work-shared, inside the region) adds the copies into dq.
+class DqPartials {
+ public:
+  DqPartials(float* dq, int64_t n) : dq_(dq), n_(n), copies_(size_t(omp_get_max_threads()), nullptr) {}
+  float* mine() {
+    const int tid = omp_get_thread_num();
+    if (tid == 0) return dq_;
+    thread_local std::vector<float> copy;
+    float* c = grown(copy, size_t(n_));
+    std::fill(c, c + n_, 0.0f);
+    return copies_[size_t(tid)] = c;
+  }
+  void add_copies() {
+    const int nt = omp_get_num_threads();
+#pragma omp for
+    for (int64_t i = 0; i < n_; ++i)
+      for (int t = 1; t < nt; ++t) dq_[i] += copies_[size_t(t)][i];
+  }
+
+ private:
+  float* dq_;
+  int64_t n_;
+  std::vector<float*> copies_;
+};
 
 // p[j] = e^(s[j] − shift) for j < visible and 0 up to n; returns Σ p. `exact`: std::exp's rounding (f32
 // attention), else single-precision exp (bf16 attention, whose results are rounded to bf16 anyway).
@@ -47,22 +91,6 @@ inline float exp_row(const float* s, float* p, int64_t visible, int64_t n, float
 
 inline void scale_row(float* x, int64_t n, float a) {
   for (int64_t i = 0; i < n; ++i) x[i] *= a;
-}
-
-template <typename T>
-inline float dot(const float* a, const T* b, int64_t n) {
-#ifdef LORA_SIMD_AVX512
-  __m512 acc = _mm512_setzero_ps();
-  for (int64_t i = 0; i < n; i += 16) {
-    const __mmask16 m = simd::first_lanes(n - i);
-    acc = _mm512_fmadd_ps(simd::load(a + i, m), simd::load(b + i, m), acc);
-  }
-  return _mm512_reduce_add_ps(acc);
-#else
-  float acc = 0;
-  for (int64_t i = 0; i < n; ++i) acc += a[i] * simd::to_f32(b[i]);
-  return acc;
-#endif
 }
 
 // ds[j] = p[j] · (dp[j] − d) · scale over n values.

@@ -23,18 +23,6 @@ double token_nll(const float* logits, int64_t vocab, int32_t target) {
 
 namespace {
 
-float row_max(const float* x, int64_t n) {
-  float m = x[0];
-  int64_t i = 0;
-#ifdef LORA_SIMD_AVX512
-  __m512 mv = _mm512_set1_ps(x[0]);
-  for (; i + 16 <= n; i += 16) mv = _mm512_max_ps(mv, _mm512_loadu_ps(x + i));
-  m = _mm512_reduce_max_ps(mv);
-#endif
-  for (; i < n; ++i) m = std::max(m, x[i]);
-  return m;
-}
-
 // row[i] <- e^(row[i] − m), returning Σ of them in double. Exact exp for f32 gradients; the single-precision
 // one when the gradient is stored in bf16 anyway.
 template <bool Fast>
@@ -91,7 +79,7 @@ void softmax_rows(float* logits, const int32_t* targets, int64_t rows, int64_t v
       if (grad) std::fill(drow, drow + vocab, D(0));
       continue;
     }
-    const float m = row_max(row, vocab), target_logit = row[target];
+    const float m = simd::max_of(row, vocab), target_logit = row[target];
     const double z = exp_shifted<std::is_same_v<D, bf16>>(row, vocab, m);
     loss += std::log(z) + double(m) - double(target_logit);
     ++count;

@@ -105,4 +105,34 @@ inline float to_f32(bf16 x) { return bf16_to_f32(x); }
 inline void put(float& dst, float v) { dst = v; }
 inline void put(bf16& dst, float v) { dst = f32_to_bf16(v); }
 
+// The largest of x[0..n) (-inf for n = 0).
+inline float max_of(const float* x, int64_t n) {
+#ifdef LORA_SIMD_AVX512
+  __m512 m = _mm512_set1_ps(-INFINITY);
+  for (int64_t j = 0; j < n; j += 16) m = _mm512_max_ps(m, _mm512_mask_loadu_ps(m, first_lanes(n - j), x + j));
+  return _mm512_reduce_max_ps(m);
+#else
+  float m = -INFINITY;
+  for (int64_t j = 0; j < n; ++j) m = x[j] > m ? x[j] : m;
+  return m;
+#endif
+}
+
+// Σ x[i] y[i] over n values of f32 or bf16 storage, accumulated in f32.
+template <typename X, typename Y>
+inline float dot(const X* x, const Y* y, int64_t n) {
+#ifdef LORA_SIMD_AVX512
+  __m512 acc = _mm512_setzero_ps();
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = first_lanes(n - i);
+    acc = _mm512_fmadd_ps(load(x + i, m), load(y + i, m), acc);
+  }
+  return _mm512_reduce_add_ps(acc);
+#else
+  float acc = 0;
+  for (int64_t i = 0; i < n; ++i) acc += to_f32(x[i]) * to_f32(y[i]);
+  return acc;
+#endif
+}
+
 }  // namespace lora::simd

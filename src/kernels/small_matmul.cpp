@@ -10,23 +10,6 @@ namespace lora {
 
 namespace {
 
-// Σ_k x[k] y[k] in f32 over n contiguous elements of f32 or bf16 storage.
-template <class X, class Y>
-float dot(const X* x, const Y* y, int64_t n) {
-  int64_t k = 0;
-  float sum = 0;
-#ifdef LORA_SIMD_AVX512
-  __m512 acc = _mm512_setzero_ps();
-  for (; k < n; k += 16) {
-    const __mmask16 m = simd::first_lanes(n - k);
-    acc = _mm512_fmadd_ps(simd::load(x + k, m), simd::load(y + k, m), acc);
-  }
-  sum = _mm512_reduce_add_ps(acc);
-#endif
-  for (; k < n; ++k) sum += simd::to_f32(x[k]) * simd::to_f32(y[k]);
-  return sum;
-}
-
 // A few rows times a transposed B (decode: one token against A or B of an adapter): dot products of
 // contiguous rows, no packing.
 template <class X, class Y>
@@ -39,7 +22,7 @@ void rows_times_transposed(const MatView& a, const MatView& b, const MutMatView&
   for (int64_t j = 0; j < N; ++j)
     for (int64_t i = 0; i < M; ++i) {
       float& out = c.data[i * c.stride + j];
-      const float v = alpha * dot(x + i * a.stride, y + j * b.stride, K);
+      const float v = alpha * simd::dot(x + i * a.stride, y + j * b.stride, K);
       out = beta == 0.0f ? v : v + beta * out;
     }
 }

@@ -44,6 +44,15 @@ double linear_flops(const LinearSlot& s, int64_t n, bool backward, bool input_gr
   return (input_grad ? base : 0.0) + 2.0 * low_rank + (s.weight_grad.empty() ? 0.0 : base);
 }
 
+// Projections that read the same input, run side by side (core/parallel.h): timed as one phase when they
+// are; run one after the other (small models), each linear times its own parts.
+template <class F, class G>
+void projections_side_by_side(Profiler* profiler, double flops, F&& f, G&& g) {
+  std::optional<Profiler::Scope> t;
+  if (runs_side_by_side(flops)) t.emplace(profiler, Phase::Projections, flops);
+  run_side_by_side(flops, f, g);
+}
+
 template <typename E> E* data(Tensor& t) { return t.data_as<E>(); }
 template <typename E> const E* data(const Tensor& t) { return t.data_as<E>(); }
 
@@ -102,14 +111,11 @@ void TrainableModel::layer_forward_as(int64_t l, LayerActivations& a, int64_t B,
   {
     const double flops = linear_flops(slots[kQ], n, false, false) + linear_flops(slots[kK], n, false, false) +
                          linear_flops(slots[kV], n, false, false);
-    // (timed as one phase when side by side; run one after the other, each linear times its own parts)
-    std::optional<Profiler::Scope> t;
-    if (runs_side_by_side(flops)) t.emplace(profiler, Phase::Projections, flops);
-    run_side_by_side(flops, [&] { lin(kQ, a.xn_attn, q32); },
-                     [&] {
-                       lin(kK, a.xn_attn, k32);
-                       lin(kV, a.xn_attn, v32);
-                     });
+    projections_side_by_side(profiler, flops, [&] { lin(kQ, a.xn_attn, q32); },
+                             [&] {
+                               lin(kK, a.xn_attn, k32);
+                               lin(kV, a.xn_attn, v32);
+                             });
   }
   {
     auto t = timed(Phase::Rope);
@@ -136,9 +142,8 @@ void TrainableModel::layer_forward_as(int64_t l, LayerActivations& a, int64_t B,
   }
   {
     const double flops = linear_flops(slots[kGate], n, false, false) + linear_flops(slots[kUp], n, false, false);
-    std::optional<Profiler::Scope> t;
-    if (runs_side_by_side(flops)) t.emplace(profiler, Phase::Projections, flops);
-    run_side_by_side(flops, [&] { lin(kGate, a.xn_ffn, gate32); }, [&] { lin(kUp, a.xn_ffn, up32); });
+    projections_side_by_side(profiler, flops, [&] { lin(kGate, a.xn_ffn, gate32); },
+                             [&] { lin(kUp, a.xn_ffn, up32); });
   }
   {
     auto t = timed(Phase::SwiGlu);
@@ -188,10 +193,8 @@ void TrainableModel::layer_backward_as(int64_t l, LayerActivations& a, Tensor& d
   // side by side as in the forward, each into its own input-gradient buffer, summed after
   {
     const double flops = linear_flops(slots[kGate], n, true, true) + linear_flops(slots[kUp], n, true, true);
-    std::optional<Profiler::Scope> t;
-    if (runs_side_by_side(flops)) t.emplace(profiler, Phase::Projections, flops);
-    run_side_by_side(flops, [&] { back(kGate, a.xn_ffn, dgate, &dxn, false); },
-                     [&] { back(kUp, a.xn_ffn, dup, &g.dxn2, false); });
+    projections_side_by_side(profiler, flops, [&] { back(kGate, a.xn_ffn, dgate, &dxn, false); },
+                             [&] { back(kUp, a.xn_ffn, dup, &g.dxn2, false); });
   }
   {
     auto t = timed(Phase::Elementwise);
@@ -231,13 +234,11 @@ void TrainableModel::layer_backward_as(int64_t l, LayerActivations& a, Tensor& d
   {
     const double flops = linear_flops(slots[kQ], n, true, input_grad) + linear_flops(slots[kK], n, true, input_grad) +
                          linear_flops(slots[kV], n, true, input_grad);
-    std::optional<Profiler::Scope> t;
-    if (runs_side_by_side(flops)) t.emplace(profiler, Phase::Projections, flops);
-    run_side_by_side(flops, [&] { back(kQ, a.xn_attn, dq_e, input_grad ? &dxn : nullptr, false); },
-                     [&] {
-                       back(kK, a.xn_attn, dk_e, input_grad ? &g.dxn2 : nullptr, false);
-                       back(kV, a.xn_attn, dv_e, input_grad ? &g.dxn2 : nullptr, true);
-                     });
+    projections_side_by_side(profiler, flops, [&] { back(kQ, a.xn_attn, dq_e, input_grad ? &dxn : nullptr, false); },
+                             [&] {
+                               back(kK, a.xn_attn, dk_e, input_grad ? &g.dxn2 : nullptr, false);
+                               back(kV, a.xn_attn, dv_e, input_grad ? &g.dxn2 : nullptr, true);
+                             });
   }
   if (!input_grad) return;
   {
