@@ -19,6 +19,10 @@ PACKAGES=(
   libopenblas0-pthread   # a real BLAS under PyTorch, so bench/pytorch_*baseline.py is a fair baseline
 )
 
+# Node.js runs the llama.cpp peer of the interoperability tests (../shared/tools/llamacpp-peer); a machine
+# that already has a node on PATH keeps it.
+command -v node >/dev/null 2>&1 || PACKAGES+=(nodejs npm)
+
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
