@@ -245,6 +245,7 @@ bool Trainer::train(const std::string& resume_from) {
                              .dump());
     }
     if (args_.save_steps > 0 && step_ % args_.save_steps == 0 && step_ < total_steps_) save_checkpoint();
+    if (comm_->size() == 1) stop = stop_requested_;  // one process: a request during this step counts now
     if (stop && step_ < total_steps_) {  // at the last step the run simply completes
       if (last_saved_step_ != step_) save_checkpoint();
       return false;
