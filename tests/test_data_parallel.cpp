@@ -184,14 +184,26 @@ std::string train_args(const std::string& out, const std::string& extra) {
                      data("zuzu_stories.txt"), data("zuzu_qa.jsonl"), out, extra);
 }
 
-std::vector<double> logged_losses(const std::string& metrics) {
+// Every value of `key` ("loss", "eval_loss") in a metrics.jsonl, in order.
+std::vector<double> logged(const std::string& metrics, const std::string& key) {
   std::vector<double> v;
   std::istringstream in(test::read_text(metrics));
   for (std::string line; std::getline(in, line);) {
     const auto j = nlohmann::json::parse(line);
-    if (j.contains("loss")) v.push_back(j["loss"].get<double>());
+    if (j.contains(key)) v.push_back(j[key].get<double>());
   }
   return v;
+}
+
+// The largest relative difference of two logs, which must have the same length and agree to 1e-5.
+double expect_same_log(const std::vector<double>& a, const std::vector<double>& b, const std::string& what) {
+  EXPECT_EQ(a.size(), b.size()) << what;
+  double worst = 0;
+  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) {
+    worst = std::max(worst, std::fabs(a[i] - b[i]) / std::fabs(a[i]));
+    EXPECT_NEAR(a[i], b[i], 1e-5 * std::fabs(a[i])) << what << " " << i + 1;
+  }
+  return worst;
 }
 
 // How far two adapters are apart: ‖a − b‖ / ‖a‖ over all their values (the norm of the whole adapter), and
@@ -238,17 +250,16 @@ void expect_two_ranks_train_like_one(const std::string& extra, const std::string
   // rank 0 alone prints and writes
   EXPECT_EQ(std::count(two.out.begin(), two.out.end(), '\n'), std::count(one.out.begin(), one.out.end(), '\n')) << two.out;
 
-  const auto a = logged_losses(tmp / "one/metrics.jsonl"), b = logged_losses(tmp / "two/metrics.jsonl");
-  ASSERT_EQ(a.size(), b.size());
+  const auto a = logged(tmp / "one/metrics.jsonl", "loss");
   ASSERT_GT(a.size(), 5u);
-  double worst = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    worst = std::max(worst, std::fabs(a[i] - b[i]) / std::fabs(a[i]));
-    EXPECT_NEAR(a[i], b[i], 1e-5 * std::fabs(a[i])) << "step " << i + 1;
-  }
+  const double worst = expect_same_log(a, logged(tmp / "two/metrics.jsonl", "loss"), "loss of step");
+  // each rank evaluates its share of the validation set
+  const auto eval = logged(tmp / "one/metrics.jsonl", "eval_loss");
+  const double eval_worst = expect_same_log(eval, logged(tmp / "two/metrics.jsonl", "eval_loss"), "evaluation");
   const AdapterDiff d = adapter_diff(tmp / "one", tmp / "two");
-  std::printf("  1 process vs 2 ranks (%s): loss max rel. difference %.2g over %zu steps; adapter %.2g in norm, "
-              "%.2g at worst in one element\n", extra.c_str(), worst, a.size(), d.relative, d.worst_element);
+  std::printf("  1 process vs 2 ranks (%s): loss max rel. difference %.2g over %zu steps, eval loss %.2g over %zu "
+              "evaluations; adapter %.2g in norm, %.2g at worst in one element\n", extra.c_str(), worst, a.size(),
+              eval_worst, eval.size(), d.relative, d.worst_element);
   EXPECT_LE(d.relative, 1e-5);
   if (same_sums.empty()) return;
   const auto three = run_cli(train_args(tmp / "three", same_sums));
@@ -268,7 +279,8 @@ TEST(DataParallelMpi, TwoRanksTrainLikeOneProcess) {
 TEST(DataParallelMpi, TwoRanksTrainLikeOneProcessWithAccumulation) {
   if (!mpi_usable()) GTEST_SKIP() << "built without MPI";
   // a global batch of 6: each rank runs 3 examples as micro-batches of 2 and 1
-  expect_two_ranks_train_like_one("--max-steps 9 -b 2 --grad-accum 3", "6 examples (2 x 3 accumulated) is shared 3 + 3");
+  expect_two_ranks_train_like_one("--max-steps 9 -b 2 --grad-accum 3 --val-data " + data("zuzu_qa.jsonl") + " --eval-steps 3",
+                                  "6 examples (2 x 3 accumulated) is shared 3 + 3");
 }
 
 TEST(DataParallelMpi, TwoRanksTrainLikeOneProcessWithAdaLora) {
