@@ -189,8 +189,8 @@ std::vector<double> logged(const std::string& metrics, const std::string& key) {
   std::vector<double> v;
   std::istringstream in(test::read_text(metrics));
   for (std::string line; std::getline(in, line);) {
-    const auto j = nlohmann::json::parse(line);
-    if (j.contains(key)) v.push_back(j[key].get<double>());
+    const auto j = nlohmann::json::parse(line, nullptr, false);  // a line being written is not one yet
+    if (!j.is_discarded() && j.contains(key)) v.push_back(j[key].get<double>());
   }
   return v;
 }
@@ -300,6 +300,39 @@ TEST(DataParallelMpi, RanksWithDifferentOptionsRefuseToTrain) {
   EXPECT_FALSE(fs::exists(tmp / "out/adapter_model.safetensors"));
 }
 
+// Starts `mpirun -np 2 lora ARGS` in the background (stdout, stderr into dir/out, dir/err); returns mpirun's pid.
+pid_t start_two_ranks(const std::string& args, const TempDir& dir) {
+  const std::string command = fmt::format("{} {} {} >{} 2>{} </dev/null & echo $! >{}", mpirun(2), LORA_CLI_PATH, args,
+                                          dir / "out", dir / "err", dir / "pid");
+  EXPECT_EQ(std::system(("sh -c '" + command + "'").c_str()), 0);
+  return std::stoi(test::read_text(dir / "pid"));
+}
+
+// Polls `done` for up to `seconds`.
+template <typename F> bool within(double seconds, const F& done) {
+  const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (!done() && std::chrono::steady_clock::now() < end) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  return done();
+}
+
+TEST(DataParallelMpi, CtrlCToMpirunSavesOneCheckpointAtTheSameStepOnEveryRank) {
+  if (!mpi_usable()) GTEST_SKIP() << "built without MPI";
+  TempDir tmp;
+  const pid_t mpirun_pid = start_two_ranks(train_args(tmp / "run", "--max-steps 100000 -b 4 --save-steps 0"), tmp);
+  ASSERT_TRUE(within(60, [&] { return logged(tmp / "run/metrics.jsonl", "loss").size() >= 5; })) << test::read_text(tmp / "err");
+  ASSERT_EQ(kill(mpirun_pid, SIGINT), 0);  // mpirun passes it on to every rank
+  ASSERT_TRUE(within(30, [&] { return kill(mpirun_pid, 0) != 0; }));
+  const std::string err = test::read_text(tmp / "err");
+  const size_t at = err.find("stopped at step ");
+  ASSERT_NE(at, std::string::npos) << err;
+  EXPECT_EQ(err.find("stopped at step ", at + 1), std::string::npos) << "rank 0 alone speaks: " << err;
+  EXPECT_EQ(err.find("interrupted:"), err.rfind("interrupted:")) << err;
+  const int64_t step = std::stoll(err.substr(at + 16));
+  const auto state = nlohmann::json::parse(test::read_text(tmp / fmt::format("run/checkpoint-{}/trainer_state.json", step)));
+  EXPECT_EQ(state["global_step"], step);
+  EXPECT_EQ(int64_t(logged(tmp / "run/metrics.jsonl", "loss").size()), step);
+}
+
 // The pid of rank `rank` among mpirun's children (Open MPI starts the local ranks itself).
 pid_t rank_pid(pid_t mpirun_pid, int rank) {
   for (const auto& e : fs::directory_iterator("/proc")) {
@@ -321,23 +354,14 @@ TEST(DataParallelMpi, AKilledRankStopsTheRunWhichResumesOnOneProcess) {
   if (!mpi_usable()) GTEST_SKIP() << "built without MPI";
   TempDir tmp;
   const std::string schedule = "--max-steps 100000 -b 4 --save-steps 5 --save-total-limit 1 --lr-scheduler constant --lr 1e-3";
-  // the run to kill, in the background
-  const std::string command = fmt::format("{} {} {} >{} 2>{} </dev/null & echo $! >{}", mpirun(2), LORA_CLI_PATH,
-                                          train_args(tmp / "killed", schedule), tmp / "out", tmp / "err", tmp / "pid");
-  ASSERT_EQ(std::system(("sh -c '" + command + "'").c_str()), 0);
-  const pid_t mpirun_pid = std::stoi(test::read_text(tmp / "pid"));
-  const auto until = [](double seconds, const auto& done) {
-    const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
-    while (!done() && std::chrono::steady_clock::now() < end) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    return done();
-  };
-  ASSERT_TRUE(until(60, [&] { return fs::exists(tmp / "killed/checkpoint-10"); })) << test::read_text(tmp / "err");
+  const pid_t mpirun_pid = start_two_ranks(train_args(tmp / "killed", schedule), tmp);  // the run to kill
+  ASSERT_TRUE(within(60, [&] { return fs::exists(tmp / "killed/checkpoint-10"); })) << test::read_text(tmp / "err");
   pid_t victim = -1;
-  ASSERT_TRUE(until(5, [&] { return (victim = rank_pid(mpirun_pid, 1)) > 0; }));
+  ASSERT_TRUE(within(5, [&] { return (victim = rank_pid(mpirun_pid, 1)) > 0; }));
   ASSERT_EQ(kill(victim, SIGKILL), 0);
   const auto killed_at = std::chrono::steady_clock::now();
   // mpirun is not our child (the shell started it): wait for it to go
-  ASSERT_TRUE(until(30, [&] { return kill(mpirun_pid, 0) != 0; })) << "mpirun still runs 30 s after a rank was killed";
+  ASSERT_TRUE(within(30, [&] { return kill(mpirun_pid, 0) != 0; })) << "mpirun still runs 30 s after a rank was killed";
   std::printf("  the run stopped %.1f s after rank 1 was killed\n",
               std::chrono::duration<double>(std::chrono::steady_clock::now() - killed_at).count());
   EXPECT_TRUE(has(test::read_text(tmp / "err"), "process rank 1")) << test::read_text(tmp / "err");

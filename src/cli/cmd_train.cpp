@@ -39,19 +39,24 @@ namespace fs = std::filesystem;
 namespace {
 
 // Ctrl-C (and SIGTERM) asks the trainer to finish its step and checkpoint; a second one kills.
+// Under mpirun every rank gets the signal (mpirun passes it on); rank 0 alone says so.
 std::atomic<Trainer*> g_trainer{nullptr};
+std::atomic<bool> g_quiet{false};
 
 extern "C" void on_interrupt(int) {
   static const char msg[] = "\ninterrupted: finishing this step and saving a checkpoint (press Ctrl-C again to quit at once)\n";
-  ssize_t ignored = ::write(STDERR_FILENO, msg, sizeof msg - 1);
-  (void)ignored;
+  if (!g_quiet.load()) {
+    ssize_t ignored = ::write(STDERR_FILENO, msg, sizeof msg - 1);
+    (void)ignored;
+  }
   if (Trainer* t = g_trainer.load()) t->stop();
 }
 
 class InterruptGuard {
  public:
-  explicit InterruptGuard(Trainer& t) {
+  InterruptGuard(Trainer& t, bool quiet) {
     g_trainer = &t;
+    g_quiet = quiet;
     struct sigaction sa{};
     sa.sa_handler = on_interrupt;
     sigemptyset(&sa.sa_mask);
@@ -219,7 +224,7 @@ void run_train(CLI::App* cmd, TrainOptions& o, Communicator& world) {
   }
   bool completed = false;
   {
-    InterruptGuard guard(trainer);
+    InterruptGuard guard(trainer, !root);
     completed = trainer.train(o.resume);
   }
   if (!root) {
