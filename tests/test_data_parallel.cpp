@@ -172,6 +172,8 @@ TEST(DataParallelMpi, AWaitPastTheTimeoutStopsEveryRank) {
   EXPECT_NE(r.exit_code, 0);
   EXPECT_LT(seconds, 15) << "rank 1 sleeps 20 s: the run must end before it wakes";
   EXPECT_TRUE(has(r.err, "error: rank 0 of 2: the test all-reduce got no answer from the other ranks within 1 s")) << r.err;
+  // the roll call: rank 1's watchdog says where it is
+  EXPECT_TRUE(has(r.err, "\n  rank 1: computes, in no collective for ")) << r.err;
 }
 
 // --- mpirun -np 2 lora train vs lora train ---------------------------------------------------------------
@@ -348,6 +350,21 @@ pid_t rank_pid(pid_t mpirun_pid, int rank) {
     if (has(env, fmt::format("OMPI_COMM_WORLD_RANK={}", rank) + '\0')) return pid_t(std::stoi(name));
   }
   return -1;
+}
+
+TEST(DataParallelMpi, AStoppedRankIsNamedAfterTheTimeout) {
+  if (!mpi_usable()) GTEST_SKIP() << "built without MPI";
+  TempDir tmp;
+  const pid_t mpirun_pid = start_two_ranks(train_args(tmp / "run", "--max-steps 100000 -b 4 --save-steps 0 --mpi-timeout 2"), tmp);
+  ASSERT_TRUE(within(60, [&] { return logged(tmp / "run/metrics.jsonl", "loss").size() >= 5; })) << test::read_text(tmp / "err");
+  pid_t victim = -1;
+  ASSERT_TRUE(within(5, [&] { return (victim = rank_pid(mpirun_pid, 1)) > 0; }));
+  ASSERT_EQ(kill(victim, SIGSTOP), 0);  // alive, but never answers again
+  ASSERT_TRUE(within(30, [&] { return kill(mpirun_pid, 0) != 0; })) << "mpirun still runs 30 s after rank 1 stopped";
+  const std::string err = test::read_text(tmp / "err");
+  EXPECT_TRUE(has(err, "error: rank 0 of 2: the gradient all-reduce of step ")) << err;
+  EXPECT_TRUE(has(err, "got no answer from the other ranks within 2 s")) << err;
+  EXPECT_TRUE(has(err, "\n  rank 1: does not answer (dead, stopped or cut off)")) << err;
 }
 
 TEST(DataParallelMpi, AKilledRankStopsTheRunWhichResumesOnOneProcess) {

@@ -7,8 +7,9 @@
 //
 // Without mpirun (or in a build without MPI) the world is this process alone: size() is 1 and every
 // collective returns at once. Under mpirun, a collective that waits longer than the timeout for the other
-// ranks (one died or hangs) ends the whole run with a message naming what it waited for, so that no rank
-// ever hangs; OpenMPI's mpirun itself stops the run when a rank dies and names that rank.
+// ranks (one died or hangs) ends the whole run with a message naming what it waited for and the ranks that
+// do not answer, so that no rank ever hangs; Open MPI's mpirun itself stops the run when a rank dies and
+// names that rank.
 #include <cstddef>
 #include <cstdint>
 #include <memory>
