@@ -164,6 +164,7 @@ void run_train(CLI::App* cmd, TrainOptions& o, Communicator& world) {
     if (o.output.empty()) o.output = fs::path(absolute(o.resume)).parent_path().string();
   }
   validate_train_options(o);
+  world.set_timeout(o.mpi_timeout);  // as a config file or the checkpoint's training_args.yaml may have set it
   std::error_code ec;
   if (root) check_output_dir(o.output);
   if (fs::equivalent(o.output, o.model.model, ec))

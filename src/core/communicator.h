@@ -36,6 +36,8 @@ class Communicator {
   // Ends every rank of the run with exit status `code`: after an error that this rank alone may have
   // hit, where the others would wait for it forever.
   [[noreturn]] virtual void abort(int code) = 0;
+  // How long a collective may wait for the other ranks from now on (CommunicatorOptions::timeout_seconds).
+  virtual void set_timeout(double seconds) {}
 };
 
 struct CommunicatorOptions {

@@ -37,8 +37,8 @@ using Clock = std::chrono::steady_clock;
 class Watchdog {
  public:
   Watchdog(double timeout_seconds, int rank, int size, MPI_Comm control)
-      : timeout_(std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout_seconds))),
-        rank_(rank), size_(size), control_(control), last_end_(Clock::now()) {
+      : rank_(rank), size_(size), control_(control), last_end_(Clock::now()) {
+    set_timeout(timeout_seconds);
     if (control_ != MPI_COMM_NULL) post_query();
     thread_ = std::thread([this] { run(); });
   }
@@ -53,6 +53,11 @@ class Watchdog {
       MPI_Cancel(&query_);
       MPI_Wait(&query_, MPI_STATUS_IGNORE);
     }
+  }
+
+  void set_timeout(double seconds) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    timeout_ = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
   }
 
   // While a Watch lives, this rank waits in a collective.
@@ -155,7 +160,7 @@ class Watchdog {
     ::_exit(1);
   }
 
-  const Clock::duration timeout_;
+  Clock::duration timeout_{};
   const int rank_, size_;
   const MPI_Comm control_;  // MPI_COMM_NULL: this thread makes no MPI call
   std::mutex mutex_;
@@ -224,6 +229,8 @@ class MpiCommunicator final : public Communicator {
     check(MPI_Allgather(&value, 1, MPI_UINT64_T, all.data(), 1, MPI_UINT64_T, MPI_COMM_WORLD), "MPI_Allgather", what);
     return all;
   }
+
+  void set_timeout(double seconds) override { watchdog_->set_timeout(seconds); }
 
   [[noreturn]] void abort(int code) override {
     std::fflush(stderr);
