@@ -15,6 +15,7 @@ PACKAGES=(
   libpcre2-dev           # Unicode-aware pre-tokenizer regexes
   libsentencepiece-dev   # Llama 2 tokenizer.model
   libgtest-dev libgmock-dev libbenchmark-dev
+  libopenmpi-dev openmpi-bin   # data-parallel training: mpirun -np N lora train (optional at build time)
   python3 python3-torch python3-numpy   # PyTorch oracle for tests only
   libopenblas0-pthread   # a real BLAS under PyTorch, so bench/pytorch_*baseline.py is a fair baseline
 )

@@ -1,5 +1,7 @@
 // lora train: fine-tune a model on a dataset (LoRA adapter, or full / freeze fine-tuning), with a
 // progress bar, checkpoints, exact resume, Ctrl-C checkpointing and a loss plot at the end.
+// Under mpirun, data-parallel over the ranks (train/data_parallel.h): rank 0 alone checks and writes the
+// output folder and prints; an error on any rank stops every rank.
 #include <signal.h>
 #include <unistd.h>
 
@@ -8,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 
 #include <fmt/format.h>
 
@@ -16,6 +19,7 @@
 #include "cli/progress.h"
 #include "cli/template_choice.h"
 #include "cli/train_options.h"
+#include "core/communicator.h"
 #include "core/context.h"
 #include "core/error.h"
 #include "core/profiler.h"
@@ -23,6 +27,7 @@
 #include "data/dataset.h"
 #include "tokenizer/tokenizer.h"
 #include "train/adalora.h"
+#include "train/data_parallel.h"
 #include "train/loss_plot.h"
 #include "train/rank_report.h"
 #include "train/trainer.h"
@@ -34,19 +39,24 @@ namespace fs = std::filesystem;
 namespace {
 
 // Ctrl-C (and SIGTERM) asks the trainer to finish its step and checkpoint; a second one kills.
+// Under mpirun every rank gets the signal (mpirun passes it on); rank 0 alone says so.
 std::atomic<Trainer*> g_trainer{nullptr};
+std::atomic<bool> g_quiet{false};
 
 extern "C" void on_interrupt(int) {
   static const char msg[] = "\ninterrupted: finishing this step and saving a checkpoint (press Ctrl-C again to quit at once)\n";
-  ssize_t ignored = ::write(STDERR_FILENO, msg, sizeof msg - 1);
-  (void)ignored;
+  if (!g_quiet.load()) {
+    ssize_t ignored = ::write(STDERR_FILENO, msg, sizeof msg - 1);
+    (void)ignored;
+  }
   if (Trainer* t = g_trainer.load()) t->stop();
 }
 
 class InterruptGuard {
  public:
-  explicit InterruptGuard(Trainer& t) {
+  InterruptGuard(Trainer& t, bool quiet) {
     g_trainer = &t;
+    g_quiet = quiet;
     struct sigaction sa{};
     sa.sa_handler = on_interrupt;
     sigemptyset(&sa.sa_mask);
@@ -126,7 +136,24 @@ std::string human_count(int64_t n) {
   return std::to_string(n);
 }
 
-void run_train(CLI::App* cmd, TrainOptions& o) {
+// For N ranks: how each global batch is shared among them.
+std::string data_parallel_summary(const Communicator& world, int64_t batch, int64_t accum) {
+  if (world.size() == 1) return "";
+  const size_t global = size_t(batch * accum);
+  std::string split;
+  for (int r = 0; r < world.size(); ++r)
+    split += (r ? " + " : "") + std::to_string(rank_share({0, global}, r, world.size()).size());
+  return fmt::format("data parallel: {} ranks x {} thread{}; each global batch of {} examples ({} x {} accumulated) is "
+                     "shared {} among the ranks, each running its share in micro-batches of at most {}",
+                     world.size(), thread_count(), thread_count() == 1 ? "" : "s", global, batch, accum, split, batch);
+}
+
+void run_train(CLI::App* cmd, TrainOptions& o, Communicator& world) {
+  const bool root = world.is_root();
+  // Only rank 0 speaks; the others print errors alone.
+  auto say = [&](fmt::string_view format, const auto&... args) {
+    if (root) fmt::vprint(stderr, format, fmt::make_format_args(args...));
+  };
   if (!o.config.empty()) apply_yaml_config(cmd, o.config);
   if (!o.resume.empty()) {
     std::error_code ec;
@@ -137,11 +164,12 @@ void run_train(CLI::App* cmd, TrainOptions& o) {
     if (o.output.empty()) o.output = fs::path(absolute(o.resume)).parent_path().string();
   }
   validate_train_options(o);
-  check_output_dir(o.output);
+  world.set_timeout(o.mpi_timeout);  // as a config file or the checkpoint's training_args.yaml may have set it
   std::error_code ec;
+  if (root) check_output_dir(o.output);
   if (fs::equivalent(o.output, o.model.model, ec))
     fail("{}: the output folder is the model's folder; write the run somewhere else", o.output);
-  if (o.resume.empty() && holds_a_run(o.output) && !o.overwrite_output_dir)
+  if (root && o.resume.empty() && holds_a_run(o.output) && !o.overwrite_output_dir)
     fail("{}: the output folder holds a previous run; continue it with --resume {}/checkpoint-STEP, or start over with "
          "--overwrite-output-dir", o.output, o.output);
 
@@ -150,13 +178,13 @@ void run_train(CLI::App* cmd, TrainOptions& o) {
   const TemplateChoice tmpl = choose_template(o.data.template_name, tok);
   const int64_t context = base.config.max_position_embeddings;
   if (o.data.max_seq_len > context && cmd->get_option("--max-seq-len")->count() > 0)
-    fmt::print(stderr, "note: --max-seq-len {} exceeds the model's context; using {}\n", o.data.max_seq_len, context);
-  fmt::print(stderr, "model: {} ({} layers, hidden {}, vocab {}, {} parameters)\n", o.model.model,
-             base.config.num_hidden_layers, base.config.hidden_size, base.config.vocab_size, human_count(base.parameter_count()));
-  fmt::print(stderr, "chat template: {} ({})\n", tmpl.name, tmpl.reason);
+    say("note: --max-seq-len {} exceeds the model's context; using {}\n", o.data.max_seq_len, context);
+  say("model: {} ({} layers, hidden {}, vocab {}, {} parameters)\n", o.model.model, base.config.num_hidden_layers,
+      base.config.hidden_size, base.config.vocab_size, human_count(base.parameter_count()));
+  say("chat template: {} ({})\n", tmpl.name, tmpl.reason);
 
   Dataset data = build_dataset(o.data.dataset_options(context, uint64_t(o.seed)), tok, chat_template(tmpl.name));
-  for (const std::string& line : data.report) fmt::print(stderr, "data: {}\n", line);
+  for (const std::string& line : data.report) say("data: {}\n", line);
 
   // A trained full model is saved with its template, so that `lora chat -m OUTDIR` picks it up.
   if (o.method.finetuning_type != "lora" && detect_chat_template(tok.chat_template()) != tmpl.name)
@@ -170,29 +198,41 @@ void run_train(CLI::App* cmd, TrainOptions& o) {
       {{"template", {tmpl.name}}, {"model", {absolute(o.model.model)}}, {"data", absolute(o.data.data)},
        {"val_data", absolute(o.data.val_data)}, {"output", {absolute(o.output)}},
        {"tokenizer", o.model.tokenizer.empty() ? std::vector<std::string>{} : std::vector<std::string>{absolute(o.model.tokenizer)}}});
-  Trainer trainer(model, args, std::move(data.train), std::move(data.eval));
+  // What every rank must share; the paths may differ between machines (their contents are checked).
+  args.run_config = options_to_yaml(cmd, {"config", "resume", "overwrite-output-dir", "profile", "help", "threads", "model",
+                                          "data", "val-data", "output", "tokenizer", "mpi-timeout"},
+                                    {{"template", {tmpl.name}}});
+  Trainer trainer(model, args, std::move(data.train), std::move(data.eval), &world);
   Profiler profiler(thread_count());
   if (o.profile) model.profiler = &profiler;
 
-  fmt::print(stderr, "method: {}; {}\n", method_summary(o.method), model.trainable_report());
-  fmt::print(stderr, "schedule: {} steps ({} per epoch), batch {} x {} accumulated, lr {:g} {}, {}\n", trainer.total_steps(),
-             trainer.steps_per_epoch(), o.batch_size, o.grad_accum, o.lr, o.lr_scheduler,
-             o.warmup >= 1  ? fmt::format("{} warmup steps", int64_t(o.warmup))
-             : o.warmup > 0 ? fmt::format("warmup over {:g} of the steps", o.warmup)
-                            : std::string("no warmup"));
-  if (!o.resume.empty()) fmt::print(stderr, "resuming from {}\n", o.resume);
-  if (o.overwrite_output_dir && o.resume.empty()) clear_previous_run(o.output);
+  say("method: {}; {}\n", method_summary(o.method), model.trainable_report());
+  say("schedule: {} steps ({} per epoch), batch {} x {} accumulated, lr {:g} {}, {}\n", trainer.total_steps(),
+      trainer.steps_per_epoch(), o.batch_size, o.grad_accum, o.lr, o.lr_scheduler,
+      o.warmup >= 1  ? fmt::format("{} warmup steps", int64_t(o.warmup))
+      : o.warmup > 0 ? fmt::format("warmup over {:g} of the steps", o.warmup)
+                     : std::string("no warmup"));
+  if (world.size() > 1) say("{}\n", data_parallel_summary(world, o.batch_size, o.grad_accum));
+  if (!o.resume.empty()) say("resuming from {}\n", o.resume);
+  if (root && o.overwrite_output_dir && o.resume.empty()) clear_previous_run(o.output);
 
-  TrainProgress progress(trainer.total_steps(), o.logging_steps, TrainProgress::stderr_is_terminal());
-  trainer.on_step = [&](const StepLog& s) { progress.step(s); };
-  trainer.on_eval = [&](int64_t step, const EvalResult& e) { progress.eval(step, e); };
-  trainer.on_save = [&](const std::string& dir) { progress.message("checkpoint: " + dir); };
+  std::optional<TrainProgress> progress;
+  if (root) {
+    progress.emplace(trainer.total_steps(), o.logging_steps, TrainProgress::stderr_is_terminal());
+    trainer.on_step = [&](const StepLog& s) { progress->step(s); };
+    trainer.on_eval = [&](int64_t step, const EvalResult& e) { progress->eval(step, e); };
+    trainer.on_save = [&](const std::string& dir) { progress->message("checkpoint: " + dir); };
+  }
   bool completed = false;
   {
-    InterruptGuard guard(trainer);
+    InterruptGuard guard(trainer, !root);
     completed = trainer.train(o.resume);
   }
-  progress.finish();
+  if (!root) {
+    if (!completed) throw ExitStatus{130};
+    return;
+  }
+  progress->finish();
   if (o.profile) fmt::print(stderr, "\n{}\n", profiler.table());
 
   const std::string plot = o.output + "/training_loss.png";
@@ -243,7 +283,19 @@ void register_train(CLI::App& app) {
   cmd->option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // a later flag overrides an earlier one
   auto o = std::make_shared<TrainOptions>();
   add_train_options(cmd, *o);
-  cmd->callback([cmd, o] { run_train(cmd, *o); });
+  cmd->callback([cmd, o] {
+    const std::unique_ptr<Communicator> world = world_communicator({.timeout_seconds = o->mpi_timeout});
+    if (world->size() == 1) return run_train(cmd, *o, *world);
+    try {
+      run_train(cmd, *o, *world);
+    } catch (const ExitStatus&) {
+      throw;  // every rank stopped at the same step (the stop request is shared)
+    } catch (const std::exception& e) {
+      // This rank alone may have failed, and the others would wait for it: end them all.
+      fmt::print(stderr, "error: rank {} of {}: {}\n", world->rank(), world->size(), e.what());
+      world->abort(1);
+    }
+  });
 }
 
 }  // namespace lora::cli

@@ -19,7 +19,7 @@ void ModelOptions::add_to(CLI::App* cmd, bool model_required, bool quantize_opti
                   "tokenizer to use instead of the model's (tokenizer.json, tokenizer.model, llama2.c .bin, .gguf)");
   cmd->add_option("--dtype", dtype, "convert weights on load to f32 or bf16 (default: as stored)")
       ->check(CLI::IsMember({"f32", "bf16"}));
-  cmd->add_option("-t,--threads", threads, "threads (default: all cores, or LORA_THREADS)");
+  cmd->add_option("-t,--threads", threads, "threads (default: LORA_THREADS, else OMP_NUM_THREADS, else all cores, shared among the processes mpirun starts on the machine)");
   if (quantize_option)
     cmd->add_option("--quantize", quantize,
                     "quantize the linear layers on load: nf4 or fp4 (bitsandbytes 4-bit, double quantization) or int8 "

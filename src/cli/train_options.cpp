@@ -116,6 +116,10 @@ void add_train_options(CLI::App* cmd, TrainOptions& o) {
                 "at the end, print where the time of a step went: ms and share of each kernel family (GEMMs, LoRA "
                 "products, attention, norms, loss, optimizer ...), mean over the steps after the first")
       ->default_str("false")->group(out);
+  cmd->add_option("--mpi-timeout", o.mpi_timeout,
+                  "under mpirun: seconds a rank waits in an all-reduce for the others (one died or hangs) before it "
+                  "stops every rank with an error")
+      ->capture_default_str()->check(CLI::PositiveNumber)->group(out);
 }
 
 LoraConfig lora_config(const MethodOptions& m) {

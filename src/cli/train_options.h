@@ -60,6 +60,7 @@ struct TrainOptions {
   bool overwrite_output_dir = false;
   bool plot_loss = true;
   bool profile = false;  // print where the time of a step goes (not recorded in training_args.yaml)
+  double mpi_timeout = 300;  // under mpirun: seconds a rank waits for the others before it stops the run
 };
 
 void add_train_options(CLI::App* cmd, TrainOptions& o);

@@ -4,7 +4,8 @@
 // oversubscribes the cores.
 namespace lora {
 
-// LORA_THREADS from the environment if set, else the number of cores.
+// LORA_THREADS from the environment if set, else OMP_NUM_THREADS, else the cores (divided among the
+// processes mpirun started on this machine).
 int default_thread_count();
 // Applies n (<= 0 means default_thread_count()) to OpenMP and returns the count in effect.
 int set_thread_count(int n);

@@ -35,6 +35,7 @@ const char* phase_name(Phase p) {
     case Phase::Optimizer: return "clipping + AdamW";
     case Phase::Elementwise: return "residual adds, copies, casts";
     case Phase::Projections: return "q/k/v and gate/up side by side (base + LoRA)";
+    case Phase::AllReduce: return "gradient all-reduce over the ranks (MPI)";
     case Phase::kCount: break;
   }
   return "?";

@@ -36,6 +36,7 @@ enum class Phase : uint8_t {
   Optimizer,          // gradient clipping and AdamW
   Elementwise,        // residual adds, copies and casts between kernels
   Projections,        // q/k/v and gate/up run side by side, one thread each (base GEMMs + LoRA products)
+  AllReduce,          // data-parallel runs: the gradients summed over the ranks (waiting for them included)
   kCount
 };
 const char* phase_name(Phase p);

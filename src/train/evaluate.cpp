@@ -17,15 +17,27 @@ PaddedBatch make_padded_batch(const std::vector<TrainExample>& data, const std::
   for (int64_t r = 0; r < b.B; ++r) {
     const TrainExample& e = data[order[begin + size_t(r)]];
     b.n_tokens += int64_t(e.input_ids.size());
+    b.n_targets += counted_targets(e);
     for (size_t t = 0; t < e.input_ids.size(); ++t) {
       b.tokens[size_t(r * b.T) + t] = e.input_ids[t];
-      if (t + 1 < e.labels.size()) {
-        b.targets[size_t(r * b.T) + t] = e.labels[t + 1];
-        b.n_targets += e.labels[t + 1] != kIgnoreIndex;
-      }
+      if (t + 1 < e.labels.size()) b.targets[size_t(r * b.T) + t] = e.labels[t + 1];
     }
   }
   return b;
+}
+
+int64_t counted_targets(const TrainExample& e) {
+  int64_t n = 0;
+  for (size_t t = 0; t + 1 < e.labels.size() && t < e.input_ids.size(); ++t) n += e.labels[t + 1] != kIgnoreIndex;
+  return n;
+}
+
+EvalResult eval_result(double loss_sum, int64_t count) {
+  EvalResult e;
+  e.tokens = count;
+  e.loss = count ? loss_sum / double(count) : 0.0;
+  e.perplexity = std::exp(e.loss);
+  return e;
 }
 
 EvalResult evaluate_examples(TrainableModel& model, const std::vector<TrainExample>& data, int64_t batch_size) {
@@ -40,11 +52,7 @@ EvalResult evaluate_examples(TrainableModel& model, const std::vector<TrainExamp
     loss_sum += r.loss_sum;
     count += r.count;
   }
-  EvalResult e;
-  e.tokens = count;
-  e.loss = count ? loss_sum / double(count) : 0.0;
-  e.perplexity = std::exp(e.loss);
-  return e;
+  return eval_result(loss_sum, count);
 }
 
 EvalResult evaluate_examples(const Model& model, const std::vector<TrainExample>& data, int64_t batch_size) {

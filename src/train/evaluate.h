@@ -19,11 +19,16 @@ struct PaddedBatch {
 
 // The examples data[order[begin]], ..., data[order[end - 1]].
 PaddedBatch make_padded_batch(const std::vector<TrainExample>& data, const std::vector<size_t>& order, size_t begin, size_t end);
+// The counted targets of one example (labels[t + 1] that are not kIgnoreIndex): its share of a batch's n_targets.
+int64_t counted_targets(const TrainExample& e);
 
 struct EvalResult {
   double loss = 0, perplexity = 0;  // mean NLL over the counted targets, and exp of it
   int64_t tokens = 0;               // counted targets
 };
+
+// The result of a summed NLL over `count` targets.
+EvalResult eval_result(double loss_sum, int64_t count);
 
 // Mean loss and perplexity over every counted token of `data`, in batches (no dropout).
 EvalResult evaluate_examples(TrainableModel& model, const std::vector<TrainExample>& data, int64_t batch_size);

@@ -15,10 +15,12 @@
 #include "adapters/peft_io.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/hash.h"
 #include "formats/model_loader.h"
 #include "formats/safetensors.h"
 #include "kernels/cross_entropy.h"
 #include "train/adalora.h"
+#include "train/data_parallel.h"
 #include "train/lr_schedule.h"
 #include "train/optimizer.h"
 #include "train/rank_report.h"
@@ -32,22 +34,30 @@ struct Trainer::Optimizer {
   LrSchedule schedule;
 };
 
+namespace {
+
+// Every id and label of a data set, in order.
+uint64_t examples_fingerprint(const std::vector<TrainExample>& examples) {
+  Fnv1a h;
+  for (const TrainExample& e : examples) {
+    h.add(int64_t(e.input_ids.size()));
+    for (size_t i = 0; i < e.input_ids.size(); ++i) h.add(int64_t(e.input_ids[i])).add(int64_t(e.labels[i]));
+  }
+  return h.value;
+}
+
+}  // namespace
+
 Trainer::Trainer(TrainableModel& model, TrainingArguments args, std::vector<TrainExample> train_set,
-                 std::vector<TrainExample> eval_set)
+                 std::vector<TrainExample> eval_set, Communicator* comm)
     : model_(model), args_(std::move(args)), train_set_(std::move(train_set)), eval_set_(std::move(eval_set)) {
+  if (!comm) own_comm_ = local_communicator();
+  comm_ = comm ? comm : own_comm_.get();
   if (train_set_.empty()) fail("the training set is empty");
   if (args_.batch_size < 1 || args_.grad_accum < 1) fail("batch size and gradient accumulation must be at least 1");
   for (const TrainExample& e : train_set_)
     if (e.input_ids.size() != e.labels.size()) fail("an example has {} ids but {} labels", e.input_ids.size(), e.labels.size());
-  uint64_t h = 1469598103934665603ULL;  // FNV-1a over every id and label
-  auto mix = [&](int64_t v) {
-    for (int i = 0; i < 8; ++i) h = (h ^ uint64_t((v >> (8 * i)) & 0xff)) * 1099511628211ULL;
-  };
-  for (const TrainExample& e : train_set_) {
-    mix(int64_t(e.input_ids.size()));
-    for (size_t i = 0; i < e.input_ids.size(); ++i) mix(e.input_ids[i]), mix(e.labels[i]);
-  }
-  data_fingerprint_ = fmt::format("{:016x}", h);
+  data_fingerprint_ = fmt::format("{:016x}", examples_fingerprint(train_set_));
   micro_per_epoch_ = (int64_t(train_set_.size()) + args_.batch_size - 1) / args_.batch_size;
   steps_per_epoch_ = (micro_per_epoch_ + args_.grad_accum - 1) / args_.grad_accum;
   total_steps_ = args_.max_steps > 0 ? args_.max_steps : args_.num_epochs * steps_per_epoch_;
@@ -62,7 +72,10 @@ Trainer::Trainer(TrainableModel& model, TrainingArguments args, std::vector<Trai
     if (a->total_step <= 0) a->total_step = total_steps_;  // PEFT needs it given; the run knows it
     rank_allocator_ = std::make_shared<RankAllocator>(model_);
   }
+  grad_allreduce_ = std::make_unique<GradientAllReduce>(model_.params(), *comm_);
 }
+
+Trainer::~Trainer() = default;
 
 std::vector<size_t> Trainer::epoch_order(int64_t epoch) const {
   // A fresh, seeded shuffle per epoch: the data position alone (epoch, index) fixes what comes next.
@@ -73,46 +86,124 @@ std::vector<size_t> Trainer::epoch_order(int64_t epoch) const {
   return order;
 }
 
-EvalResult Trainer::evaluate(const std::vector<TrainExample>& data) { return evaluate_examples(model_, data, args_.batch_size); }
+EvalResult Trainer::evaluate(const std::vector<TrainExample>& data) {
+  if (comm_->size() == 1) return evaluate_examples(model_, data, args_.batch_size);
+  const ExampleRange mine = rank_share({0, data.size()}, comm_->rank(), comm_->size());
+  const std::vector<TrainExample> share(data.begin() + ptrdiff_t(mine.begin), data.begin() + ptrdiff_t(mine.end));
+  const EvalResult e = evaluate_examples(model_, share, args_.batch_size);
+  double sums[2] = {e.loss * double(e.tokens), double(e.tokens)};
+  comm_->allreduce_sum(sums, 2, fmt::format("the evaluation at step {}", step_));
+  return eval_result(sums[0], int64_t(sums[1]));
+}
+
+// Every rank must train the same model on the same data with the same options, and start from the same
+// weights: a fresh run takes rank 0's initial weights (DDP does the same), a resumed one checks that every
+// rank read the same checkpoint.
+void Trainer::check_ranks_agree(bool resumed) {
+  if (comm_->size() == 1) return;
+  const TrainingArguments& a = args_;
+  const std::string options = fmt::format("{} {} {} {} {:.17g} {} {} {:.17g} {:.17g} {:.17g} {} {} {} {}\n{}", a.num_epochs,
+                                          a.max_steps, a.batch_size, a.grad_accum, a.learning_rate, a.lr_scheduler,
+                                          a.warmup_steps, a.warmup_ratio, a.weight_decay, a.max_grad_norm, a.seed,
+                                          a.logging_steps, a.save_steps, a.eval_steps, a.run_config);
+  Fnv1a params;
+  for (const Param& p : model_.params()) {
+    params.add(p.name);
+    for (int64_t d : p.value->shape()) params.add(d);
+  }
+  RunFingerprint fingerprint = {{"options", Fnv1a().add(options).value},
+                                {"base model", model_fingerprint(model_.base())},
+                                {"training data", examples_fingerprint(train_set_)},
+                                {"evaluation data", examples_fingerprint(eval_set_)},
+                                {"trainable parameters", params.value}};
+  if (resumed) {
+    std::vector<const Tensor*> state;
+    for (size_t i = 0; i < model_.params().size(); ++i)
+      state.insert(state.end(), {model_.params()[i].value, &optimizer_->adamw.exp_avg()[i], &optimizer_->adamw.exp_avg_sq()[i]});
+    std::map<std::string, Tensor> scores;
+    if (rank_allocator_) scores = rank_allocator_->state();
+    for (const auto& [name, t] : scores) state.push_back(&t);
+    std::ostringstream rng_state;
+    rng_state << model_.rng();
+    fingerprint.push_back({"checkpoint", Fnv1a()
+                                             .add(step_)
+                                             .add(micro_cursor_)
+                                             .add(optimizer_->adamw.steps())
+                                             .add(rng_state.str())
+                                             .add(int64_t(tensor_fingerprint(state)))
+                                             .value});
+  }
+  check_same_run(fingerprint, *comm_);
+  if (!resumed) {
+    std::vector<Tensor*> weights;
+    for (Param& p : model_.params()) weights.push_back(p.value);
+    broadcast_tensors(weights, *comm_, "the broadcast of the initial weights");
+  }
+}
 
 bool Trainer::train(const std::string& resume_from) {
   if (!resume_from.empty()) load_checkpoint(resume_from);  // before anything is written: a bad checkpoint leaves no trace
-  fs::create_directories(args_.output_dir);
+  check_ranks_agree(!resume_from.empty());
+  if (comm_->is_root()) fs::create_directories(args_.output_dir);
   const auto start = std::chrono::steady_clock::now();
   int64_t tokens_seen = 0;
   const int64_t first_step = step_;
+  const size_t batch = size_t(args_.batch_size);
   std::vector<size_t> order;
   int64_t order_epoch = -1;
 
   while (step_ < total_steps_) {
-    // gather this step's micro-batches, then scale every gradient by the step's total target count
-    std::vector<PaddedBatch> micro;
-    int64_t n_targets = 0;
-    for (int64_t k = 0; k < args_.grad_accum; ++k) {
-      const int64_t epoch = micro_cursor_ / micro_per_epoch_, index = micro_cursor_ % micro_per_epoch_;
-      if (epoch != order_epoch) {
-        order = epoch_order(epoch);
-        order_epoch = epoch;
-      }
-      const size_t begin = size_t(index * args_.batch_size);
-      micro.push_back(make_padded_batch(train_set_, order, begin, std::min(order.size(), begin + size_t(args_.batch_size))));
-      n_targets += micro.back().n_targets;
-      ++micro_cursor_;
-      if (micro_cursor_ % micro_per_epoch_ == 0) break;  // an epoch's last step may be shorter
+    // This step's global batch: grad_accum micro-batches, one contiguous range of the epoch's order (an
+    // epoch's last step may be shorter). This rank trains on its share of it, in micro-batches of at most
+    // batch_size; every gradient is scaled by the target count of the whole global batch.
+    const int64_t epoch = micro_cursor_ / micro_per_epoch_, first_micro = micro_cursor_ % micro_per_epoch_;
+    if (epoch != order_epoch) {
+      order = epoch_order(epoch);
+      order_epoch = epoch;
     }
+    const int64_t n_micro = std::min(args_.grad_accum, micro_per_epoch_ - first_micro);
+    micro_cursor_ += n_micro;
+    const ExampleRange global{size_t(first_micro) * batch, std::min(order.size(), size_t(first_micro + n_micro) * batch)};
+    int64_t n_targets = 0;
+    for (size_t i = global.begin; i < global.end; ++i) n_targets += counted_targets(train_set_[order[i]]);
+    const ExampleRange mine = rank_share(global, comm_->rank(), comm_->size());
+
     // The first step of a run builds primitives and buffers: the profile starts after it.
     Profiler* prof = step_ > first_step ? model_.profiler : nullptr;
     if (prof) prof->begin_step();
     model_.zero_grad();
+    // Dropout: with several ranks, each draws its masks from its own stream, derived from the shared one
+    // (which every rank advances alike, so that checkpoints hold one state).
+    std::optional<std::mt19937_64> shared_rng;
+    if (comm_->size() > 1) {
+      const uint64_t step_seed = model_.rng()();
+      shared_rng = model_.rng();
+      model_.rng().seed(step_seed ^ (0x9E3779B97F4A7C15ULL * uint64_t(comm_->rank() + 1)));
+    }
     double loss_sum = 0;
-    int64_t count = 0;
-    for (const PaddedBatch& b : micro) {
+    int64_t count = 0, step_tokens = 0;
+    for (size_t begin = mine.begin; begin < mine.end; begin += batch) {
+      const PaddedBatch b = make_padded_batch(train_set_, order, begin, std::min(mine.end, begin + batch));
       const auto r = model_.forward_backward(b.tokens.data(), b.targets.data(), b.B, b.T,
                                              n_targets ? 1.0f / float(n_targets) : 0.0f);
       loss_sum += r.loss_sum;
       count += r.count;
-      tokens_seen += b.n_tokens;
+      step_tokens += b.n_tokens;
     }
+    bool stop = stop_requested_;
+    if (comm_->size() > 1) {  // the sums over the ranks: gradients, loss, tokens, and whether any rank was asked to stop
+      model_.rng() = *shared_rng;
+      Profiler::Scope timed(prof, Phase::AllReduce);
+      const std::string what = fmt::format("the gradient all-reduce of step {}", step_ + 1);
+      grad_allreduce_->run(what);
+      double sums[4] = {loss_sum, double(count), double(step_tokens), stop ? 1.0 : 0.0};
+      comm_->allreduce_sum(sums, 4, what);
+      loss_sum = sums[0];
+      count = int64_t(sums[1]);
+      step_tokens = int64_t(sums[2]);
+      stop = sums[3] > 0;
+    }
+    tokens_seen += step_tokens;
     const double loss = count ? loss_sum / double(count) : 0.0;
     if (!std::isfinite(loss))
       fail("the loss became {} at step {}; stopping. The last checkpoint in {} is intact", loss, step_ + 1,
@@ -154,7 +245,8 @@ bool Trainer::train(const std::string& resume_from) {
                              .dump());
     }
     if (args_.save_steps > 0 && step_ % args_.save_steps == 0 && step_ < total_steps_) save_checkpoint();
-    if (stop_requested_ && step_ < total_steps_) {  // at the last step the run simply completes
+    if (comm_->size() == 1) stop = stop_requested_;  // one process: a request during this step counts now
+    if (stop && step_ < total_steps_) {  // at the last step the run simply completes
       if (last_saved_step_ != step_) save_checkpoint();
       return false;
     }
@@ -164,6 +256,7 @@ bool Trainer::train(const std::string& resume_from) {
 }
 
 void Trainer::write_metrics_line(const std::string& line) {
+  if (!comm_->is_root()) return;
   std::ofstream out(args_.output_dir + "/metrics.jsonl", std::ios::app);
   out << line << "\n";
   if (!out) fail("{}/metrics.jsonl: cannot write", args_.output_dir);
@@ -205,6 +298,8 @@ void Trainer::save_weights(const std::string& dir) const {
 
 std::string Trainer::save_checkpoint() {
   const std::string dir = fmt::format("{}/checkpoint-{}", args_.output_dir, step_);
+  last_saved_step_ = step_;
+  if (!comm_->is_root()) return dir;  // rank 0 holds the same state and writes it
   AtomicDirectory out(dir);
   save_weights(out.tmp_path());
   std::map<std::string, Tensor> opt;
@@ -217,7 +312,6 @@ std::string Trainer::save_checkpoint() {
   write_file_atomic(out / "trainer_state.json", state_json());
   for (const auto& [name, text] : args_.extra_files) write_file_atomic(out / name, text);
   out.commit();
-  last_saved_step_ = step_;
   prune_checkpoints();
   if (on_save) on_save(dir);
   return dir;
@@ -303,6 +397,7 @@ void Trainer::load_checkpoint(const std::string& dir) {
     rank_allocator_->load_state(state, f.path());
   }
   last_saved_step_ = step_;
+  if (!comm_->is_root()) return;
 
   // A run that went on past its last checkpoint logged steps that will now be redone: drop them.
   fs::create_directories(args_.output_dir);
@@ -317,6 +412,7 @@ void Trainer::load_checkpoint(const std::string& dir) {
 }
 
 void Trainer::save_final() {
+  if (!comm_->is_root()) return;
   if (rank_allocator_) {  // the adapter is saved sliced to the kept triplets, as PEFT does
     const AdaLoraOptions& a = *model_.adalora_options();
     model_.adalora_options()->rank_pattern = rank_allocator_->rank_pattern();

@@ -15,13 +15,20 @@
 // AdaLoRA (a LoRA config with adalora options): the orthogonal regularizer joins every step's gradient,
 // the rank allocator runs after every optimizer step (its state goes into checkpoints), and the final
 // adapter is saved sliced to the kept triplets with its rank_pattern.
+//
+// Data-parallel (a Communicator of several ranks, train/data_parallel.h): every rank trains on its share
+// of each global batch, the gradients are summed over the ranks before clipping, so the optimizer step and
+// AdaLoRA's scores (computed from the summed gradients) are the same on every rank. Rank 0 alone writes
+// files; checkpoints hold the global data position, so a run resumes with any number of ranks.
 #include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "core/communicator.h"
 #include "data/train_example.h"
 #include "train/evaluate.h"
 #include "train/trainable_model.h"
@@ -48,6 +55,9 @@ struct TrainingArguments {
   // Files (name -> contents) written into every checkpoint and the output folder, e.g. the run's
   // options as training_args.yaml.
   std::map<std::string, std::string> extra_files;
+  // Data-parallel runs: the options every rank must share beyond these fields (e.g. the method), checked
+  // at the start with the model and the data.
+  std::string run_config;
 };
 
 struct StepLog {
@@ -60,11 +70,14 @@ struct StepLog {
 };
 
 class RankAllocator;
+class GradientAllReduce;
 
 class Trainer {
  public:
+  // `comm`: the ranks of a data-parallel run (null: this process alone); it must outlive the trainer.
   Trainer(TrainableModel& model, TrainingArguments args, std::vector<TrainExample> train_set,
-          std::vector<TrainExample> eval_set = {});
+          std::vector<TrainExample> eval_set = {}, Communicator* comm = nullptr);
+  ~Trainer();
 
   int64_t total_steps() const { return total_steps_; }
   int64_t steps_per_epoch() const { return steps_per_epoch_; }
@@ -74,7 +87,7 @@ class Trainer {
   // lora::Error and leaves the checkpoints as they were. Returns true when the run completed.
   bool train(const std::string& resume_from = "");
 
-  // Mean loss and perplexity over every counted token of a data set (no dropout).
+  // Mean loss and perplexity over every counted token of a data set (no dropout), each rank taking its share.
   EvalResult evaluate(const std::vector<TrainExample>& data);
 
   // Asks the loop to save a checkpoint and return after the current step (from a signal handler).
@@ -93,6 +106,7 @@ class Trainer {
 
  private:
   std::vector<size_t> epoch_order(int64_t epoch) const;
+  void check_ranks_agree(bool resumed);
   void load_checkpoint(const std::string& dir);
   void save_weights(const std::string& dir) const;
   std::string state_json() const;
@@ -114,6 +128,9 @@ class Trainer {
   struct Optimizer;
   std::shared_ptr<Optimizer> optimizer_;
   std::shared_ptr<RankAllocator> rank_allocator_;
+  std::unique_ptr<Communicator> own_comm_;  // when none was given
+  Communicator* comm_ = nullptr;
+  std::unique_ptr<GradientAllReduce> grad_allreduce_;
 };
 
 }  // namespace lora
