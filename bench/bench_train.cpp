@@ -1,14 +1,15 @@
 // Training throughput and peak memory of one configuration per process (peak RSS is per process):
 //
 //   ./build/bench/bench_train --shape smollm2|qwen|llama2-7b|stories [--mode lora|full] [--checkpointing]
-//                             [--dtype f32|bf16] [--quantize nf4|fp4|int8 [--no-double-quant]]
+//                             [--dtype f32|bf16] [--quantize nf4|fp4|int8 [--no-double-quant]] [--gguf q4_k_m|q8_0|...]
 //                             [--seq 256] [--batch 1] [--rank 16] [--steps 3] [--dora] [--profile]
 //
 // Prints one Markdown table row: tokens/s (median step), MFU against the bf16 peak (counting
 // 4N FLOPs per token for LoRA — forward 2N + input gradients 2N — plus attention, 6N with
 // checkpointing's recomputation; 6N / 8N for full fine-tuning), stated against kPeakFlops and against the
 // bf16 GEMM throughput measured in the same run, and peak RSS. --profile also prints where the time of
-// the measured steps went (core/profiler.h). With --quantize the linear
+// the measured steps went (core/profiler.h). --gguf quantizes the random bf16 base with a llama.cpp file
+// type's per-tensor mix (what `lora quantize --type` writes; the base of a LoRA on a GGUF file). With --quantize the linear
 // layers of the random base are created directly in that form (QLoRA; --dtype is then the dtype of the
 // embeddings and lm_head), so even the 7B shape never exists in full precision.
 #include <cstring>
@@ -19,6 +20,7 @@
 
 #include "bench_common.h"
 #include "core/context.h"
+#include "formats/gguf_quant_recipe.h"
 #include "core/profiler.h"
 #include "formats/model_loader.h"
 #include "model/quantize_model.h"
@@ -29,7 +31,7 @@
 using namespace lora;
 
 int main(int argc, char** argv) {
-  std::string shape = "smollm2", mode = "lora", dtype = "bf16", quantize;
+  std::string shape = "smollm2", mode = "lora", dtype = "bf16", quantize, gguf;
   bool checkpointing = false, double_quant = true, profile = false, dora = false;
   int64_t seq = 256, batch = 1, rank = 16, steps = 3;
   for (int i = 1; i < argc; ++i) {
@@ -40,6 +42,7 @@ int main(int argc, char** argv) {
     else if (a == "--dtype") dtype = next();
     else if (a == "--checkpointing") checkpointing = true;
     else if (a == "--quantize") quantize = next();
+    else if (a == "--gguf") gguf = next();
     else if (a == "--no-double-quant") double_quant = false;
     else if (a == "--profile") profile = true;
     else if (a == "--dora") dora = true;
@@ -63,6 +66,13 @@ int main(int argc, char** argv) {
                    ? random_model(shape_config, 1, dt)
                    : random_quantized_model(shape_config, 1, QuantConfig{quant_type_from_name(quantize), double_quant}, dt);
   const ModelConfig& c = base.config;
+  if (!gguf.empty()) {  // a llama.cpp file type's mix, as `lora quantize --type` writes it
+    const GGUFQuantSummary q = quantize_model_for_gguf(base, gguf_quant_recipe(gguf));
+    std::string mix;
+    for (const auto& [t, n] : q.tensors_per_type) mix += fmt::format(" {} {}", n, dtype_name(t));
+    fmt::print(stderr, "base ready in {:.0f} s: {} ({}), {:.3f} bits/weight\n", bench::now_seconds() - t0, gguf, mix,
+               8.0 * double(q.bytes) / double(q.elements));
+  }
   if (!quantize.empty()) {
     const QuantSummary q = quant_summary(base);
     fmt::print(stderr, "base ready in {:.0f} s: {} linear weights in {} ({} params) at {:.4f} bits/weight, {:.0f} MiB\n",
@@ -109,7 +119,7 @@ int main(int argc, char** argv) {
   const double passes = (mode == "full" ? 3.0 : 2.0) + (checkpointing ? 1.0 : 0.0);  // in units of 2N
   const double flops_per_token = passes * (2.0 * n_lin + attn);
   const std::string weights =
-      quantize.empty() ? dtype : fmt::format("{}{} + {}", quantize, double_quant && quantize != "int8" ? "+dq" : "", dtype);
+      !gguf.empty() ? gguf : quantize.empty() ? dtype : fmt::format("{}{} + {}", quantize, double_quant && quantize != "int8" ? "+dq" : "", dtype);
   const double rss = bench::peak_rss_mib();  // before the peak measurement allocates its matrices
   const double peak = bench::measured_bf16_peak();
   if (profile) fmt::print("{}\n", prof.table());

@@ -53,6 +53,10 @@ void ggml_dequantize_reference(DType t, const void* blocks, int64_t n, float* ou
 // The same bits, vectorized for the common types (AVX-512 where the CPU has it).
 void ggml_dequantize(DType t, const void* blocks, int64_t n, float* out);
 
+// out[r] = Σ_p x[r·x_stride + p] · w[p] for r < m (1 to 4) and w one row of k values (whole blocks) of
+// type t: the decode-time product, each block decoded in registers and never stored.
+void ggml_dot_rows(DType t, const void* row, int64_t k, const float* x, int64_t x_stride, int64_t m, float* out);
+
 // Values [begin, end) of a row-major tensor stored as blocks (any range: partial blocks are decoded whole
 // into a scratch block), as f32 or rounded to bf16 (nearest even).
 void ggml_dequantize_range(DType t, const void* blocks, int64_t begin, int64_t end, float* out);

@@ -212,8 +212,8 @@ void quantized_b_matmul(const MatView& a, bool trans_a, const MatView& b, bool t
 }
 
 // C[M,N] = alpha · A · Bᵀ + beta · C for a few rows of A (decoding a token) and B [N, K] in one of
-// ggml's block types: each row of B is decoded to exact fp32 (no bf16 rounding) and dotted with every row
-// of A, so the weight is read once, straight from its blocks, with no panel written and read back.
+// ggml's block types: each row of B is decoded block by block in registers, exactly (no bf16 rounding),
+// and dotted with every row of A, so the weight is read once, straight from its blocks.
 void quantized_gemv(const MatView& a, const MatView& b, const MutMatView& c, const Shape& s, float alpha, float beta) {
   thread_local std::vector<float> a32;  // A as fp32 rows
   a32.resize(size_t(s.m * s.k));
@@ -224,17 +224,11 @@ void quantized_gemv(const MatView& a, const MatView& b, const MutMatView& c, con
   const float* x = a32.data();
 #pragma omp parallel for schedule(static) if (s.n * s.k > (1 << 16) && !omp_in_parallel())
   for (int64_t j = 0; j < s.n; ++j) {
-    thread_local std::vector<float> w;
-    w.resize(size_t(s.k));
-    ggml_dequantize(b.dtype, blocks + size_t(j) * row_bytes, s.k, w.data());
-    const float* wr = w.data();
+    float dots[4];
+    ggml_dot_rows(b.dtype, blocks + size_t(j) * row_bytes, s.k, x, s.k, s.m, dots);
     for (int64_t r = 0; r < s.m; ++r) {
-      const float* xr = x + r * s.k;
-      float acc = 0.0f;
-#pragma omp simd reduction(+ : acc)
-      for (int64_t p = 0; p < s.k; ++p) acc += xr[p] * wr[p];
       float& out = c.data[r * c.stride + j];
-      out = alpha * acc + (beta == 0.0f ? 0.0f : beta * out);
+      out = alpha * dots[r] + (beta == 0.0f ? 0.0f : beta * out);
     }
   }
 }
