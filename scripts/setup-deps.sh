@@ -12,6 +12,7 @@ PACKAGES=(
   libfmt-dev
   libyaml-cpp-dev        # training config files (-c FILE)
   libcairo2-dev          # the loss-curve PNG
+  libcpp-httplib-dev     # lora serve: the HTTP server
   libpcre2-dev           # Unicode-aware pre-tokenizer regexes
   libsentencepiece-dev   # Llama 2 tokenizer.model
   libgtest-dev libgmock-dev libbenchmark-dev
@@ -23,6 +24,9 @@ missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Node.js and npm run the lora serve tests' clients (the official openai package). A machine whose Node.js
+# came with its own npm keeps it; only a machine without npm gets Debian's.
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "setup-deps: all packages present"
