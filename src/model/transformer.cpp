@@ -107,13 +107,28 @@ const Tensor& Transformer::run(const std::vector<SequenceStep>& steps, bool all_
   Tensor x = x_.slice_rows(0, rows), xb = xb_.slice_rows(0, rows), q = q_.slice_rows(0, rows),
          k = k_.slice_rows(0, rows), v = v_.slice_rows(0, rows), att = att_.slice_rows(0, rows),
          gate = gate_.slice_rows(0, rows), up = up_.slice_rows(0, rows);
-  // Each run's adapters add their part to their own rows of a linear's output.
+  // Each run's adapters add their part to their own rows of a linear's output. A decoding batch has a
+  // row or two per adapter, whose thin products are too small to share out inside one; distinct adapters
+  // are spread over the threads instead (their rows are disjoint, and each adapter object is used by one
+  // thread only: an adapter that appears in two runs keeps the runs on one thread).
+  std::vector<const AdapterRun*> adapted;
+  for (const AdapterRun& r : runs)
+    if (r.adapters) adapted.push_back(&r);
+  bool distinct = true;
+  for (size_t i = 0; i < adapted.size() && distinct; ++i)
+    for (size_t j = 0; j < i; ++j) distinct &= adapted[i]->adapters != adapted[j]->adapters;
+  const bool spread = adapted.size() >= 2 && distinct;
   const auto add_adapters = [&](int64_t l, LinearSite site, const Tensor& in, Tensor& out) {
-    for (const AdapterRun& r : runs)
-      if (r.adapters) {
-        Tensor y = out.slice_rows(r.row_begin, r.row_end);
-        r.adapters->add_linear(l, site, in.slice_rows(r.row_begin, r.row_end), y);
-      }
+    const auto add_run = [&](const AdapterRun& r) {
+      Tensor y = out.slice_rows(r.row_begin, r.row_end);
+      r.adapters->add_linear(l, site, in.slice_rows(r.row_begin, r.row_end), y);
+    };
+    if (!spread) {  // (not an inactive parallel region: the GEMMs inside would lose the thread pool)
+      for (const AdapterRun* r : adapted) add_run(*r);
+      return;
+    }
+#pragma omp parallel for schedule(dynamic, 1)
+    for (size_t i = 0; i < adapted.size(); ++i) add_run(*adapted[i]);
   };
 
   const AttentionShape shape{c.num_attention_heads, c.num_key_value_heads, c.head_dim};
