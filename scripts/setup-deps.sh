@@ -13,6 +13,7 @@ PACKAGES=(
   libyaml-cpp-dev        # training config files (-c FILE)
   libcairo2-dev          # the loss-curve PNG
   libcpp-httplib-dev     # lora serve: the HTTP server
+  chromium               # lora serve's page, tested in a real (headless) browser
   libpcre2-dev           # Unicode-aware pre-tokenizer regexes
   libsentencepiece-dev   # Llama 2 tokenizer.model
   libgtest-dev libgmock-dev libbenchmark-dev

@@ -132,6 +132,35 @@ TEST(ServeHttp, TheOpenAiClientGetsWhatLoraGenerateAndLoraChatPrint) {
   EXPECT_NE(server.log().find("lora serve: stopped"), std::string::npos) << server.log();
 }
 
+TEST(ServeHttp, ThePageStreamsAnAdaptersAnswerInHeadlessChromium) {
+  ASSERT_TRUE(std::filesystem::exists(client_dir() + "/node_modules/playwright-core"))
+      << "playwright-core is missing: run `npm ci --prefix tests/serve_client` (scripts/test.sh does)";
+  ASSERT_TRUE(std::filesystem::exists("/usr/bin/chromium")) << "Debian's chromium is missing: bash scripts/setup-deps.sh";
+  TempDir dir;
+  const Model base = load_model(test::stories_bin());
+  test::save_serve_adapters(base, dir);
+  ServerProcess server({"-m", test::stories_bin(), "--adapter", "zuzu=" + (dir / "zuzu"), "--adapter", "qv=" + (dir / "qv"),
+                        "--api-key", kKey, "--ctx", "512"});
+  ASSERT_GT(server.port(), 0) << server.log();
+  const std::string shot = dir / "page.png";
+  const auto r = test::run("node " + client_dir() + "/web_page.mjs " + server.url() + " zuzu '" + kMessage + "' " + shot +
+                           " " + kKey);
+  ASSERT_EQ(r.exit_code, 0) << r.err << "\n" << server.log();
+  const json page = json::parse(r.out);
+  EXPECT_EQ(page["models"], json({"stories260K", "zuzu", "qv"}));
+  // the page asked at temperature 0 for 40 tokens: what `lora chat` answers with that adapter
+  const std::string expected = chatted(" --adapter " + (dir / "zuzu"), 40);
+  ASSERT_FALSE(expected.empty());
+  EXPECT_EQ(page["answer"], expected);
+  const std::string shown = page["shown"];
+  EXPECT_NE(shown.find(kMessage), std::string::npos) << shown;
+  EXPECT_NE(shown.find(expected.substr(0, 20)), std::string::npos) << shown;
+  EXPECT_NE(page["status"].get<std::string>().find("tokens in"), std::string::npos) << page["status"];
+  const std::string png = test::read_text(shot);
+  ASSERT_GT(png.size(), 10000u);
+  EXPECT_EQ(png.substr(1, 3), "PNG");
+}
+
 // Status and OpenAI error JSON of a response.
 void expect_error(const httplib::Result& r, int status, const std::string& type, const std::string& what) {
   ASSERT_TRUE(r) << "no response (" << what << ")";
