@@ -61,6 +61,7 @@ TEST(ServeBadInput, MalformedBodiesAndWrongTypesAre400NamingTheField) {
       {R"({"model": "m", )" + msgs + R"(, "seed": "x"})", true, "seed"},
       {R"({"model": "m", )" + msgs + R"(, "top_logprobs": 2})", true, "top_logprobs"},
       {R"({"model": "m", )" + msgs + R"(, "logprobs": true, "top_logprobs": 21})", true, "top_logprobs"},
+      {R"({"model": "m", )" + msgs + R"(, "frequency_penalty": 0.5})", true, "frequency_penalty"},
       {R"({"model": "m"})", false, "prompt"},
       {R"({"model": "m", "prompt": ["a", "b"]})", false, "prompt"},
       {R"({"model": "m", "prompt": [1, 2, 3]})", false, "prompt"},
@@ -82,7 +83,7 @@ TEST(ServeRequest, FieldsAndDefaultsAsOpenAiDefinesThem) {
                                      {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Who are you?"}],
       "temperature": 0, "top_p": 0.5, "seed": 42, "stop": "\n\n", "stream": true,
       "stream_options": {"include_usage": true}, "logprobs": true, "top_logprobs": 3, "max_completion_tokens": 12,
-      "frequency_penalty": null, "user": "someone"})");
+      "frequency_penalty": null, "presence_penalty": 0, "user": "someone"})");
   EXPECT_TRUE(chat.chat);
   EXPECT_EQ(chat.model, "zuzu");
   EXPECT_EQ(chat.system, "Be brief.");

@@ -97,6 +97,9 @@ CompletionRequest parse_common(const json& j) {
       wrong_type("stop", "a string or an array of strings");
     }
   }
+  for (const char* penalty : {"frequency_penalty", "presence_penalty"})  // refused rather than silently ignored
+    if (auto p = number(j, penalty, -2, 2); p && *p != 0)
+      throw ApiError(400, std::string("'") + penalty + "' is not supported (only 0)", penalty);
   r.stream = boolean(j, "stream").value_or(false);
   r.ignore_eos = boolean(j, "ignore_eos").value_or(false);
   if (const json* o = field(j, "stream_options")) {
