@@ -21,13 +21,15 @@ PACKAGES=(
   libopenblas0-pthread   # a real BLAS under PyTorch, so bench/pytorch_*baseline.py is a fair baseline
 )
 
+# Node.js and npm run the llama.cpp peer of the interoperability tests (../shared/tools/llamacpp-peer) and the
+# lora serve tests' clients (the official openai package, tests/serve_client); a machine that already has them
+# on PATH (a Node.js with its own npm) keeps them.
+command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || PACKAGES+=(nodejs npm)
+
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-# Node.js and npm run the lora serve tests' clients (the official openai package). A machine whose Node.js
-# came with its own npm keeps it; only a machine without npm gets Debian's.
-command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "setup-deps: all packages present"

@@ -10,6 +10,11 @@ if [ ! -d ../shared/assets ]; then
   exit 1
 fi
 
+# A real llama.cpp (prebuilt, from the npm registry) for the interoperability tests; with
+# LORA_REQUIRE_PEER=1 they fail instead of skipping when it is missing.
+LLAMACPP_PEER_DIR="$(bash ../shared/tools/llamacpp-peer/setup.sh)"
+export LLAMACPP_PEER_DIR LORA_REQUIRE_PEER=1
+
 # The official openai client for the lora serve end-to-end test (tests/serve_client, versions pinned by its
 # package-lock.json).
 npm ci --prefix tests/serve_client --no-audit --no-fund --loglevel=error
@@ -20,7 +25,7 @@ cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLORA_SANITIZE=ON -D
 cmake --build build-asan -j"$(nproc)" --target lora_tests lora_cli
 ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1 \
   ./build-asan/tests/lora_tests --gtest_brief=1 \
-  --gtest_filter='BadInput*:*Gguf*:*Safetensors*:*Llama2c*:*HfFolder*:Tokenizer*Malformed*:Matmul*:Kernels*:DType*:DataReader*:ChatTemplate*:Encode*:Dataset*:TrainCli.BadInput*:TrainCli.ConfigFile*:BnbFolder*:QuantReference*:AdapterBadInput*:CliAdapterBadInput*:PeftLayout*:ServeBadInput*:ServeRequest*:StopText*:ServeHttp*:ServeEngine*'
+  --gtest_filter='BadInput*:*Gguf*:*Safetensors*:*Llama2c*:*HfFolder*:Tokenizer*Malformed*:Matmul*:Kernels*:DType*:DataReader*:ChatTemplate*:Encode*:Dataset*:TrainCli.BadInput*:TrainCli.ConfigFile*:BnbFolder*:QuantReference*:GgmlQuant*:AdapterBadInput*:CliAdapterBadInput*:PeftLayout*:ServeBadInput*:ServeRequest*:StopText*:ServeHttp*:ServeEngine*'
 
 # 2. Release build and the whole suite.
 bash scripts/build.sh

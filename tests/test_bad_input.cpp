@@ -73,6 +73,42 @@ std::string small_gguf() {
   return w.to_bytes();
 }
 
+// A quantized tensor that is cut short, claims a type no ggml has, or has rows that are not whole blocks:
+// one error naming the file and the tensor, and never a read past the end.
+TEST(BadInput, GgufQuantizedTensors) {
+  TempDir tmp;
+  const std::string name = "blk.0.ffn_up.weight";
+  GGUFWriter w;
+  w.set_string("general.architecture", "llama");
+  w.add_tensor_raw(name, GGMLType(12), {256, 2}, std::string(2 * 144, '\x11'));  // Q4_K, finite scales
+  const std::string good = w.to_bytes();
+  // The tensor info: name, n_dims (u32), ne (u64 each), type (u32), offset (u64).
+  const size_t info = good.find(name) + name.size();
+  const size_t ne0_at = info + 4, type_at = info + 4 + 16;
+  const std::string path = tmp / "q.gguf";
+
+  test::write_text(path, good);
+  EXPECT_EQ(GGUFFile::open(path).load_tensor(name).dtype(), DType::Q4_K);
+
+  std::string bad = good;
+  patch<uint32_t>(bad, type_at, 99);
+  test::write_text(path, bad);
+  expect_format_error([&] { GGUFFile::open(path); }, {"q.gguf", name, "unknown ggml type 99"});
+
+  bad = good;
+  patch<uint64_t>(bad, ne0_at, 200);  // 200 values a row: not whole 256-value blocks
+  test::write_text(path, bad);
+  expect_format_error([&] { GGUFFile::open(path); }, {"q.gguf", name, "not a multiple of the Q4_K block size 256"});
+
+  bad = good;
+  patch<uint64_t>(bad, ne0_at, 512);  // twice the blocks the file holds
+  test::write_text(path, bad);
+  expect_format_error([&] { GGUFFile::open(path); }, {"q.gguf", name});
+
+  test::write_text(path, good.substr(0, good.size() - 100));  // the data cut short
+  expect_format_error([&] { GGUFFile::open(path); }, {"q.gguf", "truncated", name});
+}
+
 TEST(BadInput, GgufTruncatedAnywhere) {
   TempDir tmp;
   const std::string whole = small_gguf();

@@ -32,7 +32,10 @@ TEST(DType, F16RoundTripsEveryHalfValue) {
 TEST(DType, NamesParse) {
   EXPECT_EQ(dtype_from_name("BF16"), DType::BF16);
   EXPECT_EQ(dtype_from_name("float32"), DType::F32);
-  EXPECT_THROW(dtype_from_name("q3_k"), Error);
+  EXPECT_EQ(dtype_from_name("Q4_K"), DType::Q4_K);  // ggml's block types, as GGUF tools spell them
+  EXPECT_EQ(dtype_from_name("iq4_xs"), DType::IQ4_XS);
+  EXPECT_THROW(dtype_from_name("q3_k_m"), Error);   // a llama-quantize recipe, not a tensor type
+  EXPECT_THROW(dtype_from_name("q7_0"), Error);
 }
 
 }  // namespace lora

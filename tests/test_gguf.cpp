@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/ggml_quant.h"
 #include "formats/ggml_types.h"
 #include "formats/gguf.h"
 #include "formats/gguf_writer.h"
@@ -136,14 +137,16 @@ TEST(Gguf, DequantizesQ8_0AndQ4_0ByHand) {
   w.write(tmp / "q.gguf");
   const GGUFFile g = GGUFFile::open(tmp / "q.gguf");
 
-  const Tensor a = g.load_tensor("q8");
+  const Tensor q8_view = g.load_tensor("q8");
+  EXPECT_EQ(q8_view.dtype(), DType::Q8_0);  // kept quantized, a view of the file
+  const Tensor a = q8_view.to(DType::F32);
   ASSERT_EQ(a.dtype(), DType::F32);
   ASSERT_EQ(a.shape(), (std::vector<int64_t>{2, 32}));
   for (int j = 0; j < 32; ++j) {
     EXPECT_EQ(a.f32()[j], float(j - 16) * 0.5f) << j;
     EXPECT_EQ(a.f32()[32 + j], float(j == 0 ? -128 : 127 - j) * 0.25f) << j;
   }
-  const Tensor b = g.load_tensor("q4");
+  const Tensor b = g.load_tensor("q4").to(DType::F32);
   ASSERT_EQ(b.shape(), (std::vector<int64_t>{32}));
   for (int j = 0; j < 16; ++j) {
     EXPECT_EQ(b.f32()[j], float(j - 8) * 0.25f) << j;
@@ -156,16 +159,16 @@ TEST(Gguf, QuantizersMatchGgmlReference) {
   std::vector<float> x(64);
   for (int i = 0; i < 64; ++i) x[i] = float(i % 32 - 13) * 0.37f;
   std::string blocks(34 * 2, '\0');
-  quantize_q8_0(x.data(), blocks.data(), 64);
+  ggml_quantize(DType::Q8_0, x.data(), 64, blocks.data());
   std::vector<float> y(64);
-  dequantize_q8_0(blocks.data(), y.data(), 64);
+  ggml_dequantize(DType::Q8_0, blocks.data(), 64, y.data());
   const float d8 = 18 * 0.37f / 127;
   for (int i = 0; i < 64; ++i) EXPECT_NEAR(y[i], x[i], d8 * 0.51f + 1e-3f) << i;
 
   // Q4_0 maps the largest-magnitude value exactly onto code 0 (= -8 * d).
   std::string q4(18 * 2, '\0');
-  quantize_q4_0(x.data(), q4.data(), 64);
-  dequantize_q4_0(q4.data(), y.data(), 64);
+  ggml_quantize(DType::Q4_0, x.data(), 64, q4.data());
+  ggml_dequantize(DType::Q4_0, q4.data(), 64, y.data());
   EXPECT_NEAR(y[31], x[31], 1e-2f);  // 18 * 0.37, the max magnitude
   const float d4 = 18 * 0.37f / 8;
   for (int i = 0; i < 64; ++i) EXPECT_NEAR(y[i], x[i], d4 * 0.51f + 1e-2f) << i;
@@ -200,15 +203,15 @@ TEST(Gguf, F16AndBf16Tensors) {
 TEST(Gguf, UnreadableTypeFailsOnLoadNotOnOpen) {
   TempDir tmp;
   GGUFWriter w;
-  w.add_tensor_raw("k", GGMLType(12), {256}, std::string(144, '\0'));  // Q4_K: sizes known, decoding not
+  w.add_tensor_raw("k", GGMLType(16), {256}, std::string(66, '\0'));  // IQ2_XXS: sizes known, decoding not
   w.write(tmp / "k.gguf");
   const GGUFFile g = GGUFFile::open(tmp / "k.gguf");
-  EXPECT_EQ(g.find_tensor("k")->nbytes, 144u);
+  EXPECT_EQ(g.find_tensor("k")->nbytes, 66u);
   try {
     g.load_tensor("k");
     FAIL();
   } catch (const FormatError& e) {
-    EXPECT_NE(std::string(e.what()).find("Q4_K"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("IQ2_XXS"), std::string::npos);
   }
 }
 

@@ -14,6 +14,7 @@
 #include "cli/common.h"
 #include "core/context.h"
 #include "core/error.h"
+#include "formats/hf_cache.h"
 #include "formats/model_loader.h"
 #include "formats/safetensors.h"
 
@@ -179,7 +180,7 @@ struct CombineOptions {
 Model load_base(const std::string& path) {
   LoadOptions options;
   options.load_tokenizer = false;
-  return load_model(path, options);
+  return load_model(resolve_model_path(path), options);
 }
 
 bool is_gguf_path(const std::string& p) { return fs::path(p).extension() == ".gguf" || (fs::exists(p) && !fs::is_directory(p)); }

@@ -9,6 +9,7 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "formats/hf_cache.h"
 #include "formats/model_loader.h"
 #include "tokenizer/tokenizer.h"
 
@@ -23,8 +24,9 @@ struct TokenizeOptions {
 
 // A model path's tokenizer without loading weights where the tokenizer can be read on its own
 // (a folder holding tokenizer files, a GGUF file); otherwise through the model loader.
-std::shared_ptr<Tokenizer> tokenizer_for_model(const std::string& path) {
+std::shared_ptr<Tokenizer> tokenizer_for_model(const std::string& spec) {
   namespace fs = std::filesystem;
+  const std::string path = resolve_model_path(spec);
   if (fs::is_directory(path)) {
     for (const char* name : {"tokenizer.json", "tokenizer.model"})
       if (fs::exists(fs::path(path) / name)) return load_tokenizer(path);

@@ -11,6 +11,7 @@ namespace lora::cli {
 
 struct ModelOptions {
   std::string model;
+  std::string revision;  // with -m ORG/NAME from the Hugging Face cache
   std::string tokenizer;
   std::string dtype;  // "", "f32", "bf16": convert weights on load
   std::string quantize;  // "", "nf4", "fp4", "int8": quantize the linear layers on load

@@ -1,6 +1,7 @@
 #include "core/dtype.h"
 
 #include "core/error.h"
+#include "core/ggml_quant.h"
 
 namespace lora {
 
@@ -16,16 +17,22 @@ size_t dtype_size(DType t) {
     case DType::NF4: return 0;
     case DType::FP4: return 0;
     case DType::INT8_ROW: return 1;
+    default: return 0;  // ggml block types
   }
-  return 0;
 }
 
 size_t dtype_nbytes(DType t, int64_t n) {
   if (t == DType::NF4 || t == DType::FP4) return size_t(n + 1) / 2;
+  if (is_ggml_quant(t)) {
+    const GGMLBlock b = ggml_block(t);
+    return size_t(n / b.elements) * b.bytes;
+  }
   return size_t(n) * dtype_size(t);
 }
 
-bool is_quantized(DType t) { return t == DType::NF4 || t == DType::FP4 || t == DType::INT8_ROW; }
+bool is_ggml_quant(DType t) { return t >= DType::Q4_0 && t <= DType::IQ4_XS; }
+
+bool is_quantized(DType t) { return t == DType::NF4 || t == DType::FP4 || t == DType::INT8_ROW || is_ggml_quant(t); }
 
 const char* dtype_name(DType t) {
   switch (t) {
@@ -39,6 +46,18 @@ const char* dtype_name(DType t) {
     case DType::NF4: return "nf4";
     case DType::FP4: return "fp4";
     case DType::INT8_ROW: return "int8_row";
+    case DType::Q4_0: return "q4_0";
+    case DType::Q4_1: return "q4_1";
+    case DType::Q5_0: return "q5_0";
+    case DType::Q5_1: return "q5_1";
+    case DType::Q8_0: return "q8_0";
+    case DType::Q2_K: return "q2_k";
+    case DType::Q3_K: return "q3_k";
+    case DType::Q4_K: return "q4_k";
+    case DType::Q5_K: return "q5_k";
+    case DType::Q6_K: return "q6_k";
+    case DType::IQ4_NL: return "iq4_nl";
+    case DType::IQ4_XS: return "iq4_xs";
   }
   return "?";
 }
@@ -56,7 +75,10 @@ DType dtype_from_name(const std::string& name) {
   if (n == "nf4") return DType::NF4;
   if (n == "fp4") return DType::FP4;
   if (n == "int8_row") return DType::INT8_ROW;
-  fail("unknown dtype '{}' (expected one of f32, f16, bf16, i32, i64, u8, i8, nf4, fp4, int8_row)", name);
+  for (DType t = DType::Q4_0; t <= DType::IQ4_XS; t = DType(uint8_t(t) + 1))
+    if (n == dtype_name(t)) return t;
+  fail("unknown dtype '{}' (expected one of f32, f16, bf16, i32, i64, u8, i8, nf4, fp4, int8_row, q4_0, q4_1, q5_0, "
+       "q5_1, q8_0, q2_k, q3_k, q4_k, q5_k, q6_k, iq4_nl, iq4_xs)", name);
 }
 
 float f16_to_f32(uint16_t h) {

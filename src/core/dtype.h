@@ -7,16 +7,23 @@
 
 namespace lora {
 
-// NF4, FP4 and INT8_ROW are bitsandbytes' quantized weight formats (core/quant.h): a tensor of one of
-// them holds packed codes and carries the QuantState that decodes them.
-enum class DType : uint8_t { F32, F16, BF16, I32, I64, U8, I8, NF4, FP4, INT8_ROW };
+// NF4, FP4 and INT8_ROW are bitsandbytes' quantized weight formats (core/quant.h); Q4_0 ... IQ4_XS are
+// ggml's block formats as GGUF files store them (core/ggml_quant.h). A tensor of any of them holds packed
+// codes and carries the QuantState that decodes them.
+enum class DType : uint8_t {
+  F32, F16, BF16, I32, I64, U8, I8, NF4, FP4, INT8_ROW,
+  Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS,
+};
 
-// Bytes per element; 0 for the 4-bit types, whose storage is dtype_nbytes().
+// Bytes per element; 0 for the 4-bit and ggml block types, whose storage is dtype_nbytes().
 size_t dtype_size(DType t);
-// Bytes that n elements occupy: two 4-bit codes per byte (an odd count rounds up).
+// Bytes that n elements occupy: two 4-bit codes per byte (an odd count rounds up); for a ggml block
+// type n / block_elements whole blocks (n must be a multiple of the block).
 size_t dtype_nbytes(DType t, int64_t n);
 bool is_quantized(DType t);
-const char* dtype_name(DType t);  // "f32", "bf16", "nf4", ...
+// One of ggml's block types (Q4_0 ... IQ4_XS).
+bool is_ggml_quant(DType t);
+const char* dtype_name(DType t);  // "f32", "bf16", "nf4", "q4_k", ...
 // Parses safetensors-style ("F32", "BF16") and lower-case names; throws lora::Error otherwise.
 DType dtype_from_name(const std::string& name);
 

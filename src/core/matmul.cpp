@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/ggml_quant.h"
 #include "core/quant.h"
 
 namespace lora {
@@ -156,12 +157,12 @@ void dense_matmul(const MatView& a_in, bool trans_a, const MatView& b_in, bool t
 }
 
 // Columns of the output each thread decodes and multiplies: an equal share per thread (a multiple of
-// 64, so that a column slice keeps 4-bit blocks whole). Narrower, cache-sized panels were measured
+// `align`, so that a column slice keeps quantization blocks whole). Narrower, cache-sized panels were measured
 // slower: oneDNN blocks a whole share better than it multiplies many thin panels, and thin column
 // slices of a row-major code matrix decode in short runs.
-int64_t panel_columns(int64_t n, int64_t threads) {
+int64_t panel_columns(int64_t n, int64_t threads, int64_t align) {
   const int64_t share = (n + threads - 1) / threads;
-  return std::min(n, std::max<int64_t>(64, (share + 63) / 64 * 64));
+  return std::min(n, std::max<int64_t>(align, (share + align - 1) / align * align));
 }
 
 // C = alpha · op(A) · op(B) + beta · C with B quantized. The columns of op(B) (rows of B when transposed,
@@ -183,7 +184,9 @@ void quantized_b_matmul(const MatView& a, bool trans_a, const MatView& b, bool t
   } else if (a.dtype != DType::BF16) {
     fail("matmul: cannot multiply {} by a quantized matrix", dtype_name(a.dtype));
   }
-  const int64_t p_cols = panel_columns(s.n, omp_get_max_threads());
+  // 64 keeps bitsandbytes' 4-bit blocks whole; ggml's blocks are 32 or 256 values of a row.
+  const int64_t align = is_ggml_quant(b.dtype) ? std::max<int64_t>(64, ggml_block(b.dtype).elements) : 64;
+  const int64_t p_cols = panel_columns(s.n, omp_get_max_threads(), align);
   const int64_t panels = (s.n + p_cols - 1) / p_cols;
 #pragma omp parallel
   {
@@ -208,6 +211,34 @@ void quantized_b_matmul(const MatView& a, bool trans_a, const MatView& b, bool t
   }
 }
 
+// C[M,N] = alpha · A · Bᵀ + beta · C for a few rows of A (decoding a token) and B [N, K] in one of
+// ggml's block types: each row of B is decoded to exact fp32 (no bf16 rounding) and dotted with every row
+// of A, so the weight is read once, straight from its blocks, with no panel written and read back.
+void quantized_gemv(const MatView& a, const MatView& b, const MutMatView& c, const Shape& s, float alpha, float beta) {
+  thread_local std::vector<float> a32;  // A as fp32 rows
+  a32.resize(size_t(s.m * s.k));
+  for (int64_t r = 0; r < s.m; ++r)
+    for (int64_t p = 0; p < s.k; ++p) a32[size_t(r * s.k + p)] = a.at(r, p);
+  const size_t row_bytes = dtype_nbytes(b.dtype, s.k);
+  const auto* blocks = static_cast<const uint8_t*>(b.data);
+  const float* x = a32.data();
+#pragma omp parallel for schedule(static) if (s.n * s.k > (1 << 16) && !omp_in_parallel())
+  for (int64_t j = 0; j < s.n; ++j) {
+    thread_local std::vector<float> w;
+    w.resize(size_t(s.k));
+    ggml_dequantize(b.dtype, blocks + size_t(j) * row_bytes, s.k, w.data());
+    const float* wr = w.data();
+    for (int64_t r = 0; r < s.m; ++r) {
+      const float* xr = x + r * s.k;
+      float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+      for (int64_t p = 0; p < s.k; ++p) acc += xr[p] * wr[p];
+      float& out = c.data[r * c.stride + j];
+      out = alpha * acc + (beta == 0.0f ? 0.0f : beta * out);
+    }
+  }
+}
+
 }  // namespace
 
 void matmul(const MatView& a, bool trans_a, const MatView& b, bool trans_b, const MutMatView& c, float alpha,
@@ -219,6 +250,8 @@ void matmul(const MatView& a, bool trans_a, const MatView& b, bool trans_b, cons
       for (int64_t j = 0; j < s.n; ++j) c.data[i * c.stride + j] *= beta;
     return;
   }
+  if (b.quant && !a.quant && trans_b && !trans_a && s.m <= 4 && is_ggml_quant(b.dtype))
+    return quantized_gemv(a, b, c, s, alpha, beta);
   if (b.quant && !a.quant) return quantized_b_matmul(a, trans_a, b, trans_b, c, s, alpha, beta);
   if (a.quant || b.quant) {
     // A quantized left operand (no layer has one): decode whole operands, the simple way.

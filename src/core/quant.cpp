@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/ggml_quant.h"
 
 #if defined(__AVX512F__) && defined(__AVX512BW__)
 #include <immintrin.h>
@@ -306,7 +307,9 @@ const char* quant_type_name(DType type) {
     case DType::NF4: return "nf4";
     case DType::FP4: return "fp4";
     case DType::INT8_ROW: return "int8";
-    default: fail("{} is not a quantized type", dtype_name(type));
+    default:
+      if (is_ggml_quant(type)) return dtype_name(type);
+      fail("{} is not a quantized type", dtype_name(type));
   }
 }
 
@@ -338,6 +341,11 @@ Tensor quantize(const Tensor& w, const QuantConfig& config) {
 }
 
 float dequantize_at(const QuantState& s, DType type, const void* data, int64_t i) {
+  if (is_ggml_quant(type)) {
+    float v;
+    ggml_dequantize_range(type, data, i, i + 1, &v);
+    return v;
+  }
   if (type == DType::INT8_ROW) {
     const int8_t q = static_cast<const int8_t*>(data)[i];
     const float scaled = float(q) * s.absmax.f32()[i / s.blocksize];
@@ -357,6 +365,7 @@ void dequantize_range(const Tensor& q, int64_t begin, int64_t end, float* out) {
   if (!q.quantized()) fail("dequantize: a {} tensor is not quantized", dtype_name(q.dtype()));
   if (begin < 0 || end > q.numel() || begin > end) fail("dequantize: range [{}, {}) outside {} elements", begin, end, q.numel());
   const QuantState& s = *q.quant();
+  if (is_ggml_quant(q.dtype())) return ggml_dequantize_range(q.dtype(), q.data(), begin, end, out);
   if (q.dtype() == DType::INT8_ROW) {
     const auto* d = q.data_as<int8_t>();
     const float* scb = s.absmax.f32();

@@ -15,6 +15,7 @@
 #endif
 
 #include "core/error.h"
+#include "core/ggml_quant.h"
 #include "core/quant.h"
 
 namespace lora {
@@ -68,6 +69,7 @@ void decode_int8_avx512(const int8_t* d, float scb, int64_t n, uint16_t* out) {
 
 void dequantize_range_bf16(const QuantState& s, DType type, const void* data, int64_t begin, int64_t end,
                            uint16_t* out) {
+  if (is_ggml_quant(type)) return ggml_dequantize_range_bf16(type, data, begin, end, out);
   if (type == DType::INT8_ROW) {
     const auto* d = static_cast<const int8_t*>(data);
     const float* scb = s.absmax.f32();

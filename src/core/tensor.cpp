@@ -55,11 +55,13 @@ const float* Tensor::f32() const {
 Tensor Tensor::slice_rows(int64_t begin, int64_t end) const {
   if (shape_.empty() || begin < 0 || end > shape_[0] || begin > end)
     fail("slice_rows({}, {}) out of range for shape {}", begin, end, shape_str());
-  if (quant_) fail("slice_rows of a quantized ({}) tensor", dtype_name(dtype_));
+  // ggml's block types store each row as whole blocks, so a run of rows is a run of bytes; the
+  // bitsandbytes formats' blocks and absmax run across rows.
+  if (quant_ && !is_ggml_quant(dtype_)) fail("slice_rows of a quantized ({}) tensor", dtype_name(dtype_));
   std::vector<int64_t> s = shape_;
   s[0] = end - begin;
-  const size_t row_bytes = size_t(numel() / std::max<int64_t>(shape_[0], 1)) * dtype_size(dtype_);
-  return Tensor(dtype_, s, static_cast<char*>(data_) + begin * row_bytes, owner_);
+  const size_t row_bytes = dtype_nbytes(dtype_, numel() / std::max<int64_t>(shape_[0], 1));
+  return Tensor(dtype_, s, static_cast<char*>(data_) + begin * row_bytes, owner_, quant_);
 }
 
 Tensor Tensor::reshape(std::vector<int64_t> shape) const {

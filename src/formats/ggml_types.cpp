@@ -1,10 +1,5 @@
 #include "formats/ggml_types.h"
 
-#include <algorithm>
-#include <cmath>
-#include <cstring>
-
-#include "core/dtype.h"
 
 namespace lora {
 
@@ -44,92 +39,6 @@ std::optional<GGMLTypeTraits> ggml_type_traits(uint32_t type) {
     case 35: return GGMLTypeTraits{"TQ2_0", 256, 66};
     case 39: return GGMLTypeTraits{"MXFP4", 32, 17};
     default: return std::nullopt;
-  }
-}
-
-namespace {
-
-constexpr int64_t QK = 32;
-
-uint16_t load_u16(const uint8_t* p) {
-  uint16_t v;
-  std::memcpy(&v, p, 2);
-  return v;
-}
-
-void store_u16(uint8_t* p, uint16_t v) { std::memcpy(p, &v, 2); }
-
-}  // namespace
-
-void dequantize_q8_0(const void* blocks, float* out, int64_t n) {
-  const auto* b = static_cast<const uint8_t*>(blocks);
-  for (int64_t i = 0; i < n / QK; ++i, b += 34) {
-    const float d = f16_to_f32(load_u16(b));
-    const auto* qs = reinterpret_cast<const int8_t*>(b + 2);
-    for (int64_t j = 0; j < QK; ++j) out[i * QK + j] = float(qs[j]) * d;
-  }
-}
-
-void dequantize_q4_0(const void* blocks, float* out, int64_t n) {
-  const auto* b = static_cast<const uint8_t*>(blocks);
-  for (int64_t i = 0; i < n / QK; ++i, b += 18) {
-    const float d = f16_to_f32(load_u16(b));
-    const uint8_t* qs = b + 2;
-    for (int64_t j = 0; j < QK / 2; ++j) {
-      out[i * QK + j] = float(int(qs[j] & 0x0f) - 8) * d;
-      out[i * QK + j + QK / 2] = float(int(qs[j] >> 4) - 8) * d;
-    }
-  }
-}
-
-void dequantize_q4_1(const void* blocks, float* out, int64_t n) {
-  const auto* b = static_cast<const uint8_t*>(blocks);
-  for (int64_t i = 0; i < n / QK; ++i, b += 20) {
-    const float d = f16_to_f32(load_u16(b));
-    const float m = f16_to_f32(load_u16(b + 2));
-    const uint8_t* qs = b + 4;
-    for (int64_t j = 0; j < QK / 2; ++j) {
-      out[i * QK + j] = float(qs[j] & 0x0f) * d + m;
-      out[i * QK + j + QK / 2] = float(qs[j] >> 4) * d + m;
-    }
-  }
-}
-
-void quantize_q8_0(const float* x, void* blocks, int64_t n) {
-  auto* b = static_cast<uint8_t*>(blocks);
-  for (int64_t i = 0; i < n / QK; ++i, b += 34) {
-    const float* xb = x + i * QK;
-    float amax = 0.0f;
-    for (int64_t j = 0; j < QK; ++j) amax = std::max(amax, std::fabs(xb[j]));
-    const float d = amax / 127.0f;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    store_u16(b, f32_to_f16(d));
-    auto* qs = reinterpret_cast<int8_t*>(b + 2);
-    for (int64_t j = 0; j < QK; ++j) qs[j] = int8_t(std::lround(xb[j] * id));
-  }
-}
-
-void quantize_q4_0(const float* x, void* blocks, int64_t n) {
-  auto* b = static_cast<uint8_t*>(blocks);
-  for (int64_t i = 0; i < n / QK; ++i, b += 18) {
-    const float* xb = x + i * QK;
-    // ggml keeps the sign of the largest-magnitude value so that it maps exactly onto code 0 (-8).
-    float amax = 0.0f, max = 0.0f;
-    for (int64_t j = 0; j < QK; ++j) {
-      if (std::fabs(xb[j]) > amax) {
-        amax = std::fabs(xb[j]);
-        max = xb[j];
-      }
-    }
-    const float d = max / -8.0f;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    store_u16(b, f32_to_f16(d));
-    uint8_t* qs = b + 2;
-    for (int64_t j = 0; j < QK / 2; ++j) {
-      const int lo = std::min(15, int(xb[j] * id + 8.5f));
-      const int hi = std::min(15, int(xb[j + QK / 2] * id + 8.5f));
-      qs[j] = uint8_t(lo | (hi << 4));
-    }
   }
 }
 

@@ -4,6 +4,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "core/ggml_quant.h"
 #include "formats/ggml_types.h"
 
 namespace lora {
@@ -284,24 +285,16 @@ Tensor GGUFFile::load_tensor(const std::string& name) const {
       }
       return t;
     }
-    case GGMLType::Q8_0: {
-      Tensor t(DType::F32, shape);
-      dequantize_q8_0(src, t.f32(), n);
-      return t;
+    default: {
+      const std::optional<DType> block_type = ggml_block_dtype(info->type);
+      if (!block_type)
+        fail_format(path_, "tensor '{}' has type {}, which cannot be loaded (supported: F32, F16, BF16, Q4_0, Q4_1, "
+                           "Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS)", name, traits.name);
+      const int64_t n_blocks = int64_t(info->nbytes / traits.type_size);
+      if (const auto bad = ggml_first_nonfinite_block(*block_type, src, n_blocks))
+        fail_format(path_, "tensor '{}' ({}): block {} of {} has a NaN or infinite scale", name, traits.name, *bad, n_blocks);
+      return ggml_tensor_view(*block_type, shape, src, file_);
     }
-    case GGMLType::Q4_0: {
-      Tensor t(DType::F32, shape);
-      dequantize_q4_0(src, t.f32(), n);
-      return t;
-    }
-    case GGMLType::Q4_1: {
-      Tensor t(DType::F32, shape);
-      dequantize_q4_1(src, t.f32(), n);
-      return t;
-    }
-    default:
-      fail_format(path_, "tensor '{}' has type {}, which cannot be loaded (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1)",
-                  name, traits.name);
   }
   // A file with an alignment smaller than the element size: copy instead of viewing.
   Tensor t(info->type == uint32_t(GGMLType::F32) ? DType::F32 : DType::BF16, shape);

@@ -55,7 +55,8 @@ class GGUFFile {
 
   const std::vector<GGUFTensorInfo>& tensors() const { return tensors_; }
   const GGUFTensorInfo* find_tensor(const std::string& name) const;
-  // F32/F16/BF16: a view into the mapped file; F16 is converted to f32; Q8_0/Q4_0 dequantized to f32.
+  // F32/BF16: a view into the mapped file; F16 is converted to f32; ggml's block types (Q4_0 ... IQ4_XS,
+  // core/ggml_quant.h) stay quantized views of the file (a NaN or infinite block scale is a FormatError).
   Tensor load_tensor(const std::string& name) const;
   // The stored bytes of a tensor (info.nbytes of them), whatever its type.
   const uint8_t* tensor_data(const GGUFTensorInfo& info) const;

@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "core/quant.h"
 #include "formats/gguf_writer.h"
 #include "formats/rope_layout.h"
 #include "kernels/rope.h"
@@ -20,13 +21,25 @@ std::string architecture_of(const ModelConfig& c) {
   fail("model type '{}' cannot be written as GGUF here (llama, mistral, qwen2)", c.model_type);
 }
 
-// llama.cpp's file type: what most of the weights are.
+// llama.cpp's file type (LLAMA_FTYPE_*): what most of the weights are.
 uint32_t file_type(DType t) {
   switch (t) {
     case DType::F32: return 0;   // ALL_F32
     case DType::F16: return 1;   // MOSTLY_F16
     case DType::BF16: return 32; // MOSTLY_BF16
-    default: fail("GGUF model weights are written as f32, f16 or bf16, not {}", dtype_name(t));
+    case DType::Q4_0: return 2;
+    case DType::Q4_1: return 3;
+    case DType::Q8_0: return 7;
+    case DType::Q5_0: return 8;
+    case DType::Q5_1: return 9;
+    case DType::Q2_K: return 10;
+    case DType::Q3_K: return 12;  // Q3_K_M
+    case DType::Q4_K: return 15;  // Q4_K_M
+    case DType::Q5_K: return 17;  // Q5_K_M
+    case DType::Q6_K: return 18;
+    case DType::IQ4_NL: return 25;
+    case DType::IQ4_XS: return 30;
+    default: fail("GGUF model weights cannot be written as {}", dtype_name(t));
   }
 }
 
@@ -41,15 +54,23 @@ Tensor llama3_rope_freqs(const ModelConfig& c) {
 
 }  // namespace
 
-void save_gguf_model(const Model& model, const std::string& path, std::optional<DType> dtype) {
+void save_gguf_model(const Model& model, const std::string& path, std::optional<DType> dtype,
+                     std::optional<uint32_t> ftype) {
   const ModelConfig& c = model.config;
   const ModelWeights& w = model.weights;
   if (!model.tokenizer) fail("{}: the model has no tokenizer, which a GGUF model file must carry (pass --tokenizer)", path);
   const std::string arch = architecture_of(c);
   const bool interleaved = arch == "llama";  // qwen2 keeps Hugging Face's order (NEOX RoPE in llama.cpp)
   const bool tied = w.lm_head.data() == w.tok_embeddings.data();
-  const DType weight_type = dtype.value_or(w.tok_embeddings.dtype());
-  auto as_weight = [&](const Tensor& t) { return t.dtype() == weight_type ? t : t.to(weight_type); };
+  if (dtype && is_quantized(*dtype)) fail("{}: GGUF weights are converted to f32, f16 or bf16 here, not {}", path, dtype_name(*dtype));
+  // Without a dtype every weight keeps its own (ggml-quantized ones their blocks); bitsandbytes'
+  // formats have no GGUF type and are decoded to their source dtype.
+  auto as_weight = [&](const Tensor& t) {
+    if (dtype) return t.dtype() == *dtype ? t : t.to(*dtype);
+    if (t.quantized() && !is_ggml_quant(t.dtype())) return t.to(t.quant()->source_dtype == DType::BF16 ? DType::BF16 : DType::F32);
+    return t;
+  };
+  const DType weight_type = dtype.value_or(as_weight(w.layers.empty() ? w.tok_embeddings : w.layers[0].wq).dtype());
   auto as_f32 = [](const Tensor& t) { return t.dtype() == DType::F32 ? t : t.to(DType::F32); };
 
   GGUFWriter g;
@@ -57,7 +78,7 @@ void save_gguf_model(const Model& model, const std::string& path, std::optional<
   g.set_string("general.architecture", arch);
   g.set_string("general.type", "model");
   g.set_string("general.name", std::filesystem::path(path).stem().string());
-  g.set_u32("general.file_type", file_type(weight_type));
+  g.set_u32("general.file_type", ftype.value_or(file_type(weight_type)));
   g.set_u32(p + "block_count", uint32_t(c.num_hidden_layers));
   g.set_u32(p + "context_length", uint32_t(c.max_position_embeddings));
   g.set_u32(p + "embedding_length", uint32_t(c.hidden_size));

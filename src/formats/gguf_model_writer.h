@@ -3,6 +3,7 @@
 // llama and qwen2 architectures): hyper-parameters under <arch>.*, the tokenizer under tokenizer.ggml.*,
 // tensors token_embd / blk.N.* / output_norm / output (left out when tied), norms and biases in F32.
 // For the llama architecture the q/k rows are written in GGUF's interleaved RoPE order.
+#include <cstdint>
 #include <optional>
 #include <string>
 
@@ -11,9 +12,12 @@
 
 namespace lora {
 
-// `dtype` (F32, F16 or BF16) for the linear and embedding weights; default: as they are in memory.
-// Written atomically. Throws lora::Error when the model has no tokenizer (llama.cpp needs one), for a
-// tokenizer or RoPE scaling GGUF cannot express here, or for an unsupported architecture.
-void save_gguf_model(const Model& model, const std::string& path, std::optional<DType> dtype = {});
+// `dtype` (F32, F16 or BF16) for the linear and embedding weights; default: as they are in memory (ggml
+// block types written as they are, bitsandbytes' formats decoded). `ftype` is llama.cpp's file type for
+// general.file_type (default: from the first linear weight's type). Written atomically. Throws
+// lora::Error when the model has no tokenizer (llama.cpp needs one), for a tokenizer or RoPE scaling
+// GGUF cannot express here, or for an unsupported architecture.
+void save_gguf_model(const Model& model, const std::string& path, std::optional<DType> dtype = {},
+                     std::optional<uint32_t> ftype = {});
 
 }  // namespace lora

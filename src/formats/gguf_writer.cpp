@@ -2,6 +2,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/ggml_quant.h"
 #include "formats/ggml_types.h"
 
 namespace lora {
@@ -59,7 +60,12 @@ void GGUFWriter::add_tensor(const std::string& name, const Tensor& t) {
     case DType::F32: type = GGMLType::F32; break;
     case DType::F16: type = GGMLType::F16; break;
     case DType::BF16: type = GGMLType::BF16; break;
-    default: fail("GGUF tensor '{}': dtype {} has no ggml type here", name, dtype_name(t.dtype()));
+    default:
+      if (is_ggml_quant(t.dtype())) {
+        type = GGMLType(ggml_block(t.dtype()).ggml_type);
+        break;
+      }
+      fail("GGUF tensor '{}': dtype {} has no ggml type here", name, dtype_name(t.dtype()));
   }
   add_tensor_raw(name, type, {t.shape().rbegin(), t.shape().rend()},
                  std::string(static_cast<const char*>(t.data()), t.nbytes()));

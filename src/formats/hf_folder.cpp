@@ -158,7 +158,11 @@ void save_hf_folder(const Model& model, const std::string& dir, std::optional<DT
                     const std::string& tokenizer_files_from) {
   const ModelWeights& w = model.weights;
   const bool tied = model.config.tie_word_embeddings || w.lm_head.data() == w.tok_embeddings.data();
-  auto stored = [&](const Tensor& t) { return dtype && t.dtype() != *dtype ? t.to(*dtype) : t; };
+  // safetensors has no ggml block types: a GGUF's quantized tensors are decoded (to f32 unless told).
+  auto stored = [&](const Tensor& t) {
+    if (is_ggml_quant(t.dtype())) return t.to(dtype.value_or(DType::F32));
+    return dtype && t.dtype() != *dtype ? t.to(*dtype) : t;
+  };
   // Quantized linear weights keep bitsandbytes' layout unless an explicit dtype asks for them decoded.
   const QuantState* quant = nullptr;
 
@@ -171,7 +175,7 @@ void save_hf_folder(const Model& model, const std::string& dir, std::optional<DT
     for (const LayerTensorSpec& s : specs) {
       const Tensor& t = w.layers[i].*s.member;
       if (t.empty()) fail("{}: cannot save: layer {} has no {}", dir, i, s.hf_name);
-      if (t.quantized() && !dtype) {
+      if (t.quantized() && !is_ggml_quant(t.dtype()) && !dtype) {
         if (quant && (quant->type != t.quant()->type || quant->nested != t.quant()->nested))
           fail("{}: cannot save a model whose linear weights mix quantizations ({} and {})", dir,
                quant_type_name(quant->type), quant_type_name(t.quant()->type));
@@ -185,7 +189,8 @@ void save_hf_folder(const Model& model, const std::string& dir, std::optional<DT
   ModelConfig config = model.config;
   config.tie_word_embeddings = tied;
   json config_json = config.to_hf_json();
-  config_json["torch_dtype"] = torch_dtype_name(dtype.value_or(w.tok_embeddings.dtype()));
+  const DType embedding_dtype = is_ggml_quant(w.tok_embeddings.dtype()) ? DType::F32 : w.tok_embeddings.dtype();
+  config_json["torch_dtype"] = torch_dtype_name(dtype.value_or(embedding_dtype));
   if (quant) config_json["quantization_config"] = bnb_quantization_config(*quant);
   const json generation = {{"bos_token_id", config.bos_token_id}, {"eos_token_id", config.eos_token_id}};
 

@@ -15,7 +15,11 @@ Tensor permute_rows(const Tensor& w, int64_t n_heads, Direction dir) {
     fail("RoPE row permutation: {} rows do not split into {} heads of even size", w.ndim() < 1 ? 0 : w.dim(0), n_heads);
   const int64_t d = w.dim(0) / n_heads, half = d / 2;
   const size_t row_bytes = w.dim(0) == 0 ? 0 : w.nbytes() / size_t(w.dim(0));
-  Tensor out(w.dtype(), w.shape());
+  if (w.quantized() && !is_ggml_quant(w.dtype()))
+    fail("RoPE row permutation of a {} tensor (its blocks run across rows)", dtype_name(w.dtype()));
+  // A ggml-quantized weight's rows are whole blocks: moving rows moves bytes.
+  auto storage = aligned_alloc_shared(w.nbytes());
+  Tensor out(w.dtype(), w.shape(), storage.get(), storage, w.quant_ptr());
   const auto* src = static_cast<const uint8_t*>(w.data());
   auto* dst = static_cast<uint8_t*>(out.data());
   for (int64_t h = 0; h < n_heads; ++h)

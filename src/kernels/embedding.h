@@ -5,7 +5,8 @@
 
 namespace lora {
 
-// out[i] = table[ids[i]] as f32, for a [vocab, dim] table in f32 or bf16. Ids out of range throw.
+// out[i] = table[ids[i]] as f32, for a [vocab, dim] table in f32, bf16 or quantized (rows decoded). Ids
+// out of range throw.
 void embedding_forward(const Tensor& table, const int32_t* ids, int64_t n, float* out);
 
 // dtable[ids[i]] += dout[i] for an f32 [vocab, dim] gradient (rows of repeated ids accumulate).
