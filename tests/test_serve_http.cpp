@@ -120,9 +120,9 @@ TEST(ServeHttp, TheOpenAiClientGetsWhatLoraGenerateAndLoraChatPrint) {
   EXPECT_EQ(out["unload_unknown"], 404);
 
   // the client that went away mid-stream: its request was cancelled and its slot freed
-  // (the client still hands out the chunks it had received; not all 400 came)
+  // (the client still hands out the chunks it had received; not all 500 came)
   EXPECT_GE(out["abort"]["chunks"].get<int>(), 1);
-  EXPECT_LT(out["abort"]["chunks"].get<int>(), 400);
+  EXPECT_LT(out["abort"]["chunks"].get<int>(), 500);
   EXPECT_EQ(out["abort"]["running_after"], 0);
   EXPECT_EQ(out["abort"]["cancelled_after"].get<int>(), out["abort"]["cancelled_before"].get<int>() + 1);
 

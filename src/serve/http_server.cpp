@@ -20,6 +20,17 @@ namespace lora::serve {
 
 using nlohmann::json;
 
+namespace {
+
+// Compares every byte whatever the first difference, so the time taken tells nothing about the key.
+bool same_secret(const std::string& given, const std::string& expected) {
+  unsigned char diff = given.size() == expected.size() ? 0 : 1;
+  for (size_t i = 0; i < given.size(); ++i) diff |= uint8_t(given[i] ^ expected[i % expected.size()]);
+  return diff == 0;
+}
+
+}  // namespace
+
 struct HttpServer::Impl {
   const Model& base;
   ServedModels& models;
@@ -65,7 +76,7 @@ void HttpServer::Impl::routes() {
   // Authentication before anything else under /v1.
   http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     if (options.api_key.empty() || req.path.rfind("/v1/", 0) != 0) return httplib::Server::HandlerResponse::Unhandled;
-    if (req.get_header_value("Authorization") == "Bearer " + options.api_key)
+    if (same_secret(req.get_header_value("Authorization"), "Bearer " + options.api_key))
       return httplib::Server::HandlerResponse::Unhandled;
     send_error(res, ApiError(401, "a valid API key is needed: send 'Authorization: Bearer KEY'", "", "invalid_api_key"));
     return httplib::Server::HandlerResponse::Handled;

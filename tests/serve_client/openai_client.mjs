@@ -118,7 +118,7 @@ for (const model of [config.base, ...config.adapters]) {
   const before = await metrics();
   const controller = new AbortController();
   const stream = await client.completions.create(
-    { model: config.adapters[0], prompt: config.prompt, max_tokens: 400, temperature: 0, stream: true, ignore_eos: true },
+    { model: config.adapters[0], prompt: config.prompt, max_tokens: 500, temperature: 0, stream: true, ignore_eos: true },
     { signal: controller.signal });
   let chunks = 0;
   try {
