@@ -72,16 +72,18 @@ void BatchEngine::shutdown(std::chrono::milliseconds grace) {
 
 void BatchEngine::run() {
   for (;;) {
+    bool grace_over = false;  // shutting down, and the running requests had their time
     {
       std::unique_lock lock(mutex_);
       const auto busy = [&] { return std::any_of(slots_.begin(), slots_.end(), [](const auto& s) { return s != nullptr; }); };
       wake_.wait(lock, [&] { return !queue_.empty() || busy() || !accepting_; });
-      if (!accepting_ && std::chrono::steady_clock::now() >= cancel_at_)
+      grace_over = !accepting_ && std::chrono::steady_clock::now() >= cancel_at_;
+      if (grace_over)
         for (Queued& q : queue_) q.stream->cancel();
       if (!accepting_ && queue_.empty() && !busy()) return;
       admit();
     }
-    if (!accepting_ && std::chrono::steady_clock::now() >= cancel_at_)
+    if (grace_over)
       for (auto& s : slots_)
         if (s) s->stream->cancel();
     for (auto& s : slots_)
