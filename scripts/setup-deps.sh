@@ -12,6 +12,8 @@ PACKAGES=(
   libfmt-dev
   libyaml-cpp-dev        # training config files (-c FILE)
   libcairo2-dev          # the loss-curve PNG
+  libcpp-httplib-dev     # lora serve: the HTTP server
+  chromium               # lora serve's page, tested in a real (headless) browser
   libpcre2-dev           # Unicode-aware pre-tokenizer regexes
   libsentencepiece-dev   # Llama 2 tokenizer.model
   libgtest-dev libgmock-dev libbenchmark-dev
@@ -20,9 +22,10 @@ PACKAGES=(
   libopenblas0-pthread   # a real BLAS under PyTorch, so bench/pytorch_*baseline.py is a fair baseline
 )
 
-# Node.js runs the llama.cpp peer of the interoperability tests (../shared/tools/llamacpp-peer); a machine
-# that already has a node on PATH keeps it.
-command -v node >/dev/null 2>&1 || PACKAGES+=(nodejs npm)
+# Node.js and npm run the llama.cpp peer of the interoperability tests (../shared/tools/llamacpp-peer) and the
+# lora serve tests' clients (the official openai package, tests/serve_client); a machine that already has them
+# on PATH (a Node.js with its own npm) keeps them.
+command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || PACKAGES+=(nodejs npm)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

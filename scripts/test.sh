@@ -15,13 +15,17 @@ fi
 LLAMACPP_PEER_DIR="$(bash ../shared/tools/llamacpp-peer/setup.sh)"
 export LLAMACPP_PEER_DIR LORA_REQUIRE_PEER=1
 
+# The official openai client for the lora serve end-to-end test (tests/serve_client, versions pinned by its
+# package-lock.json).
+npm ci --prefix tests/serve_client --no-audit --no-fund --loglevel=error
+
 # 1. Sanitizers: everything that parses files or user input, where a bad byte must become an error
 #    and never a crash or an out-of-bounds read.
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLORA_SANITIZE=ON -DLORA_BUILD_BENCH=OFF >/dev/null
 cmake --build build-asan -j"$(nproc)" --target lora_tests lora_cli
 ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1 \
   ./build-asan/tests/lora_tests --gtest_brief=1 \
-  --gtest_filter='BadInput*:*Gguf*:*Safetensors*:*Llama2c*:*HfFolder*:Tokenizer*Malformed*:Matmul*:Kernels*:DType*:DataReader*:ChatTemplate*:Encode*:Dataset*:TrainCli.BadInput*:TrainCli.ConfigFile*:BnbFolder*:QuantReference*:GgmlQuant*:AdapterBadInput*:CliAdapterBadInput*:PeftLayout*'
+  --gtest_filter='BadInput*:*Gguf*:*Safetensors*:*Llama2c*:*HfFolder*:Tokenizer*Malformed*:Matmul*:Kernels*:DType*:DataReader*:ChatTemplate*:Encode*:Dataset*:TrainCli.BadInput*:TrainCli.ConfigFile*:BnbFolder*:QuantReference*:GgmlQuant*:AdapterBadInput*:CliAdapterBadInput*:PeftLayout*:ServeBadInput*:ServeRequest*:StopText*:ServeHttp*:ServeEngine*'
 
 # 2. Release build and the whole suite.
 bash scripts/build.sh

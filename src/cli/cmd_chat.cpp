@@ -17,6 +17,7 @@
 #include "core/error.h"
 #include "data/chat_template.h"
 #include "data/encode.h"
+#include "data/stop_text.h"
 #include "model/sampler.h"
 #include "model/transformer.h"
 #include "tokenizer/tokenizer.h"
@@ -40,44 +41,26 @@ struct ChatOptions {
 // Prints a reply as it is generated, holding back text that may be the start of a stop string.
 class ReplyPrinter {
  public:
-  explicit ReplyPrinter(const std::vector<std::string>& stop) : stop_(stop) {}
+  explicit ReplyPrinter(const std::vector<std::string>& stop) : reply_(stop) {}
 
   // Adds text; returns true when a stop string has appeared (the reply ends before it).
   bool add(const std::string& chunk) {
-    reply_ += chunk;
-    size_t end = reply_.size();
-    bool stopped = false;
-    for (const std::string& s : stop_)
-      if (const size_t at = reply_.find(s); at != std::string::npos && at < end) end = at, stopped = true;
-    if (stopped) {
-      reply_.resize(end);
-    } else {
-      for (const std::string& s : stop_)  // the longest tail that could still grow into a stop string
-        for (size_t n = std::min(s.size() - 1, reply_.size()); n > 0; --n)
-          if (reply_.compare(reply_.size() - n, n, s, 0, n) == 0) {
-            end = std::min(end, reply_.size() - n);
-            break;
-          }
-    }
-    if (end > printed_) {
-      std::fwrite(reply_.data() + printed_, 1, end - printed_, stdout);
-      std::fflush(stdout);
-      printed_ = end;
-    }
-    return stopped;
+    print(reply_.add(chunk));
+    return reply_.stopped();
   }
   std::string finish() {
-    add("");
-    if (printed_ < reply_.size()) std::fwrite(reply_.data() + printed_, 1, reply_.size() - printed_, stdout);
+    print(reply_.finish());
     std::fputc('\n', stdout);
     std::fflush(stdout);
-    return reply_;
+    return reply_.text();
   }
 
  private:
-  const std::vector<std::string>& stop_;
-  std::string reply_;
-  size_t printed_ = 0;
+  static void print(const std::string& text) {
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fflush(stdout);
+  }
+  StopText reply_;
 };
 
 class ChatSession {

@@ -23,5 +23,6 @@ struct ExitStatus {
 };
 void register_merge(CLI::App& app);
 void register_adapter(CLI::App& app);
+void register_serve(CLI::App& app);
 
 }  // namespace lora::cli

@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   lora::cli::register_quantize(app);
   lora::cli::register_merge(app);
   lora::cli::register_adapter(app);
+  lora::cli::register_serve(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -27,7 +27,8 @@ class ForwardAdapters {
 
   // x [n, in] is the linear's input; y [n, out] holds what the base computed with it: W x (+ b), or a
   // residual stream W x was accumulated into (o_proj, down_proj). Adds the active adapters' part.
-  // `layer` is ignored for LinearSite::Head.
+  // `layer` is ignored for LinearSite::Head. Transformer::forward_steps may call it for distinct adapter
+  // objects at once from several threads (on disjoint rows), never for one object from two threads.
   virtual void add_linear(int64_t layer, LinearSite site, const Tensor& x, Tensor& y) const = 0;
   // x [n, hidden] holds the embedding rows of tokens[0..n); adds the active embedding adapters' part.
   virtual void add_embedding(const int32_t* tokens, int64_t n, Tensor& x) const = 0;
