@@ -3,6 +3,7 @@
 //   ./build/bench/bench_train --shape smollm2|qwen|llama2-7b|stories [--mode lora|full] [--checkpointing]
 //                             [--dtype f32|bf16] [--quantize nf4|fp4|int8 [--no-double-quant]] [--gguf q4_k_m|q8_0|...]
 //                             [--seq 256] [--batch 1] [--rank 16] [--steps 3] [--dora] [--profile]
+//                             [--model FILE]   (a model file instead of a random one: a GGUF as it is on disk)
 //
 // Prints one Markdown table row: tokens/s (median step), MFU against the bf16 peak (counting
 // 4N FLOPs per token for LoRA — forward 2N + input gradients 2N — plus attention, 6N with
@@ -31,7 +32,7 @@
 using namespace lora;
 
 int main(int argc, char** argv) {
-  std::string shape = "smollm2", mode = "lora", dtype = "bf16", quantize, gguf;
+  std::string shape = "smollm2", mode = "lora", dtype = "bf16", quantize, gguf, model_path;
   bool checkpointing = false, double_quant = true, profile = false, dora = false;
   int64_t seq = 256, batch = 1, rank = 16, steps = 3;
   for (int i = 1; i < argc; ++i) {
@@ -43,6 +44,7 @@ int main(int argc, char** argv) {
     else if (a == "--checkpointing") checkpointing = true;
     else if (a == "--quantize") quantize = next();
     else if (a == "--gguf") gguf = next();
+    else if (a == "--model") model_path = next();
     else if (a == "--no-double-quant") double_quant = false;
     else if (a == "--profile") profile = true;
     else if (a == "--dora") dora = true;
@@ -58,7 +60,8 @@ int main(int argc, char** argv) {
   const ModelConfig shape_config = shape == "qwen"        ? qwen25_05b_config()
                                    : shape == "llama2-7b" ? llama2_7b_config()
                                                           : smollm2_135m_config();
-  Model base = shape == "stories"
+  Model base = !model_path.empty() ? load_model(model_path, LoadOptions{.load_tokenizer = false})
+             : shape == "stories"
                    ? load_model(std::string(LORA_ASSETS_DIR) + "/models/stories260K/stories260K.bin",
                                 LoadOptions{.weight_dtype = dt, .load_tokenizer = false, .quantize = quantize,
                                             .double_quant = double_quant})

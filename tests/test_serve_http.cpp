@@ -246,7 +246,15 @@ TEST(ServeHttpBadInput, EveryBadInputGetsItsStatusAndAnOpenAiError) {
     const auto r = c.Post("/v1/completions", auth, endless, "application/json");
     queued_status = r ? r->status : -1;
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  // SIGTERM only once the second request is really waiting (a fixed sleep lost that race under load).
+  {
+    httplib::Client c("127.0.0.1", server.port());
+    for (int i = 0; i < 500; ++i) {
+      const auto m = c.Get("/metrics", auth);
+      if (m && m->body.find("lora_queue_length 1") != std::string::npos) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
   EXPECT_EQ(server.stop(SIGTERM), 0) << server.log();
   queued.join();
   streamer.join();

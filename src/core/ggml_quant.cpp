@@ -236,11 +236,23 @@ BlockDecoder reference_decoder(DType t) {
 
 // ---------------------------------------------------------------- quantizers (ggml's *_ref)
 
-void quantize_q4_0(const float* x, uint8_t* b) {
+// The value of largest magnitude (the first of equals), signed: symmetric types map it onto their most
+// negative code.
+float signed_absmax(const float* x, int n) {
   float amax = 0.0f, max = 0.0f;
-  for (int j = 0; j < 32; ++j)
+  for (int j = 0; j < n; ++j)
     if (amax < std::fabs(x[j])) { amax = std::fabs(x[j]); max = x[j]; }
-  const float d = max / -8.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+  return max;
+}
+
+std::pair<float, float> min_max(const float* x, int n) {
+  float min = x[0], max = x[0];
+  for (int j = 1; j < n; ++j) { min = std::min(min, x[j]); max = std::max(max, x[j]); }
+  return {min, max};
+}
+
+void quantize_q4_0(const float* x, uint8_t* b) {
+  const float d = signed_absmax(x, 32) / -8.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
   put_half(b, d);
   for (int j = 0; j < 16; ++j) {
     const int lo = std::min(15, int(int8_t(x[j] * id + 8.5f))), hi = std::min(15, int(int8_t(x[j + 16] * id + 8.5f)));
@@ -249,8 +261,7 @@ void quantize_q4_0(const float* x, uint8_t* b) {
 }
 
 void quantize_q4_1(const float* x, uint8_t* b) {
-  float min = x[0], max = x[0];
-  for (int j = 1; j < 32; ++j) { min = std::min(min, x[j]); max = std::max(max, x[j]); }
+  const auto [min, max] = min_max(x, 32);
   const float d = (max - min) / 15.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
   put_half(b, d);
   put_half(b + 2, min);
@@ -273,10 +284,7 @@ void pack_5bit(const uint8_t* l, uint8_t* qh_out, uint8_t* qs) {
 }
 
 void quantize_q5_0(const float* x, uint8_t* b) {
-  float amax = 0.0f, max = 0.0f;
-  for (int j = 0; j < 32; ++j)
-    if (amax < std::fabs(x[j])) { amax = std::fabs(x[j]); max = x[j]; }
-  const float d = max / -16.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+  const float d = signed_absmax(x, 32) / -16.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
   put_half(b, d);
   uint8_t l[32];
   for (int j = 0; j < 32; ++j) l[j] = uint8_t(std::min(31, int(int8_t(x[j] * id + 16.5f))));
@@ -284,8 +292,7 @@ void quantize_q5_0(const float* x, uint8_t* b) {
 }
 
 void quantize_q5_1(const float* x, uint8_t* b) {
-  float min = x[0], max = x[0];
-  for (int j = 1; j < 32; ++j) { min = std::min(min, x[j]); max = std::max(max, x[j]); }
+  const auto [min, max] = min_max(x, 32);
   const float d = (max - min) / 31.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
   put_half(b, d);
   put_half(b + 2, min);
@@ -307,9 +314,7 @@ constexpr float kGroupMaxEps = 1e-15f;
 // Symmetric codes L in [0, 2·nmax) for a group, searching the scale for the least weighted error
 // (ggml's make_qx_quants with rmse_type 1; weights x² when qw is null).
 float make_qx_quants(int n, int nmax, const float* x, int8_t* L, const float* qw) {
-  float max = 0, amax = 0;
-  for (int i = 0; i < n; ++i)
-    if (std::fabs(x[i]) > amax) { amax = std::fabs(x[i]); max = x[i]; }
+  const float max = signed_absmax(x, n), amax = std::fabs(max);
   if (amax < kGroupMaxEps) {
     std::fill(L, L + n, int8_t(0));
     return 0.0f;
@@ -347,9 +352,7 @@ float make_qx_quants(int n, int nmax, const float* x, int8_t* L, const float* qw
 
 // Symmetric 3-bit codes with the iterative refinement of ggml's make_q3_quants (do_rmse).
 float make_q3_quants(int n, int nmax, const float* x, int8_t* L) {
-  float max = 0, amax = 0;
-  for (int i = 0; i < n; ++i)
-    if (std::fabs(x[i]) > amax) { amax = std::fabs(x[i]); max = x[i]; }
+  const float max = signed_absmax(x, n), amax = std::fabs(max);
   if (amax < kGroupMaxEps) {
     std::fill(L, L + n, int8_t(0));
     return 0.0f;

@@ -36,6 +36,15 @@ TrainableModel::TrainableModel(const Model& base) : base_(base), weights_(base.w
   }
   norm_grads_.resize(slots_.size());
   layer_norms_trainable_.assign(slots_.size(), false);
+  // A GGUF's quantized output matrix is multiplied twice a step (logits and their input gradient) over
+  // the whole vocabulary: decoding its blocks each time cost a fifth of a SmolLM2-shaped step. Decoded to
+  // bf16 once it costs 2 bytes a weight (56 MiB for SmolLM2, 250 MiB for Llama-2-7B), the lm_head QLoRA
+  // keeps anyway. A tied embedding shares the decoded copy.
+  if (is_ggml_quant(weights_.lm_head.dtype())) {
+    const bool tied = weights_.lm_head.data() == weights_.tok_embeddings.data();
+    weights_.lm_head = weights_.lm_head.to(DType::BF16);
+    if (tied) weights_.tok_embeddings = weights_.lm_head;
+  }
 }
 
 TrainableModel::TrainableModel(TrainableModel&&) noexcept = default;
