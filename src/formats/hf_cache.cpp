@@ -39,6 +39,13 @@ bool looks_like_repo_id(const std::string& id) {
   return std::all_of(id.begin(), id.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '/' || c == '-' || c == '_' || c == '.'; });
 }
 
+// "a.gguf, b.gguf": the candidates an error lists.
+std::string file_names(const std::vector<fs::path>& paths) {
+  std::string all;
+  for (const fs::path& p : paths) all += (all.empty() ? "" : ", ") + p.filename().string();
+  return all;
+}
+
 }  // namespace
 
 std::string resolve_model_path(const std::string& spec, const std::string& revision) {
@@ -69,16 +76,13 @@ std::string resolve_model_path(const std::string& spec, const std::string& revis
     for (const fs::path& p : ggufs)
       if (lower(p.filename().string()).find(lower(quant)) != std::string::npos) hits.push_back(p);
     if (hits.size() == 1) return hits[0].string();
-    std::string all;
-    for (const fs::path& p : ggufs) all += (all.empty() ? "" : ", ") + p.filename().string();
+    const std::string all = file_names(ggufs);
     fail("{}: {} .gguf files of {} match '{}' (it has: {})", spec, hits.size(), snapshot.string(), quant,
          all.empty() ? "none" : all);
   }
   if (fs::exists(snapshot / "config.json") || ggufs.empty()) return snapshot.string();
   if (ggufs.size() == 1) return ggufs[0].string();
-  std::string all;
-  for (const fs::path& p : ggufs) all += (all.empty() ? "" : ", ") + p.filename().string();
-  fail("{}: the repository holds several GGUF files; pick one with {}:TYPE (it has: {})", spec, repo, all);
+  fail("{}: the repository holds several GGUF files; pick one with {}:TYPE (it has: {})", spec, repo, file_names(ggufs));
 }
 
 }  // namespace lora
