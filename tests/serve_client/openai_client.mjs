@@ -95,18 +95,19 @@ for (const model of [config.base, ...config.adapters]) {
   out.load_response = String(load);
   out.models_after_load = (await client.models.list()).data.map((m) => m.id);
   out.late = await completion("late");
-  const running = Array.from({ length: 6 }, (_, i) =>
+  // create() resolves when the response headers arrive, which the server sends once the request has found
+  // its model and joined the engine: from then on it is in flight, and the unload must let it finish.
+  const streams = await Promise.all(Array.from({ length: 6 }, (_, i) =>
     client.chat.completions.create({
       model: i % 2 ? "late" : config.base, messages: [{ role: "user", content: config.message }], max_tokens: 60,
       temperature: 0, stream: true,
-    }).then(async (stream) => {
-      let text = "", finish = null;
-      for await (const chunk of stream) for (const c of chunk.choices) (text += c.delta.content ?? ""), (finish = c.finish_reason ?? finish);
-      return { text, finish };
-    }));
-  await new Promise((r) => setTimeout(r, 5));
+    })));
   await client.post("/unload_lora_adapter", { body: { lora_name: "late" } });
-  out.during_unload = await Promise.all(running);
+  out.during_unload = await Promise.all(streams.map(async (stream) => {
+    let text = "", finish = null;
+    for await (const chunk of stream) for (const c of chunk.choices) (text += c.delta.content ?? ""), (finish = c.finish_reason ?? finish);
+    return { text, finish };
+  }));
   out.models_after_unload = (await client.models.list()).data.map((m) => m.id);
   out.late_after_unload = await status(completion("late"));
   out.load_missing = await status(client.post("/load_lora_adapter", { body: { lora_name: "x", lora_path: "/no/such/adapter" } }));
