@@ -83,5 +83,26 @@ TEST(Oracle, RandomHfFolderWithGqaBiasesUntiedHeadLlama3Rope) {
   expect_matches_reference(folder, 3, 200, 3);
 }
 
+// The families beyond Llama, each written by the reference as its own config.json says: Qwen3's per-head q/k
+// RMSNorm (with q wider than the hidden state) and SmolLM3's layer without RoPE.
+class FamilyLogits : public ::testing::TestWithParam<const char*> {};
+TEST_P(FamilyLogits, MatchTheReference) {
+  TempDir tmp;
+  const std::string folder = tmp / "hf";
+  const test::RunResult r = test::run_reference(std::string("make-hf --seed 5 --family ") + GetParam() + " --out " + folder);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const Model m = load_model(folder, LoadOptions{.load_tokenizer = false});
+  EXPECT_EQ(m.config.model_type, GetParam());
+  if (m.config.model_type == "qwen3") {
+    EXPECT_TRUE(m.config.qk_norm);
+    EXPECT_EQ(m.config.q_dim(), 96);
+  } else {
+    EXPECT_FALSE(m.config.uses_rope(3));
+    EXPECT_TRUE(m.config.uses_rope(2));
+  }
+  expect_matches_reference(folder, 2, 64, 4);
+}
+INSTANTIATE_TEST_SUITE_P(Oracle, FamilyLogits, ::testing::Values("qwen3", "smollm3"));
+
 }  // namespace
 }  // namespace lora

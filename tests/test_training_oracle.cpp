@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <random>
+#include <tuple>
 
 #include <nlohmann/json.hpp>
 
@@ -201,6 +202,28 @@ TEST(TrainingOracle, AdaLoraHfFolderWithGqaAndBiases) {
   ASSERT_EQ(test::run_reference("make-hf --seed 9 --out " + folder).exit_code, 0);
   adalora_case(folder, load_model(folder, LoadOptions{.load_tokenizer = false}), false);
 }
+
+// Qwen3 (q/k head norms) and SmolLM3 (a layer without RoPE): LoRA on every linear, DoRA, and full fine-tuning,
+// which trains the head norms too.
+class FamilyTraining : public ::testing::TestWithParam<std::tuple<const char*, const char*>> {};
+TEST_P(FamilyTraining, MatchesAutograd) {
+  const auto [family, kind] = GetParam();
+  TempDir tmp;
+  const std::string folder = tmp / "hf";
+  ASSERT_EQ(test::run_reference(std::string("make-hf --seed 9 --family ") + family + " --out " + folder).exit_code, 0);
+  const Model base = load_model(folder, LoadOptions{.load_tokenizer = false});
+  if (std::string(kind) == "full") {
+    TrainableModel m = TrainableModel::full(base);
+    bool head_norms = false;
+    for (const Param& p : m.params()) head_norms |= p.name.ends_with("self_attn.q_norm.weight");
+    EXPECT_EQ(head_norms, base.config.qk_norm);
+    run_case(folder, m, nlohmann::json{{"finetuning_type", "full"}});
+  } else {
+    lora_case(folder, base, std::string(kind) == "dora" ? Extra::kDora : Extra::kNone);
+  }
+}
+INSTANTIATE_TEST_SUITE_P(Oracle, FamilyTraining,
+                         ::testing::Combine(::testing::Values("qwen3", "smollm3"), ::testing::Values("lora", "dora", "full")));
 
 TEST(TrainingOracle, FullFineTuningStories260K) {
   const Model base = stories();

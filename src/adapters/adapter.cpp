@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "core/matmul.h"
+#include "model/family.h"
 
 namespace lora {
 
@@ -158,11 +159,7 @@ Tensor& base_linear_bias(Model& model, const ModuleRef& m) {
   return model.weights.layers.at(size_t(m.layer)).*names_of(m.site).bias;
 }
 
-std::string gguf_architecture(const ModelConfig& c) {
-  if (c.model_type == "llama" || c.model_type == "mistral") return "llama";
-  if (c.model_type == "qwen2") return "qwen2";
-  fail("model type '{}' has no GGUF architecture here (llama, mistral, qwen2)", c.model_type);
-}
+std::string gguf_architecture(const ModelConfig& c) { return model_family(c.model_type).gguf_arch; }
 
 std::string adapter_tensor_name(const Adapter& adapter, const std::string& module, const std::string& part) {
   const auto ref = parse_module_path(module);

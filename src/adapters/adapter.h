@@ -99,7 +99,7 @@ LoraConfig describe_factors(const Adapter& adapter, const LoraConfig& base);
 // dropped here (they change nothing).
 void check_adapter_fits(Adapter& adapter, const Model& base);
 
-// The GGUF architecture name of a model ("llama" for llama and mistral, "qwen2").
+// The GGUF architecture name of a model ("llama" for llama and mistral, "qwen2", "qwen3", "smollm3").
 std::string gguf_architecture(const ModelConfig& config);
 
 // A tensor's name in the adapter's own file, for error messages: the PEFT key

@@ -10,6 +10,7 @@
 #include "formats/gguf.h"
 #include "formats/gguf_writer.h"
 #include "formats/rope_layout.h"
+#include "model/family.h"
 
 namespace lora {
 
@@ -119,7 +120,7 @@ void write_gguf_adapter(const Adapter& adapter, const Model& base, const std::st
   for (const std::string& module : modules) {
     const LoraFactors& f = a.linears.at(module);
     Tensor b = folded_b(f);
-    const int64_t heads = arch == "llama" ? rope_heads_of(module, c) : 0;
+    const int64_t heads = model_family(c.model_type).interleaved_rope ? rope_heads_of(module, c) : 0;
     if (heads) b = rope_half_to_interleaved(b, heads);
     const std::string name = gguf_weight_name(module);
     w.add_tensor(name + ".lora_a", stored(f.a));
@@ -191,7 +192,8 @@ Adapter read_gguf_adapter(const std::string& path, const ModelConfig* base) {
       continue;
     }
     f.a = ta;
-    const int64_t heads = base && a.architecture == "llama" ? rope_heads_of(module, *base) : 0;
+    const ModelFamily* family = family_by_gguf_arch(a.architecture);
+    const int64_t heads = base && family && family->interleaved_rope ? rope_heads_of(module, *base) : 0;
     // Rows that do not match the model are left for check_adapter_fits to report.
     if (heads && f.b.dim(0) == heads * base->head_dim) f.b = rope_interleaved_to_half(f.b, heads);
     a.linears[module] = f;

@@ -7,6 +7,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "formats/model_loader.h"
+#include "model/family.h"
 #include "tokenizer/tokenizer.h"
 
 namespace lora::cli {
@@ -20,10 +21,7 @@ void count_dtypes(const Model& m, std::map<std::string, int64_t>& params) {
   add(m.weights.tok_embeddings);
   add(m.weights.norm);
   if (m.weights.lm_head.data() != m.weights.tok_embeddings.data()) add(m.weights.lm_head);
-  for (const LayerWeights& l : m.weights.layers)
-    for (const Tensor* t : {&l.attn_norm, &l.wq, &l.wk, &l.wv, &l.wo, &l.bq, &l.bk, &l.bv, &l.ffn_norm, &l.w_gate,
-                            &l.w_up, &l.w_down})
-      add(*t);
+  for (const LayerWeights& l : m.weights.layers) l.for_each([&](const char*, const Tensor& t) { add(t); });
 }
 
 }  // namespace
@@ -46,12 +44,20 @@ void register_info(CLI::App& app) {
       nlohmann::json j = {{"path", m.source_path}, {"format", m.source_format}, {"config", c.to_hf_json()},
                           {"parameters", m.parameter_count()}, {"parameters_by_dtype", by_dtype},
                           {"tokenizer", {{"kind", tok_kind}, {"vocab_size", tok_vocab}}},
-                          {"context_length", c.max_position_embeddings}};
+                          {"context_length", c.max_position_embeddings},
+                          {"family", {{"model_type", c.model_type}, {"features", model_family(c.model_type).features}}}};
       fmt::print("{}\n", j.dump(2));
       return;
     }
     fmt::print("model:           {} ({})\n", m.source_path, m.source_format);
     fmt::print("architecture:    {} (model_type {})\n", c.architecture, c.model_type);
+    fmt::print("family:          {}\n", model_family(c.model_type).features);
+    if (!c.no_rope_layers.empty()) {
+      std::string nope;
+      for (int64_t l = 0; l < c.num_hidden_layers; ++l)
+        if (!c.uses_rope(l)) nope += fmt::format("{}{}", nope.empty() ? "" : ",", l);
+      fmt::print("no RoPE on:      layers {}\n", nope);
+    }
     fmt::print("parameters:      {} ({:.2f} M)\n", m.parameter_count(), double(m.parameter_count()) / 1e6);
     std::string dt;
     for (const auto& [name, n] : by_dtype) dt += fmt::format("{}{} {}", dt.empty() ? "" : ", ", name, n);

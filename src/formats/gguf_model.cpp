@@ -6,30 +6,18 @@
 #include "formats/rope_layout.h"
 #include "kernels/rope.h"
 #include "formats/weight_names.h"
+#include "model/family.h"
 #include "tokenizer/tokenizer.h"
 
 namespace lora {
 
 namespace {
 
-struct GGUFArchitecture {
-  const char* gguf_name;
-  const char* hf_architecture;
-  const char* model_type;
-  bool interleaved_rope;  // q/k rows stored in GGUF's interleaved order
-  bool attention_bias;
-};
-
-constexpr GGUFArchitecture kArchitectures[] = {
-    {"llama", "LlamaForCausalLM", "llama", true, false},
-    {"qwen2", "Qwen2ForCausalLM", "qwen2", false, true},
-};
-
-const GGUFArchitecture& find_architecture(const GGUFFile& g) {
+const ModelFamily& find_architecture(const GGUFFile& g) {
   const std::string arch = g.get_string("general.architecture");
-  for (const GGUFArchitecture& a : kArchitectures)
-    if (arch == a.gguf_name) return a;
-  fail_format(g.path(), "unsupported GGUF architecture '{}' (supported: llama, qwen2)", arch);
+  const ModelFamily* f = family_by_gguf_arch(arch);
+  if (!f) fail_format(g.path(), "unsupported GGUF architecture '{}' (supported: {})", arch, supported_gguf_archs());
+  return *f;
 }
 
 // Llama 3.x GGUF files carry llama3 RoPE scaling as a tensor of per-frequency divisors
@@ -62,8 +50,8 @@ RopeScaling llama3_scaling_from_rope_freqs(const GGUFFile& g, const ModelConfig&
 }  // namespace
 
 ModelConfig gguf_model_config(const GGUFFile& g) {
-  const GGUFArchitecture& a = find_architecture(g);
-  const std::string p = std::string(a.gguf_name) + ".";
+  const ModelFamily& a = find_architecture(g);
+  const std::string p = std::string(a.gguf_arch) + ".";
   ModelConfig c;
   c.architecture = a.hf_architecture;
   c.model_type = a.model_type;
@@ -86,7 +74,10 @@ ModelConfig gguf_model_config(const GGUFFile& g) {
     fail_format(g.path(), "cannot tell the vocabulary size (no {}vocab_size, token list or token_embd.weight)", p);
   }
   c.tie_word_embeddings = g.find_tensor("output.weight") == nullptr;
-  c.attention_bias = a.attention_bias;
+  c.attention_bias = a.qkv_bias;
+  c.qk_norm = a.qk_norm;
+  // llama.cpp has no key for the NoPE layers: its smollm3 graph skips RoPE on every 4th layer, as the family does.
+  if (a.nope_interval > 0) c.no_rope_layers = nope_layers(c.num_hidden_layers, a.nope_interval);
   c.bos_token_id = g.get_int("tokenizer.ggml.bos_token_id", c.bos_token_id);
   c.eos_token_id = g.get_int("tokenizer.ggml.eos_token_id", c.eos_token_id);
 
@@ -104,7 +95,7 @@ ModelConfig gguf_model_config(const GGUFFile& g) {
 
 Model load_gguf_model(const std::string& path, const LoadOptions& options) {
   const GGUFFile g = GGUFFile::open(path);
-  const GGUFArchitecture& arch = find_architecture(g);
+  const ModelFamily& arch = find_architecture(g);
   Model m;
   m.config = gguf_model_config(g);
   m.source_path = path;

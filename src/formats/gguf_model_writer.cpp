@@ -9,16 +9,22 @@
 #include "formats/rope_layout.h"
 #include "kernels/rope.h"
 #include "formats/weight_names.h"
+#include "model/family.h"
 #include "tokenizer/tokenizer.h"
 
 namespace lora {
 
 namespace {
 
-std::string architecture_of(const ModelConfig& c) {
-  if (c.model_type == "llama" || c.model_type == "mistral") return "llama";
-  if (c.model_type == "qwen2") return "qwen2";
-  fail("model type '{}' cannot be written as GGUF here (llama, mistral, qwen2)", c.model_type);
+const ModelFamily& family_of(const ModelConfig& c) {
+  const ModelFamily& f = model_family(c.model_type);
+  // GGUF has no key for the NoPE layers: llama.cpp's smollm3 graph takes every 4th, and nothing else can be written.
+  if (f.nope_interval > 0 && c.no_rope_layers != nope_layers(c.num_hidden_layers, f.nope_interval))
+    fail("model type '{}' with RoPE skipped on layers other than every {}th cannot be written as GGUF (llama.cpp fixes "
+         "that pattern)", c.model_type, f.nope_interval);
+  if (f.nope_interval == 0 && !c.no_rope_layers.empty())
+    fail("model type '{}' with layers without RoPE cannot be written as GGUF", c.model_type);
+  return f;
 }
 
 // llama.cpp's file type (LLAMA_FTYPE_*): what most of the weights are.
@@ -59,8 +65,9 @@ void save_gguf_model(const Model& model, const std::string& path, std::optional<
   const ModelConfig& c = model.config;
   const ModelWeights& w = model.weights;
   if (!model.tokenizer) fail("{}: the model has no tokenizer, which a GGUF model file must carry (pass --tokenizer)", path);
-  const std::string arch = architecture_of(c);
-  const bool interleaved = arch == "llama";  // qwen2 keeps Hugging Face's order (NEOX RoPE in llama.cpp)
+  const ModelFamily& family = family_of(c);
+  const std::string arch = family.gguf_arch;
+  const bool interleaved = family.interleaved_rope;  // qwen2/qwen3 keep Hugging Face's order (NEOX RoPE in llama.cpp)
   const bool tied = w.lm_head.data() == w.tok_embeddings.data();
   if (dtype && is_quantized(*dtype)) fail("{}: GGUF weights are converted to f32, f16 or bf16 here, not {}", path, dtype_name(*dtype));
   // Without a dtype every weight keeps its own (ggml-quantized ones their blocks); bitsandbytes'

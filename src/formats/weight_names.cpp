@@ -23,6 +23,10 @@ std::vector<LayerTensorSpec> layer_tensor_specs(const ModelConfig& config) {
     specs.push_back({"self_attn.k_proj.bias", "attn_k.bias", &LayerWeights::bk, K::Bias, R::KeyValueHeads});
     specs.push_back({"self_attn.v_proj.bias", "attn_v.bias", &LayerWeights::bv, K::Bias, R::None});
   }
+  if (config.qk_norm) {  // (only NEOX-RoPE families have them: their GGUF keeps these vectors' order)
+    specs.push_back({"self_attn.q_norm.weight", "attn_q_norm.weight", &LayerWeights::q_norm, K::Norm, R::None});
+    specs.push_back({"self_attn.k_norm.weight", "attn_k_norm.weight", &LayerWeights::k_norm, K::Norm, R::None});
+  }
   return specs;
 }
 
@@ -30,6 +34,7 @@ std::vector<int64_t> expected_shape(const LayerTensorSpec& spec, const ModelConf
   const auto m = spec.member;
   const int64_t D = c.hidden_size, H = c.intermediate_size;
   if (m == &LayerWeights::attn_norm || m == &LayerWeights::ffn_norm) return {D};
+  if (m == &LayerWeights::q_norm || m == &LayerWeights::k_norm) return {c.head_dim};
   if (m == &LayerWeights::wq) return {c.q_dim(), D};
   if (m == &LayerWeights::wk || m == &LayerWeights::wv) return {c.kv_dim(), D};
   if (m == &LayerWeights::wo) return {D, c.q_dim()};

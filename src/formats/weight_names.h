@@ -20,7 +20,8 @@ struct LayerTensorSpec {
   RopeRows rope;
 };
 
-// Every tensor of a layer, with the q/k/v biases only when the config has attention_bias.
+// Every tensor of a layer, with the q/k/v biases only when the config has attention_bias and the q/k head
+// norms only when it has qk_norm.
 std::vector<LayerTensorSpec> layer_tensor_specs(const ModelConfig& config);
 // Row-major shape the config implies for the tensor.
 std::vector<int64_t> expected_shape(const LayerTensorSpec& spec, const ModelConfig& config);

@@ -3,43 +3,13 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "model/family.h"
 
 namespace lora {
 
 namespace {
 
 using nlohmann::json;
-
-struct Architecture {
-  const char* name;        // config.json "architectures"[0]
-  const char* model_type;  // config.json "model_type"
-  int64_t default_max_position_embeddings;
-};
-
-// Defaults are those of the transformers config classes, used when config.json leaves a field out.
-constexpr Architecture kArchitectures[] = {
-    {"LlamaForCausalLM", "llama", 2048},
-    {"Qwen2ForCausalLM", "qwen2", 32768},
-    {"MistralForCausalLM", "mistral", 131072},
-};
-
-std::string supported_list() {
-  std::string s;
-  for (const Architecture& a : kArchitectures) s += (s.empty() ? "" : ", ") + std::string(a.name);
-  return s;
-}
-
-const Architecture* find_by_name(const std::string& name) {
-  for (const Architecture& a : kArchitectures)
-    if (name == a.name) return &a;
-  return nullptr;
-}
-
-const Architecture* find_by_model_type(const std::string& type) {
-  for (const Architecture& a : kArchitectures)
-    if (type == a.model_type) return &a;
-  return nullptr;
-}
 
 bool present(const json& j, const char* key) { return j.contains(key) && !j.at(key).is_null(); }
 
@@ -100,6 +70,27 @@ RopeScaling parse_rope_scaling(const json& j, const std::string& path) {
   return rs;
 }
 
+// SmolLM3: "no_rope_layers" as written, else transformers' default from "no_rope_layer_interval" (layer l keeps
+// RoPE unless (l + 1) is a multiple of the interval).
+std::vector<int64_t> parse_no_rope_layers(const json& j, int64_t default_interval, int64_t n_layers, const std::string& path) {
+  std::vector<int64_t> flags;
+  if (present(j, "no_rope_layers")) {
+    const json& v = j.at("no_rope_layers");
+    if (!v.is_array()) fail_format(path, "field 'no_rope_layers' must be a list of 0/1 per layer, found {}", v.dump());
+    for (const json& e : v) {
+      if (!e.is_number_integer() || (e.get<int64_t>() != 0 && e.get<int64_t>() != 1))
+        fail_format(path, "field 'no_rope_layers' must hold 0 or 1 per layer, found {}", e.dump());
+      flags.push_back(e.get<int64_t>());
+    }
+    if (int64_t(flags.size()) != n_layers)
+      fail_format(path, "field 'no_rope_layers' has {} entries, expected num_hidden_layers = {}", flags.size(), n_layers);
+    return flags;
+  }
+  const int64_t interval = optional_int(j, "no_rope_layer_interval", default_interval, path);
+  if (interval < 1) fail_format(path, "field 'no_rope_layer_interval' must be positive, found {}", interval);
+  return nope_layers(n_layers, interval);
+}
+
 // The shortest decimal that reads back as the same float: 1e-5f is written "1e-05" as transformers
 // writes it, not 9.999999747378752e-06.
 double shortest(float v) { return std::stod(fmt::format("{}", v)); }
@@ -110,27 +101,30 @@ ModelConfig ModelConfig::from_hf_json(const json& j, const std::string& path) {
   if (!j.is_object()) fail_format(path, "expected a JSON object");
   ModelConfig c;
 
-  const Architecture* arch = nullptr;
+  const ModelFamily* family = nullptr;
   if (present(j, "architectures")) {
     const json& a = j.at("architectures");
     if (!a.is_array() || a.empty() || !a[0].is_string())
       fail_format(path, "field 'architectures' must be a non-empty list of names, found {}", a.dump());
     const std::string name = a[0].get<std::string>();
-    arch = find_by_name(name);
-    if (!arch) fail_format(path, "unsupported architecture '{}' (supported: {})", name, supported_list());
+    family = family_by_architecture(name);
+    if (!family) fail_format(path, "unsupported architecture '{}' (supported: {})", name, supported_architectures());
   }
   if (present(j, "model_type")) {
     if (!j.at("model_type").is_string()) fail_format(path, "field 'model_type' must be a string");
     const std::string type = j.at("model_type").get<std::string>();
-    const Architecture* by_type = find_by_model_type(type);
-    if (!by_type) fail_format(path, "unsupported model_type '{}' (supported: llama, qwen2, mistral)", type);
-    if (!arch) arch = by_type;
-    else if (arch != by_type)
-      fail_format(path, "architecture '{}' does not match model_type '{}'", arch->name, type);
+    const ModelFamily* by_type = family_by_model_type(type);
+    if (!by_type) fail_format(path, "unsupported model_type '{}' (supported: {})", type, supported_model_types());
+    if (!family) family = by_type;
+    else if (family != by_type)
+      fail_format(path, "architecture '{}' does not match model_type '{}'", family->hf_architecture, type);
   }
-  if (!arch) fail_format(path, "missing required field 'architectures' (supported: {})", supported_list());
-  c.architecture = arch->name;
-  c.model_type = arch->model_type;
+  if (!family) fail_format(path, "missing required field 'architectures' (supported: {})", supported_architectures());
+  c.architecture = family->hf_architecture;
+  c.model_type = family->model_type;
+  // Sliding-window attention (Qwen2/3's and SmolLM3's switch, off in their published configs) is not implemented.
+  if (optional_bool(j, "use_sliding_window", false, path))
+    fail_format(path, "field 'use_sliding_window' is true: sliding-window attention is not supported for {}", c.model_type);
 
   if (present(j, "hidden_act") && j.at("hidden_act") != "silu")
     fail_format(path, "hidden_act {} is not supported (only silu)", j.at("hidden_act").dump());
@@ -144,13 +138,15 @@ ModelConfig ModelConfig::from_hf_json(const json& j, const std::string& path) {
   c.head_dim = optional_int(j, "head_dim", 0, path);
   if (c.head_dim == 0 && c.num_attention_heads > 0) c.head_dim = c.hidden_size / c.num_attention_heads;
   c.max_position_embeddings =
-      optional_int(j, "max_position_embeddings", arch->default_max_position_embeddings, path);
+      optional_int(j, "max_position_embeddings", family->default_max_position_embeddings, path);
   c.rms_norm_eps = float(optional_number(j, "rms_norm_eps", 1e-6, path));
   c.rope_theta = float(optional_number(j, "rope_theta", 10000.0, path));
   if (present(j, "rope_scaling")) c.rope_scaling = parse_rope_scaling(j.at("rope_scaling"), path);
   c.tie_word_embeddings = optional_bool(j, "tie_word_embeddings", false, path);
   // Qwen2 always has q/k/v biases (its config has no switch for them).
-  c.attention_bias = c.model_type == "qwen2" ? true : optional_bool(j, "attention_bias", false, path);
+  c.attention_bias = family->qkv_bias || optional_bool(j, "attention_bias", false, path);
+  c.qk_norm = family->qk_norm;
+  if (family->nope_interval > 0) c.no_rope_layers = parse_no_rope_layers(j, family->nope_interval, c.num_hidden_layers, path);
   c.bos_token_id = token_id(j, "bos_token_id", c.bos_token_id, path);
   c.eos_token_id = token_id(j, "eos_token_id", c.eos_token_id, path);
 
@@ -184,7 +180,9 @@ json ModelConfig::to_hf_json() const {
     }
   }
   j["tie_word_embeddings"] = tie_word_embeddings;
-  if (model_type != "qwen2") j["attention_bias"] = attention_bias;
+  if (!model_family(model_type).qkv_bias) j["attention_bias"] = attention_bias;
+  if (!no_rope_layers.empty()) j["no_rope_layers"] = no_rope_layers;
+  if (model_type == "qwen3" || model_type == "smollm3") j["use_sliding_window"] = false;
   j["bos_token_id"] = bos_token_id;
   j["eos_token_id"] = eos_token_id;
   j["initializer_range"] = 0.02;
@@ -208,6 +206,10 @@ void ModelConfig::validate(const std::string& path) const {
   if (num_attention_heads % num_key_value_heads != 0)
     fail_format(path, "num_attention_heads ({}) must be a multiple of num_key_value_heads ({})", num_attention_heads,
                 num_key_value_heads);
+  if (!family_by_model_type(model_type))
+    fail_format(path, "model_type '{}' is not supported (supported: {})", model_type, supported_model_types());
+  if (!no_rope_layers.empty() && int64_t(no_rope_layers.size()) != num_hidden_layers)
+    fail_format(path, "no_rope_layers has {} entries, expected num_hidden_layers = {}", no_rope_layers.size(), num_hidden_layers);
   if (head_dim % 2 != 0) fail_format(path, "head_dim ({}) must be even for rotary embeddings", head_dim);
   if (!(rms_norm_eps > 0.0f)) fail_format(path, "rms_norm_eps must be positive, found {}", rms_norm_eps);
   if (!(rope_theta > 0.0f)) fail_format(path, "rope_theta must be positive, found {}", rope_theta);

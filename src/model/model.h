@@ -21,8 +21,17 @@ struct LayerWeights {
   Tensor attn_norm;                // [hidden]
   Tensor wq, wk, wv, wo;           // [q_dim, hidden], [kv_dim, hidden], [kv_dim, hidden], [hidden, q_dim]
   Tensor bq, bk, bv;               // empty unless config.attention_bias
+  Tensor q_norm, k_norm;           // [head_dim] each, empty unless config.qk_norm
   Tensor ffn_norm;                 // [hidden]
   Tensor w_gate, w_up, w_down;     // [inter, hidden], [inter, hidden], [hidden, inter]
+
+  // f(name, tensor) for every tensor of the block, empty ones included, named as the fields are.
+  template <class F>
+  void for_each(F&& f) const {
+    f("attn_norm", attn_norm), f("wq", wq), f("wk", wk), f("wv", wv), f("wo", wo), f("bq", bq), f("bk", bk),
+        f("bv", bv), f("q_norm", q_norm), f("k_norm", k_norm), f("ffn_norm", ffn_norm), f("w_gate", w_gate),
+        f("w_up", w_up), f("w_down", w_down);
+  }
 };
 
 struct ModelWeights {

@@ -1,5 +1,7 @@
 #include "model/random_model.h"
 
+#include "model/family.h"
+
 #include <cmath>
 #include <random>
 
@@ -74,6 +76,10 @@ Model random_quantized_model(const ModelConfig& c, uint64_t seed, const QuantCon
       lw.bk = dense({kv}, DType::F32, 0.0f, 0.02f);
       lw.bv = dense({kv}, DType::F32, 0.0f, 0.02f);
     }
+    if (cfg.qk_norm) {
+      lw.q_norm = dense({cfg.head_dim}, DType::F32, 1.0f, 0.1f);
+      lw.k_norm = dense({cfg.head_dim}, DType::F32, 1.0f, 0.1f);
+    }
     lw.ffn_norm = dense({h}, DType::F32, 1.0f, 0.1f);
     lw.w_gate = quantized({f, h});
     lw.w_up = quantized({f, h});
@@ -107,6 +113,10 @@ Model random_model(const ModelConfig& c, uint64_t seed, DType weight_dtype) {
       lw.bq = random_tensor({q}, DType::F32, 0.0f, 0.02f, rng);
       lw.bk = random_tensor({kv}, DType::F32, 0.0f, 0.02f, rng);
       lw.bv = random_tensor({kv}, DType::F32, 0.0f, 0.02f, rng);
+    }
+    if (cfg.qk_norm) {
+      lw.q_norm = random_tensor({cfg.head_dim}, DType::F32, 1.0f, 0.1f, rng);
+      lw.k_norm = random_tensor({cfg.head_dim}, DType::F32, 1.0f, 0.1f, rng);
     }
     lw.ffn_norm = random_tensor({h}, DType::F32, 1.0f, 0.1f, rng);
     lw.w_gate = random_tensor({f, h}, wd, 0.0f, 0.02f, rng);
@@ -170,11 +180,53 @@ ModelConfig llama2_7b_config() {
   return c;
 }
 
+// Qwen/Qwen3-0.6B's config.json: head_dim 128 with 16 heads over a hidden size of 1024 (q is wider than x).
+ModelConfig qwen3_06b_config() {
+  ModelConfig c;
+  c.architecture = "Qwen3ForCausalLM";
+  c.model_type = "qwen3";
+  c.hidden_size = 1024;
+  c.intermediate_size = 3072;
+  c.num_hidden_layers = 28;
+  c.num_attention_heads = 16;
+  c.num_key_value_heads = 8;
+  c.head_dim = 128;
+  c.vocab_size = 151936;
+  c.max_position_embeddings = 40960;
+  c.rms_norm_eps = 1e-6f;
+  c.rope_theta = 1000000.0f;
+  c.tie_word_embeddings = true;
+  c.qk_norm = true;
+  return c;
+}
+
+// HuggingFaceTB/SmolLM3-3B's config.json: layers 4, 8, ... skip RoPE.
+ModelConfig smollm3_3b_config() {
+  ModelConfig c;
+  c.architecture = "SmolLM3ForCausalLM";
+  c.model_type = "smollm3";
+  c.hidden_size = 2048;
+  c.intermediate_size = 11008;
+  c.num_hidden_layers = 36;
+  c.num_attention_heads = 16;
+  c.num_key_value_heads = 4;
+  c.head_dim = 128;
+  c.vocab_size = 128256;
+  c.max_position_embeddings = 65536;
+  c.rms_norm_eps = 1e-6f;
+  c.rope_theta = 5000000.0f;
+  c.tie_word_embeddings = true;
+  c.no_rope_layers = nope_layers(c.num_hidden_layers, 4);
+  return c;
+}
+
 ModelConfig model_config_by_name(const std::string& name) {
   if (name == "smollm2-135m") return smollm2_135m_config();
   if (name == "qwen2.5-0.5b") return qwen25_05b_config();
+  if (name == "qwen3-0.6b") return qwen3_06b_config();
+  if (name == "smollm3-3b") return smollm3_3b_config();
   if (name == "llama2-7b") return llama2_7b_config();
-  fail("unknown model shape '{}' (known: smollm2-135m, qwen2.5-0.5b, llama2-7b)", name);
+  fail("unknown model shape '{}' (known: smollm2-135m, qwen2.5-0.5b, qwen3-0.6b, smollm3-3b, llama2-7b)", name);
 }
 
 }  // namespace lora

@@ -23,8 +23,10 @@ Model random_quantized_model(const ModelConfig& config, uint64_t seed, const Qua
 // Shapes of published models, for benchmarks.
 ModelConfig smollm2_135m_config();
 ModelConfig qwen25_05b_config();
+ModelConfig qwen3_06b_config();
+ModelConfig smollm3_3b_config();
 ModelConfig llama2_7b_config();
-// "smollm2-135m", "qwen2.5-0.5b", "llama2-7b"; throws lora::Error listing them otherwise.
+// "smollm2-135m", "qwen2.5-0.5b", "qwen3-0.6b", "smollm3-3b", "llama2-7b"; throws lora::Error listing them otherwise.
 ModelConfig model_config_by_name(const std::string& name);
 
 }  // namespace lora

@@ -152,8 +152,14 @@ const Tensor& Transformer::run(const std::vector<SequenceStep>& steps, bool all_
     add_adapters(l, LinearSite::Q, xb, q);
     add_adapters(l, LinearSite::K, xb, k);
     add_adapters(l, LinearSite::V, xb, v);
-    rope_forward(q.f32(), positions_.data(), rows, c.num_attention_heads, c.head_dim, rope_);
-    rope_forward(k.f32(), positions_.data(), rows, c.num_key_value_heads, c.head_dim, rope_);
+    if (c.qk_norm) {  // Qwen3: every head of q and k normalized on its own (rows of head_dim), in place
+      rmsnorm_forward(q.f32(), lw.q_norm.f32(), q.f32(), rows * c.num_attention_heads, c.head_dim, c.rms_norm_eps);
+      rmsnorm_forward(k.f32(), lw.k_norm.f32(), k.f32(), rows * c.num_key_value_heads, c.head_dim, c.rms_norm_eps);
+    }
+    if (c.uses_rope(l)) {  // (SmolLM3's NoPE layers attend without positions)
+      rope_forward(q.f32(), positions_.data(), rows, c.num_attention_heads, c.head_dim, rope_);
+      rope_forward(k.f32(), positions_.data(), rows, c.num_key_value_heads, c.head_dim, rope_);
+    }
     for (int64_t s = 0; s < n_steps; ++s) {
       const SequenceStep& st = steps[size_t(s)];
       const int64_t r0 = first_row_[size_t(s)];

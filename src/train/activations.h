@@ -19,7 +19,9 @@ namespace lora {
 struct TrainableModel::LayerActivations {
   DType dtype = DType::F32;    // E
   Tensor rstd_attn, xn_attn;   // [N] f32, [N, hidden] E: RMSNorm before attention
-  Tensor q, k, v;              // [N, q_dim], [N, kv_dim] x2, E; q and k after RoPE
+  Tensor q, k, v;              // [N, q_dim], [N, kv_dim] x2, E; q and k after their head norms and RoPE
+  Tensor q_pre, k_pre;         // f32 projections before the head norms, and their
+  Tensor rstd_q, rstd_k;       // [N · heads] f32 statistics (qk_norm only, else empty)
   Tensor att;                  // [N, q_dim] E: attention output, input of o_proj
   Tensor attn_stats;           // [2, N · n_heads] f32: softmax max and 1/sum of every query (attention_forward)
   Tensor h;                    // [N, hidden] f32: residual stream after attention
@@ -37,6 +39,12 @@ struct TrainableModel::LayerActivations {
     v = Tensor(e, {n, c.kv_dim()});
     att = Tensor(e, {n, c.q_dim()});
     attn_stats = Tensor(DType::F32, {2, n * c.num_attention_heads});
+    if (c.qk_norm) {
+      q_pre = Tensor(DType::F32, {n, c.q_dim()});
+      k_pre = Tensor(DType::F32, {n, c.kv_dim()});
+      rstd_q = Tensor(DType::F32, {n * c.num_attention_heads});
+      rstd_k = Tensor(DType::F32, {n * c.num_key_value_heads});
+    }
     h = Tensor(DType::F32, {n, c.hidden_size});
     rstd_ffn = Tensor(DType::F32, {n});
     xn_ffn = Tensor(e, {n, c.hidden_size});

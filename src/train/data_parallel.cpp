@@ -93,12 +93,7 @@ uint64_t model_fingerprint(const Model& model) {
   const ModelWeights& w = model.weights;
   add_sampled(h, "tok_embeddings", w.tok_embeddings);
   for (size_t l = 0; l < w.layers.size(); ++l) {
-    const LayerWeights& b = w.layers[l];
-    const std::pair<const char*, const Tensor*> tensors[] = {
-        {"attn_norm", &b.attn_norm}, {"wq", &b.wq}, {"wk", &b.wk}, {"wv", &b.wv}, {"wo", &b.wo}, {"bq", &b.bq},
-        {"bk", &b.bk}, {"bv", &b.bv}, {"ffn_norm", &b.ffn_norm}, {"w_gate", &b.w_gate}, {"w_up", &b.w_up},
-        {"w_down", &b.w_down}};
-    for (const auto& [name, t] : tensors) add_sampled(h, fmt::format("layers.{}.{}", l, name), *t);
+    w.layers[l].for_each([&](const char* name, const Tensor& t) { add_sampled(h, fmt::format("layers.{}.{}", l, name), t); });
   }
   add_sampled(h, "norm", w.norm);
   add_sampled(h, "lm_head", w.lm_head);

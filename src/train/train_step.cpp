@@ -2,6 +2,8 @@
 //
 // forward, per block:  n = rmsnorm(x);  q,k,v = rope(Lq n), rope(Lk n), Lv n;  h = x + Lo attn(q,k,v)
 //                      m = rmsnorm(h);  x' = h + Ld (silu(Lg m) ⊙ Lu m)
+// (Qwen3: q = rope(headnorm(Lq n)), k likewise, each head normalized over its head_dim; SmolLM3's NoPE layers
+//  leave out the rope.)
 // backward, per block in reverse, with dx the gradient at the block output:
 //   dact = Ldᵀ dx;  dgate, dup = swiglu'(dact);  dx += rmsnorm'(Lgᵀ dgate + Luᵀ dup)      (dx is now dh)
 //   datt = Loᵀ dx;  dq, dk, dv = attn'(datt);  dx += rmsnorm'(Lqᵀ rope'(dq) + Lkᵀ rope'(dk) + Lvᵀ dv)
@@ -92,6 +94,8 @@ void TrainableModel::layer_forward_as(int64_t l, LayerActivations& a, int64_t B,
   if (!f32) forward_scratch_->allocate(c, n);
   ForwardScratch& fs = *forward_scratch_;
   Tensor &q32 = f32 ? a.q : fs.q, &k32 = f32 ? a.k : fs.k, &v32 = f32 ? a.v : fs.v;
+  // With head norms the projections write the kept pre-norm q and k; the norms then write q32/k32.
+  Tensor &q_proj = c.qk_norm ? a.q_pre : q32, &k_proj = c.qk_norm ? a.k_pre : k32;
   Tensor &gate32 = f32 ? a.gate : fs.gate, &up32 = f32 ? a.up : fs.up;
   auto lin = [&](Proj p, const Tensor& in, Tensor& out) {
     std::mt19937_64 rng = dropout_rng(seed, l, p);
@@ -111,16 +115,27 @@ void TrainableModel::layer_forward_as(int64_t l, LayerActivations& a, int64_t B,
   {
     const double flops = linear_flops(slots[kQ], n, false, false) + linear_flops(slots[kK], n, false, false) +
                          linear_flops(slots[kV], n, false, false);
-    projections_side_by_side(profiler, flops, [&] { lin(kQ, a.xn_attn, q32); },
+    projections_side_by_side(profiler, flops, [&] { lin(kQ, a.xn_attn, q_proj); },
                              [&] {
-                               lin(kK, a.xn_attn, k32);
+                               lin(kK, a.xn_attn, k_proj);
                                lin(kV, a.xn_attn, v32);
                              });
   }
-  {
+  if (c.qk_norm) {
+    auto t = timed(Phase::RmsNorm);
+    rmsnorm_forward(a.q_pre.f32(), w.q_norm.f32(), q32.f32(), n * c.num_attention_heads, c.head_dim, c.rms_norm_eps,
+                    a.rstd_q.f32());
+    rmsnorm_forward(a.k_pre.f32(), w.k_norm.f32(), k32.f32(), n * c.num_key_value_heads, c.head_dim, c.rms_norm_eps,
+                    a.rstd_k.f32());
+  }
+  if (c.uses_rope(l)) {
     auto t = timed(Phase::Rope);
     rope_forward(q32.f32(), data<E>(a.q), positions_.data(), n, c.num_attention_heads, c.head_dim, rope_);
     rope_forward(k32.f32(), data<E>(a.k), positions_.data(), n, c.num_key_value_heads, c.head_dim, rope_);
+  } else if (!f32) {
+    auto t = timed(Phase::Elementwise);
+    store_as(q32.f32(), data<E>(a.q), q32.numel());
+    store_as(k32.f32(), data<E>(a.k), k32.numel());
   }
   if (!f32) {
     auto t = timed(Phase::Elementwise);
@@ -163,8 +178,12 @@ void TrainableModel::layer_backward_as(int64_t l, LayerActivations& a, Tensor& d
   auto& slots = slots_[size_t(l)];
   const int64_t n = B * T;
   const Tensor& x = residual_[size_t(l)];
-  float* dnorm_attn = norm_grads_[size_t(l)][0].empty() ? nullptr : norm_grads_[size_t(l)][0].f32();
-  float* dnorm_ffn = norm_grads_[size_t(l)][1].empty() ? nullptr : norm_grads_[size_t(l)][1].f32();
+  auto norm_grad = [&](NormWeight which) {
+    Tensor& g = norm_grads_[size_t(l)][which];
+    return g.empty() ? nullptr : g.f32();
+  };
+  float* dnorm_attn = norm_grad(kAttnNorm);
+  float* dnorm_ffn = norm_grad(kFfnNorm);
   auto back = [&](Proj p, const Tensor& in, const Tensor& dout, Tensor* din, bool accumulate) {
     LinearParams lp = slots[p].params();
     lp.profiler = profiler;
@@ -219,13 +238,32 @@ void TrainableModel::layer_backward_as(int64_t l, LayerActivations& a, Tensor& d
                        dq.f32(), dk.f32(), dv.f32(), T, shape, B);
   }
   Tensor &dq_e = f32 ? dq : g.dq_e, &dk_e = f32 ? dk : g.dk_e, &dv_e = f32 ? dv : g.dv_e;
-  {
+  // dq, dk back through RoPE (straight into their E copies when nothing follows), then through the head norms
+  // in place; what the GEMMs read is stored as E last.
+  const bool rope = c.uses_rope(l);
+  if (rope) {
     auto t = timed(Phase::Rope);
-    rope_backward(dq.f32(), data<E>(dq_e), positions_.data(), n, c.num_attention_heads, c.head_dim, rope_);
-    rope_backward(dk.f32(), data<E>(dk_e), positions_.data(), n, c.num_key_value_heads, c.head_dim, rope_);
+    if (c.qk_norm) {
+      rope_backward(dq.f32(), positions_.data(), n, c.num_attention_heads, c.head_dim, rope_);
+      rope_backward(dk.f32(), positions_.data(), n, c.num_key_value_heads, c.head_dim, rope_);
+    } else {
+      rope_backward(dq.f32(), data<E>(dq_e), positions_.data(), n, c.num_attention_heads, c.head_dim, rope_);
+      rope_backward(dk.f32(), data<E>(dk_e), positions_.data(), n, c.num_key_value_heads, c.head_dim, rope_);
+    }
+  }
+  if (c.qk_norm) {
+    auto t = timed(Phase::RmsNorm);
+    rmsnorm_backward(dq.f32(), a.q_pre.f32(), w.q_norm.f32(), a.rstd_q.f32(), dq.f32(), norm_grad(kQNorm),
+                     n * c.num_attention_heads, c.head_dim);
+    rmsnorm_backward(dk.f32(), a.k_pre.f32(), w.k_norm.f32(), a.rstd_k.f32(), dk.f32(), norm_grad(kKNorm),
+                     n * c.num_key_value_heads, c.head_dim);
   }
   if (!f32) {
     auto t = timed(Phase::Elementwise);
+    if (c.qk_norm || !rope) {
+      store_as(dq.f32(), data<E>(dq_e), dq.numel());
+      store_as(dk.f32(), data<E>(dk_e), dk.numel());
+    }
     store_as(dv.f32(), data<E>(dv_e), dv.numel());
   }
   // The first block's input gradient feeds only the embedding: without a trained embedding (or norm) nothing

@@ -226,6 +226,18 @@ TrainableModel TrainableModel::full(const Model& base) {
   return m;
 }
 
+void TrainableModel::make_layer_norms_trainable(int64_t l) {
+  LayerWeights& w = weights_.layers[size_t(l)];
+  auto& g = norm_grads_[size_t(l)];
+  make_trainable(w.attn_norm, g[kAttnNorm]);
+  make_trainable(w.ffn_norm, g[kFfnNorm]);
+  if (!w.q_norm.empty()) {
+    make_trainable(w.q_norm, g[kQNorm]);
+    make_trainable(w.k_norm, g[kKNorm]);
+  }
+  layer_norms_trainable_[size_t(l)] = true;
+}
+
 TrainableModel TrainableModel::freeze(const Model& base, int64_t n_layers) {
   const int64_t L = base.config.num_hidden_layers;
   if (n_layers < 1 || n_layers > L) fail("freeze: the number of trainable layers must be in 1..{}, got {}", L, n_layers);
@@ -236,10 +248,7 @@ TrainableModel TrainableModel::freeze(const Model& base, int64_t n_layers) {
       m.make_trainable(s.weight, s.weight_grad);
       if (!s.bias.empty()) m.make_trainable(s.bias, s.bias_grad);
     }
-    LayerWeights& w = m.weights_.layers[size_t(l)];
-    m.make_trainable(w.attn_norm, m.norm_grads_[size_t(l)][0]);
-    m.make_trainable(w.ffn_norm, m.norm_grads_[size_t(l)][1]);
-    m.layer_norms_trainable_[size_t(l)] = true;
+    m.make_layer_norms_trainable(l);
   }
   m.register_params();
   return m;
@@ -257,9 +266,14 @@ void TrainableModel::register_params() {
         weights_.tok_embeddings, embed_grad_, true);
   for (size_t l = 0; l < slots_.size(); ++l) {
     if (layer_norms_trainable_[l]) {
-      add(fmt::format("model.layers.{}.input_layernorm.weight", l), weights_.layers[l].attn_norm, norm_grads_[l][0], false);
-      add(fmt::format("model.layers.{}.post_attention_layernorm.weight", l), weights_.layers[l].ffn_norm,
-          norm_grads_[l][1], false);
+      LayerWeights& w = weights_.layers[l];
+      auto& g = norm_grads_[l];
+      add(fmt::format("model.layers.{}.input_layernorm.weight", l), w.attn_norm, g[kAttnNorm], false);
+      add(fmt::format("model.layers.{}.post_attention_layernorm.weight", l), w.ffn_norm, g[kFfnNorm], false);
+      if (!w.q_norm.empty()) {
+        add(fmt::format("model.layers.{}.self_attn.q_norm.weight", l), w.q_norm, g[kQNorm], false);
+        add(fmt::format("model.layers.{}.self_attn.k_norm.weight", l), w.k_norm, g[kKNorm], false);
+      }
     }
     for (int p = 0; p < kNumProj; ++p) {
       LinearSlot& s = slots_[l][p];

@@ -108,6 +108,7 @@ class TrainableModel {
   explicit TrainableModel(const Model& base);
   void register_params();
   void make_trainable(Tensor& weight, Tensor& grad);
+  void make_layer_norms_trainable(int64_t layer);  // attn/ffn norms (and q/k head norms) of one block
   Result run(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t T, float grad_scale, bool backward);
   // bf16 when every linear weight of block l is bf16 or quantized, else f32 (train/activations.h)
   DType storage_type(int64_t l) const;
@@ -122,7 +123,9 @@ class TrainableModel {
   LoraConfig config_;
   ModelWeights weights_;
   std::vector<std::array<LinearSlot, kNumProj>> slots_;
-  std::vector<std::array<Tensor, 2>> norm_grads_;  // attn_norm, ffn_norm grads (full/freeze only)
+  // Grads of a block's norm weights (full/freeze only), indexed by NormWeight; q/k head norms only with qk_norm.
+  enum NormWeight { kAttnNorm, kFfnNorm, kQNorm, kKNorm, kNumNorms };
+  std::vector<std::array<Tensor, kNumNorms>> norm_grads_;
   Tensor embed_grad_, head_grad_, final_norm_grad_;
   bool embed_trainable_ = false, head_trainable_ = false, norms_trainable_ = false;
   std::vector<bool> layer_norms_trainable_;

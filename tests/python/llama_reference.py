@@ -7,7 +7,7 @@ loader's q/k permutation is checked too.
 
   llama_reference.py logits   --model M --tokens "1 5 9,1 7 3" --out logits.f32
   llama_reference.py nll      --model M --ids-file ids.txt --ctx N          (prints JSON)
-  llama_reference.py make-hf  --out DIR --seed S [--tiny-gqa-bias-llama3]   (random-weight HF folder)
+  llama_reference.py make-hf  --out DIR --seed S [--family qwen3|smollm3]   (random-weight HF folder)
 """
 import argparse
 import json
@@ -100,6 +100,10 @@ def read_hf(folder):
             key = p + f"self_attn.{b}_proj.bias"
             if key in T:
                 L["b" + b] = T[key]
+        for n in ("q", "k"):  # Qwen3's per-head norms
+            key = p + f"self_attn.{n}_norm.weight"
+            if key in T:
+                L[n + "_norm"] = T[key]
         W["layers"].append(L)
     return cfg, W, "rotate_half"
 
@@ -167,13 +171,18 @@ def forward(cfg, W, layout, tokens, linear=plain_linear, embed=None, head=None):
     eps = cfg["rms_norm_eps"]
     x = embed(tokens) if embed else W["embed"][tokens]
     mask = torch.full((T, T), float("-inf"), dtype=DT).triu(1)
+    no_rope = cfg.get("no_rope_layers")  # SmolLM3: 0 where a layer attends without RoPE
     for l, L in enumerate(W["layers"]):
         h = rmsnorm(x, L["attn_norm"], eps)
-        q = linear(l, "self_attn.q_proj", h, L["wq"], L.get("bq"))
-        k = linear(l, "self_attn.k_proj", h, L["wk"], L.get("bk"))
+        q = linear(l, "self_attn.q_proj", h, L["wq"], L.get("bq")).view(B, T, H, d)
+        k = linear(l, "self_attn.k_proj", h, L["wk"], L.get("bk")).view(B, T, KV, d)
         v = linear(l, "self_attn.v_proj", h, L["wv"], L.get("bv"))
-        q = rope(q.view(B, T, H, d), cfg, layout).transpose(1, 2)
-        k = rope(k.view(B, T, KV, d), cfg, layout).transpose(1, 2).repeat_interleave(H // KV, dim=1)
+        if "q_norm" in L:  # Qwen3: RMSNorm over each head's d values
+            q, k = rmsnorm(q, L["q_norm"], eps), rmsnorm(k, L["k_norm"], eps)
+        if not no_rope or no_rope[l]:
+            q, k = rope(q, cfg, layout), rope(k, cfg, layout)
+        q = q.transpose(1, 2)
+        k = k.transpose(1, 2).repeat_interleave(H // KV, dim=1)
         v = v.view(B, T, KV, d).transpose(1, 2).repeat_interleave(H // KV, dim=1)
         att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d) + mask, dim=-1) @ v
         x = x + linear(l, "self_attn.o_proj", att.transpose(1, 2).reshape(B, T, H * d), L["wo"], None)
@@ -197,6 +206,53 @@ def interleaved_to_rotate_half(w, n_heads):
 def write_safetensors(path, tensors):
     """Every tensor as F32."""
     st.write_safetensors(path, {name: t.to(torch.float32) for name, t in tensors.items()})
+
+
+FAMILIES = {
+    # q wider than the hidden size (head_dim 24 x 4 heads = 96 > 64), as Qwen3-0.6B's 16 x 128 > 1024
+    "qwen3": {"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "hidden_size": 64, "intermediate_size": 96,
+              "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 24,
+              "vocab_size": 300, "max_position_embeddings": 512, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
+              "rope_scaling": None, "tie_word_embeddings": False, "attention_bias": False, "use_sliding_window": False,
+              "torch_dtype": "float32", "bos_token_id": 1, "eos_token_id": 2},
+    # five layers: the 4th (index 3) attends without RoPE; tied embeddings as SmolLM3-3B
+    "smollm3": {"architectures": ["SmolLM3ForCausalLM"], "model_type": "smollm3", "hidden_size": 64,
+                "intermediate_size": 96, "num_hidden_layers": 5, "num_attention_heads": 4, "num_key_value_heads": 2,
+                "vocab_size": 300, "max_position_embeddings": 512, "rms_norm_eps": 1e-6, "rope_theta": 5000000.0,
+                "rope_scaling": None, "tie_word_embeddings": True, "attention_bias": False,
+                "no_rope_layers": [1, 1, 1, 0, 1], "no_rope_layer_interval": 4, "use_sliding_window": False,
+                "torch_dtype": "float32", "bos_token_id": 1, "eos_token_id": 2},
+}
+
+
+def make_family(out, seed, family):
+    """A random-weight model of one of FAMILIES, head norms around 1 (so they matter, unlike all ones)."""
+    g = torch.Generator().manual_seed(seed)
+    cfg = dict(FAMILIES[family])
+    h, f, v = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
+    d = cfg.get("head_dim", h // cfg["num_attention_heads"])
+    q, kv = cfg["num_attention_heads"] * d, cfg["num_key_value_heads"] * d
+
+    def r(*shape, mean=0.0, std=0.1):
+        return torch.randn(*shape, generator=g) * std + mean
+
+    T = {"model.embed_tokens.weight": r(v, h, std=0.5), "model.norm.weight": r(h, mean=1.0)}
+    if not cfg["tie_word_embeddings"]:
+        T["lm_head.weight"] = r(v, h)
+    for l in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{l}."
+        T.update({p + "input_layernorm.weight": r(h, mean=1.0), p + "post_attention_layernorm.weight": r(h, mean=1.0),
+                  p + "self_attn.q_proj.weight": r(q, h), p + "self_attn.k_proj.weight": r(kv, h),
+                  p + "self_attn.v_proj.weight": r(kv, h), p + "self_attn.o_proj.weight": r(h, q),
+                  p + "mlp.gate_proj.weight": r(f, h), p + "mlp.up_proj.weight": r(f, h),
+                  p + "mlp.down_proj.weight": r(h, f)})
+        if family == "qwen3":
+            T[p + "self_attn.q_norm.weight"] = r(d, mean=1.0, std=0.3)
+            T[p + "self_attn.k_norm.weight"] = r(d, mean=1.0, std=0.3)
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "config.json"), "w") as fh:
+        json.dump(cfg, fh, indent=2)
+    write_safetensors(os.path.join(out, "model.safetensors"), T)
 
 
 def make_hf(out, seed):
@@ -257,9 +313,13 @@ def main():
     ap.add_argument("--ctx", type=int, default=128)
     ap.add_argument("--out")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--family", choices=sorted(FAMILIES), help="make-hf: a model of this family instead")
     a = ap.parse_args()
     if a.command == "make-hf":
-        make_hf(a.out, a.seed)
+        if a.family:
+            make_family(a.out, a.seed, a.family)
+        else:
+            make_hf(a.out, a.seed)
         return
     cfg, W, layout = load(a.model)
     if a.command == "logits":

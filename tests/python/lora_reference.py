@@ -52,7 +52,7 @@ class Trainable:
                   "wq": "self_attn.q_proj.weight", "wk": "self_attn.k_proj.weight", "wv": "self_attn.v_proj.weight",
                   "wo": "self_attn.o_proj.weight", "w_gate": "mlp.gate_proj.weight", "w_up": "mlp.up_proj.weight",
                   "w_down": "mlp.down_proj.weight", "bq": "self_attn.q_proj.bias", "bk": "self_attn.k_proj.bias",
-                  "bv": "self_attn.v_proj.bias"}
+                  "bv": "self_attn.v_proj.bias", "q_norm": "self_attn.q_norm.weight", "k_norm": "self_attn.k_norm.weight"}
         for l, L in enumerate(self.W["layers"]):
             for k, n in fields.items():
                 key = f"model.layers.{l}.{n}"
