@@ -1,4 +1,4 @@
-// lora init: a new Llama-architecture model with random weights (Hugging Face's N(0, 0.02)
+// lora init: a new model of one of the families (model/family.h; Llama by default) with random weights (Hugging Face's N(0, 0.02)
 // initializer) and a given tokenizer, written as a Hugging Face folder: the starting point for
 // training from scratch with `lora train --finetuning-type full`. With --shape it takes the architecture
 // of a published model (for benchmarks), and with --quantize its linear layers are created directly in
@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "data/chat_template.h"
 #include "formats/model_loader.h"
+#include "model/family.h"
 #include "model/quantize_model.h"
 #include "model/random_model.h"
 #include "tokenizer/tokenizer.h"
@@ -18,14 +19,24 @@ namespace lora::cli {
 namespace {
 
 struct InitOptions {
-  std::string output, tokenizer, template_name, shape, quantize, dtype = "f32";
+  std::string output, tokenizer, template_name, shape, quantize, dtype = "f32", arch = "llama";
+  int64_t head_dim = 0;  // 0: hidden_size / heads
   bool no_double_quant = false;
   ModelConfig config;
   int64_t seed = 42;
 };
 
 void run_init(InitOptions o) {
-  if (!o.shape.empty()) o.config = model_config_by_name(o.shape);
+  if (o.shape.empty()) {  // the family's own switches; the sizes come from the options
+    const ModelFamily& f = model_family(o.arch);
+    o.config.model_type = f.model_type;
+    o.config.architecture = f.hf_architecture;
+    o.config.attention_bias = f.qkv_bias;
+    o.config.qk_norm = f.qk_norm;
+    if (f.nope_interval > 0) o.config.no_rope_layers = nope_layers(o.config.num_hidden_layers, f.nope_interval);
+  } else {
+    o.config = model_config_by_name(o.shape);
+  }
   std::shared_ptr<Tokenizer> tok = load_tokenizer(o.tokenizer);
   if (!o.template_name.empty()) tok->set_chat_template(chat_template(o.template_name).jinja);
   ModelConfig& c = o.config;
@@ -33,9 +44,11 @@ void run_init(InitOptions o) {
   c.bos_token_id = tok->bos_id();
   c.eos_token_id = tok->eos_id();
   if (c.num_key_value_heads == 0) c.num_key_value_heads = c.num_attention_heads;
-  if (c.hidden_size % c.num_attention_heads != 0)
-    fail("--hidden-size {} is not a multiple of --heads {}", c.hidden_size, c.num_attention_heads);
-  c.head_dim = c.hidden_size / c.num_attention_heads;
+  if (o.shape.empty()) {
+    if (o.head_dim == 0 && c.hidden_size % c.num_attention_heads != 0)
+      fail("--hidden-size {} is not a multiple of --heads {} (or give --head-dim)", c.hidden_size, c.num_attention_heads);
+    c.head_dim = o.head_dim > 0 ? o.head_dim : c.hidden_size / c.num_attention_heads;
+  }
   c.validate("lora init");
   const DType dtype = dtype_from_name(o.dtype);
   Model m = o.quantize.empty()
@@ -48,9 +61,9 @@ void run_init(InitOptions o) {
   std::string quantized;
   if (!o.quantize.empty())
     quantized = fmt::format(", linear layers in {} ({:.3f} bits/weight)", o.quantize, quant_summary(m).bits_per_weight);
-  fmt::print("{}: a new model with random weights: {} layers, hidden {}, {} heads ({} key/value), vocab {}, context {}, "
+  fmt::print("{}: a new {} model with random weights: {} layers, hidden {}, {} heads ({} key/value), vocab {}, context {}, "
              "{} parameters{}{}\n",
-             o.output, c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.num_key_value_heads, c.vocab_size,
+             o.output, c.model_type, c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.num_key_value_heads, c.vocab_size,
              c.max_position_embeddings, m.parameter_count(), quantized,
              o.template_name.empty() ? "" : fmt::format(", chat template {}", o.template_name));
 }
@@ -59,7 +72,7 @@ void run_init(InitOptions o) {
 
 void register_init(CLI::App& app) {
   auto* cmd = app.add_subcommand(
-      "init", "Create a Llama-architecture model with random weights (a Hugging Face folder) to train from scratch");
+      "init", "Create a model with random weights (a Hugging Face folder) to train from scratch");
   auto o = std::make_shared<InitOptions>();
   ModelConfig& c = o->config;
   c.hidden_size = 128;
@@ -76,6 +89,11 @@ void register_init(CLI::App& app) {
   cmd->add_option("--template", o->template_name,
                   fmt::format("chat template recorded in tokenizer_config.json ({}; default: the tokenizer's own)",
                               fmt::join(chat_template_names(), ", ")));
+  cmd->add_option("--arch", o->arch, fmt::format("model family: {}", supported_model_types()))
+      ->capture_default_str()
+      ->check([](const std::string& a) { return family_by_model_type(a) ? "" : "unknown family " + a + " (known: " + supported_model_types() + ")"; });
+  cmd->add_option("--head-dim", o->head_dim, "size of each attention head (default: hidden size / heads)")
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--hidden-size", c.hidden_size, "hidden size")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--intermediate-size", c.intermediate_size, "MLP size")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--layers", c.num_hidden_layers, "decoder layers")->capture_default_str()->check(CLI::PositiveNumber);
@@ -89,11 +107,11 @@ void register_init(CLI::App& app) {
                 "share the embedding with the output head (default: on)");
   cmd->add_option("--seed", o->seed, "seed of the random weights")->capture_default_str();
   auto* shape = cmd->add_option("--shape", o->shape,
-                                "the architecture of a published model instead of the size options: smollm2-135m, "
-                                "qwen2.5-0.5b or llama2-7b (the vocabulary is still the tokenizer's)")
-                    ->check(CLI::IsMember({"smollm2-135m", "qwen2.5-0.5b", "llama2-7b"}));
-  for (const char* size : {"--hidden-size", "--intermediate-size", "--layers", "--heads", "--kv-heads", "--context",
-                           "--rope-theta", "--tie-embeddings"})
+                                "the architecture of a published model instead of --arch and the size options: smollm2-135m, "
+                                "qwen2.5-0.5b, qwen3-0.6b, smollm3-3b or llama2-7b (the vocabulary is still the tokenizer's)")
+                    ->check(CLI::IsMember({"smollm2-135m", "qwen2.5-0.5b", "qwen3-0.6b", "smollm3-3b", "llama2-7b"}));
+  for (const char* size : {"--arch", "--head-dim", "--hidden-size", "--intermediate-size", "--layers", "--heads", "--kv-heads",
+                           "--context", "--rope-theta", "--tie-embeddings"})
     shape->excludes(size);
   cmd->add_option("--quantize", o->quantize,
                   "create the linear layers directly quantized: nf4 or fp4 (bitsandbytes 4-bit) or int8 (LLM.int8 rows)")
