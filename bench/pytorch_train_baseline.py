@@ -3,7 +3,7 @@
 clip, AdamW) of the same Llama-shaped random models, seq 256, batch 1, LoRA r=16 alpha 32 on every
 linear layer of every block (lm_head frozen), as `bench_train --shape S [--dtype f32|bf16]` runs it.
 
-  /usr/bin/python3 bench/pytorch_train_baseline.py --shape smollm2|qwen [--dtype f32|bf16] [--steps 3]
+  /usr/bin/python3 bench/pytorch_train_baseline.py --shape smollm2|qwen|qwen3|smollm3 [--dtype f32|bf16] [--steps 3]
                                                    [--checkpointing]
 
 Frozen weights are stored in the given dtype; bf16 runs the whole step under torch.autocast (CPU,
@@ -21,6 +21,10 @@ from torch.utils.checkpoint import checkpoint
 SHAPES = {
     "smollm2": dict(h=576, f=1536, L=30, H=9, KV=3, V=49152, bias=False, theta=1e5),
     "qwen": dict(h=896, f=4864, L=24, H=14, KV=2, V=151936, bias=True, theta=1e6),
+    # Qwen3-0.6B: head_dim 128 (q is 2048 wide over a 1024 hidden state), an RMSNorm over every q and k head
+    "qwen3": dict(h=1024, f=3072, L=28, H=16, KV=8, d=128, V=151936, bias=False, theta=1e6, qk_norm=True),
+    # SmolLM3-3B: every 4th layer without RoPE
+    "smollm3": dict(h=2048, f=11008, L=36, H=16, KV=4, V=128256, bias=False, theta=5e6, nope=4),
 }
 LINEARS = ["wq", "wk", "wv", "wo", "wg", "wu", "wd"]
 
@@ -29,11 +33,11 @@ class LoraLlama:
     def __init__(self, c, dtype, rank):
         g = torch.Generator().manual_seed(0)
         r = lambda *s: (torch.randn(*s, generator=g) * 0.02).to(dtype)
-        self.c, self.d = c, c["h"] // c["H"]
-        h, f, kv = c["h"], c["f"], c["KV"] * (c["h"] // c["H"])
+        self.c, self.d = c, c.get("d", c["h"] // c["H"])
+        h, f, kv, q = c["h"], c["f"], c["KV"] * self.d, c["H"] * self.d
         self.emb = r(c["V"], h)
         self.head = r(c["V"], h)
-        shapes = dict(wq=(h, h), wk=(kv, h), wv=(kv, h), wo=(h, h), wg=(f, h), wu=(f, h), wd=(h, f))
+        shapes = dict(wq=(q, h), wk=(kv, h), wv=(kv, h), wo=(h, q), wg=(f, h), wu=(f, h), wd=(h, f))
         self.layers = []
         self.params = []
         self.scaling = 2.0 * rank / rank
@@ -47,6 +51,9 @@ class LoraLlama:
             if c["bias"]:
                 L["bq"], L["bk"], L["bv"] = r(h), r(kv), r(kv)
             L["n1"], L["n2"] = torch.ones(h, dtype=dtype), torch.ones(h, dtype=dtype)
+            if c.get("qk_norm"):
+                L["qn"], L["kn"] = torch.ones(self.d, dtype=dtype), torch.ones(self.d, dtype=dtype)
+            L["rope"] = not c.get("nope") or (len(self.layers) + 1) % c["nope"] != 0
             self.layers.append(L)
         self.norm = torch.ones(h, dtype=dtype)
         inv = c["theta"] ** (-torch.arange(0, self.d, 2).float() / self.d)
@@ -69,7 +76,11 @@ class LoraLlama:
         q = self.linear(L, "wq", hN, L.get("bq")).view(B, T, c["H"], d)
         k = self.linear(L, "wk", hN, L.get("bk")).view(B, T, c["KV"], d)
         v = self.linear(L, "wv", hN, L.get("bv")).view(B, T, c["KV"], d)
-        q, k = self.rope(q, T), self.rope(k, T)
+        if "qn" in L:
+            q = q * torch.rsqrt(q.pow(2).mean(-1, keepdim=True) + 1e-6) * L["qn"]
+            k = k * torch.rsqrt(k.pow(2).mean(-1, keepdim=True) + 1e-6) * L["kn"]
+        if L["rope"]:
+            q, k = self.rope(q, T), self.rope(k, T)
         rep = c["H"] // c["KV"]
         kk = k.transpose(1, 2).repeat_interleave(rep, 1)
         vv = v.transpose(1, 2).repeat_interleave(rep, 1)

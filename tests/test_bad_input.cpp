@@ -237,7 +237,7 @@ TEST(BadInput, GgufModelProblems) {
 
   rewrite_stories(tmp / "arch.gguf", [](GGUFWriter& w) { w.set_string("general.architecture", "gpt2"); });
   expect_format_error([&] { load_model(tmp / "arch.gguf", no_tokenizer()); },
-                      {"arch.gguf", "unsupported GGUF architecture 'gpt2' (supported: llama, qwen2)"});
+                      {"arch.gguf", "unsupported GGUF architecture 'gpt2' (supported: llama, qwen2, qwen3, smollm3)"});
   rewrite_stories(tmp / "missing.gguf", [](GGUFWriter&) {}, "blk.3.ffn_up.weight");
   expect_format_error([&] { load_model(tmp / "missing.gguf", no_tokenizer()); },
                       {"missing.gguf", "missing tensor 'blk.3.ffn_up.weight'"});
@@ -250,6 +250,15 @@ TEST(BadInput, GgufModelProblems) {
   rewrite_stories(tmp / "nokey.gguf", [](GGUFWriter& w) { w.set_string("general.architecture", "qwen2"); });
   expect_format_error([&] { load_model(tmp / "nokey.gguf", no_tokenizer()); },
                       {"nokey.gguf", "missing metadata key 'qwen2.embedding_length'"});
+  // a Qwen3 file (its keys all there) without the per-head q/k norm weights the arch has
+  rewrite_stories(tmp / "qwen3.gguf", [](GGUFWriter& w) {
+    w.set_string("general.architecture", "qwen3");
+    for (const auto& [key, v] : {std::pair<const char*, uint32_t>{"embedding_length", 64}, {"feed_forward_length", 172},
+                                 {"block_count", 5}, {"attention.head_count", 8}, {"attention.head_count_kv", 4}})
+      w.set_u32(std::string("qwen3.") + key, v);
+  });
+  expect_format_error([&] { load_model(tmp / "qwen3.gguf", no_tokenizer()); },
+                      {"qwen3.gguf", "missing tensor 'blk.0.attn_q_norm.weight'"});
 }
 
 // ---------------------------------------------------------------- safetensors
@@ -454,6 +463,40 @@ TEST_F(BadHfFolder, TensorShapeMismatchAndMissingTensor) {
   j["num_hidden_layers"] = 6;
   write_config(j);
   expect_format_error([&] { load_model(dir(), no_tokenizer()); }, {"model", "missing tensor 'model.layers.5.input_layernorm.weight'"});
+}
+
+TEST_F(BadHfFolder, FamilyFieldsThatContradictTheWeights) {
+  json j = config_;
+  j["architectures"] = {"Qwen3ForCausalLM"};
+  j["model_type"] = "qwen3";
+  write_config(j);  // Llama weights called Qwen3: the head norms are missing
+  expect_format_error([&] { load_model(dir(), no_tokenizer()); }, {"model", "missing tensor 'model.layers.0.self_attn.q_norm.weight'"});
+  j["head_dim"] = 16;  // 8 heads of 16 do not fit the [64, 64] q_proj
+  write_config(j);
+  expect_format_error([&] { load_model(dir(), no_tokenizer()); },
+                      {"model.safetensors", "tensor 'model.layers.0.self_attn.q_proj.weight' has shape [64, 64], expected [128, 64]"});
+  j["head_dim"] = 7;
+  write_config(j);
+  expect_format_error([&] { load_model(dir(), no_tokenizer()); }, {"config.json", "head_dim (7) must be even"});
+  j.erase("head_dim");
+  j["use_sliding_window"] = true;
+  write_config(j);
+  expect_format_error([&] { load_model(dir(), no_tokenizer()); },
+                      {"config.json", "'use_sliding_window' is true: sliding-window attention is not supported for qwen3"});
+  j = config_;
+  j["architectures"] = {"SmolLM3ForCausalLM"};
+  j["model_type"] = "smollm3";
+  j["no_rope_layers"] = {1, 1, 0};
+  write_config(j);
+  expect_format_error([&] { load_model(dir(), no_tokenizer()); },
+                      {"config.json", "field 'no_rope_layers' has 3 entries, expected num_hidden_layers = 5"});
+  j["no_rope_layers"] = {1, 1, 2, 1, 1};
+  write_config(j);
+  expect_format_error([&] { load_model(dir(), no_tokenizer()); }, {"config.json", "'no_rope_layers' must hold 0 or 1 per layer, found 2"});
+  j.erase("no_rope_layers");  // transformers' default: every 4th layer without RoPE
+  write_config(j);
+  const Model m = load_model(dir(), no_tokenizer());
+  EXPECT_EQ(m.config.no_rope_layers, (std::vector<int64_t>{1, 1, 1, 0, 1}));
 }
 
 TEST_F(BadHfFolder, BrokenWeightsFiles) {

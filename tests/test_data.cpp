@@ -180,6 +180,17 @@ TEST(ChatTemplate, RendersEachNamedTemplate) {
   EXPECT_EQ(rendered("vicuna"), "SYS USER: Q1 ASSISTANT:[A1]</s>USER: Q2 ASSISTANT:[A2]</s>");
   EXPECT_EQ(rendered("plain"), "SYS\nQ1\n[A1]</s>Q2\n[A2]</s>");
   EXPECT_EQ(rendered("llama2", false), "<s>[INST] Q1 [/INST][A1]</s><s>[INST] Q2 [/INST][A2]</s>");
+  // Qwen3: the last reply carries a thinking block (empty when it brings none), earlier replies lose theirs,
+  // as Qwen3's own chat_template renders them
+  EXPECT_EQ(rendered("qwen3", false),
+            "<|im_start|>user\nQ1<|im_end|>\n<|im_start|>assistant\n[A1<|im_end|>\n]"
+            "<|im_start|>user\nQ2<|im_end|>\n<|im_start|>assistant\n[<think>\n\n</think>\n\nA2<|im_end|>\n]");
+  const auto thought = render_chat(chat_template("qwen3"), "",
+                                   {{"user", "Q1"}, {"assistant", "<think>\nhmm\n</think>\n\nA1"}, {"user", "Q2"},
+                                    {"assistant", "<think>\nso 4\n\n</think>\n\n4"}});
+  ASSERT_EQ(thought.size(), 4u);
+  EXPECT_EQ(thought[1].text, "A1<|im_end|>\n");
+  EXPECT_EQ(thought[3].text, "<think>\nso 4\n</think>\n\n4<|im_end|>\n");
   // the generation prompt ends with the assistant header
   const auto prompt = render_chat(chat_template("chatml"), "", {{"user", "hi"}});
   ASSERT_EQ(prompt.size(), 1u);
@@ -189,12 +200,15 @@ TEST(ChatTemplate, RendersEachNamedTemplate) {
 }
 
 TEST(ChatTemplate, NamesAndDetection) {
-  EXPECT_EQ(chat_template_names(), (std::vector<std::string>{"chatml", "llama3", "llama2", "mistral", "alpaca", "vicuna", "plain"}));
+  EXPECT_EQ(chat_template_names(),
+            (std::vector<std::string>{"chatml", "qwen3", "llama3", "llama2", "mistral", "alpaca", "vicuna", "plain"}));
   const std::string e = error_of([] { chat_template("zephyr"); });
-  EXPECT_EQ(e, "unknown chat template 'zephyr' (valid: chatml, llama3, llama2, mistral, alpaca, vicuna, plain)");
+  EXPECT_EQ(e, "unknown chat template 'zephyr' (valid: chatml, qwen3, llama3, llama2, mistral, alpaca, vicuna, plain)");
   // the templates the real tokenizers record
   EXPECT_EQ(detect_chat_template(load_tokenizer(test::asset("tokenizers/llama3/tokenizer.json"))->chat_template()), "llama3");
-  EXPECT_EQ(detect_chat_template(load_tokenizer(test::asset("tokenizers/qwen3/tokenizer.json"))->chat_template()), "chatml");
+  // (Qwen3's own template: chatml with thinking blocks)
+  EXPECT_EQ(detect_chat_template(load_tokenizer(test::asset("tokenizers/qwen3/tokenizer.json"))->chat_template()), "qwen3");
+  EXPECT_EQ(detect_chat_template("{% for m in messages %}<|im_start|>{{ m['role'] }}{% endfor %}"), "chatml");
   EXPECT_EQ(detect_chat_template("{{ bos_token }}{% for m in messages %}[INST] {{ m['content'] }} [/INST]{% endfor %}"), "mistral");
   EXPECT_EQ(detect_chat_template("{% if x %}<<SYS>>{% endif %}[INST]"), "llama2");
   EXPECT_EQ(detect_chat_template("{{ 'something else' }}"), std::nullopt);

@@ -346,7 +346,8 @@ TEST_P(FamilyPeer, LlamaCppComputesOurNllGreedyTextAndAdapter) {
   EXPECT_NEAR(ours_lora - ours, theirs_lora - theirs, 5e-3);
 }
 
-INSTANTIATE_TEST_SUITE_P(Families, FamilyPeer, ::testing::Values("qwen3", "smollm3"));
+INSTANTIATE_TEST_SUITE_P(Families, FamilyPeer, ::testing::Values("qwen3", "smollm3"),
+                         [](const ::testing::TestParamInfo<const char*>& i) { return std::string(i.param); });
 
 }  // namespace
 }  // namespace lora

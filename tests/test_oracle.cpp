@@ -102,7 +102,8 @@ TEST_P(FamilyLogits, MatchTheReference) {
   }
   expect_matches_reference(folder, 2, 64, 4);
 }
-INSTANTIATE_TEST_SUITE_P(Oracle, FamilyLogits, ::testing::Values("qwen3", "smollm3"));
+INSTANTIATE_TEST_SUITE_P(Oracle, FamilyLogits, ::testing::Values("qwen3", "smollm3"),
+                         [](const ::testing::TestParamInfo<const char*>& i) { return std::string(i.param); });
 
 }  // namespace
 }  // namespace lora

@@ -30,6 +30,23 @@ std::vector<ChatTemplate> make_templates() {
     v.push_back(t);
   }
   {
+    ChatTemplate t = v.back();
+    t.name = "qwen3";
+    t.thinking = true;
+    t.jinja = marked(t.name,
+                     "{%- set ns = namespace(last_query=-1) %}{%- for message in messages[::-1] %}{%- if "
+                     "message['role'] == 'user' and ns.last_query == -1 %}{%- set ns.last_query = "
+                     "messages|length - 1 - loop.index0 %}{%- endif %}{%- endfor %}{%- for message in messages %}{%- if "
+                     "message['role'] == 'assistant' %}{%- set content = message['content'] %}{%- set reasoning = '' %}{%- if "
+                     "'</think>' in content %}{%- set reasoning = content.split('</think>')[0].split('<think>')[-1].strip('\n') "
+                     "%}{%- set content = content.split('</think>')[-1].lstrip('\n') %}{%- endif %}{{ '<|im_start|>assistant\n' }}"
+                     "{%- if loop.index0 > ns.last_query %}{{ '<think>\n' + reasoning + '\n</think>\n\n' }}{%- endif %}"
+                     "{{ content + '<|im_end|>\n' }}{%- else %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] "
+                     "+ '<|im_end|>\n' }}{%- endif %}{%- endfor %}{%- if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}"
+                     "{%- endif %}");
+    v.push_back(t);
+  }
+  {
     ChatTemplate t;
     t.name = "llama3";
     t.system = "<|start_header_id|>system<|end_header_id|>\n\n{content}<|eot_id|>";
@@ -137,6 +154,21 @@ std::string fill(const std::string& format, const std::string& content, const st
   return out;
 }
 
+// Qwen3's template: a reply's reasoning is what precedes "</think>" (inside "<think>"); the last reply keeps it,
+// in a block that is written even when empty, and earlier replies drop it.
+std::string qwen3_reply(const std::string& content, bool last) {
+  std::string reasoning, answer = content;
+  if (const size_t end = content.find("</think>"); end != std::string::npos) {
+    reasoning = content.substr(0, end);
+    if (const size_t begin = reasoning.rfind("<think>"); begin != std::string::npos) reasoning = reasoning.substr(begin + 7);
+    const size_t a = reasoning.find_first_not_of('\n'), b = reasoning.find_last_not_of('\n');
+    reasoning = a == std::string::npos ? "" : reasoning.substr(a, b - a + 1);
+    answer = content.substr(end + 8);
+    answer.erase(0, std::min(answer.find_first_not_of('\n'), answer.size()));
+  }
+  return last ? "<think>\n" + reasoning + "\n</think>\n\n" + answer : answer;
+}
+
 }  // namespace
 
 const std::vector<std::string>& chat_template_names() {
@@ -163,6 +195,7 @@ std::optional<std::string> detect_chat_template(const std::string& jinja) {
     for (const std::string& n : chat_template_names())
       if (n == name) return n;
   }
+  if (has("<|im_start|>") && has("<think>")) return "qwen3";
   if (has("<|im_start|>")) return "chatml";
   if (has("<|start_header_id|>")) return "llama3";
   if (has("[INST]") && has("<<SYS>>")) return "llama2";
@@ -188,7 +221,8 @@ std::vector<Segment> render_chat(const ChatTemplate& t, const std::string& syste
         text = fill(t.user, m.content);
       out.push_back({std::move(text), false, t.bos_every_turn, false});
     } else {
-      out.push_back({fill(t.assistant, m.content), true, false, t.eos_after_reply});
+      const bool last = i + 1 == messages.size();
+      out.push_back({fill(t.assistant, t.thinking ? qwen3_reply(m.content, last) : m.content), true, false, t.eos_after_reply});
     }
   }
   return out;

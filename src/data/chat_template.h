@@ -1,6 +1,6 @@
 #pragma once
 // Chat templates by name, as LLaMA-Factory and the models' own tokenizer_config.json define them:
-// chatml (Qwen), llama3, llama2, mistral, alpaca, vicuna, plain.
+// chatml (Qwen), qwen3 (chatml with Qwen3's thinking blocks), llama3, llama2, mistral, alpaca, vicuna, plain.
 //
 // A conversation is rendered as segments: prompt text (system prompt, user turns, the assistant
 // header) and responses. Training and chat encode the segments one by one, the same way, so the
@@ -31,10 +31,13 @@ struct ChatTemplate {
   bool eos_after_reply = false;  // an EOS token ends each reply
   bool bos_every_turn = false;   // each user turn starts with BOS (llama2)
   std::vector<std::string> stop;  // text that ends a reply, besides the EOS token
+  // Qwen3's thinking: the last reply is written "<think>\n{reasoning}\n</think>\n\n{answer}" (an empty
+  // reasoning block when the reply brings none), earlier replies lose their reasoning, as its template does.
+  bool thinking = false;
   std::string jinja;  // the same template in the Hugging Face chat_template language
 };
 
-// chatml, llama3, llama2, mistral, alpaca, vicuna, plain.
+// chatml, qwen3, llama3, llama2, mistral, alpaca, vicuna, plain.
 const std::vector<std::string>& chat_template_names();
 // The template of that name; an unknown name throws lora::Error listing the valid ones.
 const ChatTemplate& chat_template(const std::string& name);

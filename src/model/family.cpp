@@ -11,8 +11,8 @@ namespace {
 
 constexpr ModelFamily kFamilies[] = {
     {"llama", "LlamaForCausalLM", "llama", true, false, false, 0, 2048, "Llama block (RMSNorm, RoPE, GQA, SwiGLU)"},
-    {"mistral", "MistralForCausalLM", "llama", true, false, false, 0, 131072, "Llama block (RMSNorm, RoPE, GQA, SwiGLU)"},
     {"qwen2", "Qwen2ForCausalLM", "qwen2", false, true, false, 0, 32768, "Llama block with q/k/v biases"},
+    {"mistral", "MistralForCausalLM", "llama", true, false, false, 0, 131072, "Llama block (RMSNorm, RoPE, GQA, SwiGLU)"},
     {"qwen3", "Qwen3ForCausalLM", "qwen3", false, false, true, 0, 32768,
      "Llama block with an RMSNorm of every query and key head before RoPE (q_norm, k_norm)"},
     {"smollm3", "SmolLM3ForCausalLM", "smollm3", true, false, false, 4, 32768,

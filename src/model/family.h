@@ -5,8 +5,8 @@
 //
 //   family     config.json architecture   GGUF arch  q/k rows in GGUF  beyond the Llama block
 //   llama      LlamaForCausalLM           llama      interleaved       -
-//   mistral    MistralForCausalLM         llama      interleaved       -
 //   qwen2      Qwen2ForCausalLM           qwen2      as in HF (NEOX)   q/k/v biases
+//   mistral    MistralForCausalLM         llama      interleaved       -
 //   qwen3      Qwen3ForCausalLM           qwen3      as in HF (NEOX)   RMSNorm of every q and k head before RoPE
 //   smollm3    SmolLM3ForCausalLM         smollm3    interleaved       no RoPE on every 4th layer (NoPE)
 #include <cstdint>
@@ -33,7 +33,7 @@ const ModelFamily* family_by_architecture(const std::string& hf_architecture);
 const ModelFamily* family_by_gguf_arch(const std::string& gguf_arch);
 // The model_type of a known family; throws naming the supported ones otherwise.
 const ModelFamily& model_family(const std::string& model_type);
-std::string supported_model_types();     // "llama, mistral, qwen2, qwen3, smollm3"
+std::string supported_model_types();     // "llama, qwen2, mistral, qwen3, smollm3"
 std::string supported_architectures();   // "LlamaForCausalLM, ..."
 std::string supported_gguf_archs();      // "llama, qwen2, qwen3, smollm3"
 
