@@ -179,6 +179,40 @@ TEST(GgmlQuant, RangesAndRowSlicesDecodeTheirOwnValues) {
 
 // y = x·Wᵀ (forward) and dx = dy·W (input gradient) with W quantized, against the naive product with the
 // decoded weight: the decode path (M <= 4, exact fp32) and the panel path (bf16 panels).
+// The integer decode-time product computes exactly Σ w · x̂ with x̂ = dx · xq the int8-rounded x (up to fp32
+// rounding), and x̂ is within half a step of x.
+TEST(GgmlQuant, Int8DecodeProductIsTheDotWithTheRoundedX) {
+  const int64_t k = 768;
+  for (DType t : {DType::Q8_0, DType::Q4_K}) {
+    if (!has_q8_dot(t)) GTEST_SKIP() << "no AVX-512 VNNI on this CPU";
+    const std::vector<float> wv = normal(k, 3, 0.05f);
+    std::vector<uint8_t> row(dtype_nbytes(t, k));
+    ggml_quantize(t, wv.data(), k, row.data());
+    std::vector<float> w(static_cast<size_t>(k), 0.0f);
+    ggml_dequantize_reference(t, row.data(), k, w.data());
+    for (int64_t m = 1; m <= 4; ++m) {
+      std::vector<float> x = normal(m * k, 11 + uint32_t(m));
+      x[5] = 0.0f;
+      for (int i = 64; i < 96; ++i) x[size_t(i)] = 0.0f;  // an all-zero block: scale 0
+      Q8Rows xq;
+      quantize_rows_q8(x.data(), k, m, k, xq);
+      float got[4];
+      ASSERT_TRUE(ggml_dot_rows_q8(t, row.data(), xq, got));
+      for (int64_t r = 0; r < m; ++r) {
+        double want = 0, scale = 0;
+        for (int64_t i = 0; i < k; ++i) {
+          const double d = xq.d[size_t(r * (k / 32) + i / 32)];
+          const double xhat = d * xq.q[size_t(r * k + i)];
+          EXPECT_LE(std::fabs(xhat - x[size_t(r * k + i)]), 0.5 * d + 1e-7) << i;
+          want += double(w[size_t(i)]) * xhat;
+          scale += std::fabs(double(w[size_t(i)]) * xhat);
+        }
+        EXPECT_NEAR(got[r], want, 2e-6 * scale) << dtype_name(t) << " m=" << m << " row " << r;
+      }
+    }
+  }
+}
+
 TEST(GgmlQuant, QuantizedMatmulMatchesTheDecodedWeight) {
   const int64_t out = 512, in = 768;
   Tensor w(DType::F32, {out, in});
@@ -193,7 +227,9 @@ TEST(GgmlQuant, QuantizedMatmulMatchesTheDecodedWeight) {
       std::memcpy(x.f32(), xv.data(), xv.size() * 4);
       matmul(mat(x), false, mat(q), true, mut_mat(y));
       matmul_reference(mat(x), false, mat(decoded), true, mut_mat(ref));
-      const double tol = m <= 4 ? 1e-4 : 2e-2;  // bf16 panels round x and W
+      // m <= 4: Q8_0 and Q4_K round x to int8 blocks (VNNI, as llama.cpp), the others are exact; more rows go
+      // through bf16 panels, which round x and W
+      const double tol = m > 4 ? 2e-2 : has_q8_dot(t) ? 1e-2 : 1e-4;
       double max_err = 0, max_ref = 0;
       for (int64_t i = 0; i < m * out; ++i) {
         max_err = std::max(max_err, double(std::fabs(y.f32()[i] - ref.f32()[i])));

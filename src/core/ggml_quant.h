@@ -57,6 +57,20 @@ void ggml_dequantize(DType t, const void* blocks, int64_t n, float* out);
 // type t: the decode-time product, each block decoded in registers and never stored.
 void ggml_dot_rows(DType t, const void* row, int64_t k, const float* x, int64_t x_stride, int64_t m, float* out);
 
+// The same product in integers where the CPU has AVX-512 VNNI, for Q8_0 and Q4_K (has_q8_dot): the x rows
+// rounded once to int8 blocks of 32 (quantize_rows_q8), each weight row then dotted with all of them by 8-bit
+// multiply-adds, as llama.cpp's q8 activations do (ggml_dot_q8.cpp). Returns false for other types.
+struct Q8Rows {
+  int64_t m = 0, k = 0;
+  std::vector<int8_t> q;    // [m, k]
+  std::vector<float> d;     // [m, k / 32] scale of each block
+  std::vector<int32_t> sum; // [m, k / 32] Σ q of each block
+  std::vector<float> dsum;  // d · sum
+};
+void quantize_rows_q8(const float* x, int64_t x_stride, int64_t m, int64_t k, Q8Rows& out);
+bool has_q8_dot(DType t);
+bool ggml_dot_rows_q8(DType t, const void* row, const Q8Rows& x, float* out);
+
 // Values [begin, end) of a row-major tensor stored as blocks (any range: partial blocks are decoded whole
 // into a scratch block), as f32 or rounded to bf16 (nearest even).
 void ggml_dequantize_range(DType t, const void* blocks, int64_t begin, int64_t end, float* out);

@@ -222,10 +222,18 @@ void quantized_gemv(const MatView& a, const MatView& b, const MutMatView& c, con
   const size_t row_bytes = dtype_nbytes(b.dtype, s.k);
   const auto* blocks = static_cast<const uint8_t*>(b.data);
   const float* x = a32.data();
+  // Q8_0 / Q4_K with VNNI: x rounded to int8 once, each weight row in 8-bit multiply-adds (as llama.cpp).
+  thread_local Q8Rows q8;
+  Q8Rows& xq = q8;  // (named once here: inside the parallel loop, q8 would be each thread's own, empty)
+  const bool integer = has_q8_dot(b.dtype);
+  if (integer) quantize_rows_q8(x, s.k, s.m, s.k, xq);
 #pragma omp parallel for schedule(static) if (s.n * s.k > (1 << 16) && !omp_in_parallel())
   for (int64_t j = 0; j < s.n; ++j) {
     float dots[4];
-    ggml_dot_rows(b.dtype, blocks + size_t(j) * row_bytes, s.k, x, s.k, s.m, dots);
+    if (integer)
+      ggml_dot_rows_q8(b.dtype, blocks + size_t(j) * row_bytes, xq, dots);
+    else
+      ggml_dot_rows(b.dtype, blocks + size_t(j) * row_bytes, s.k, x, s.k, s.m, dots);
     for (int64_t r = 0; r < s.m; ++r) {
       float& out = c.data[r * c.stride + j];
       out = alpha * dots[r] + (beta == 0.0f ? 0.0f : beta * out);
