@@ -183,7 +183,7 @@ TEST(GgmlQuant, RangesAndRowSlicesDecodeTheirOwnValues) {
 // rounding), and x̂ is within half a step of x.
 TEST(GgmlQuant, Int8DecodeProductIsTheDotWithTheRoundedX) {
   const int64_t k = 768;
-  for (DType t : {DType::Q8_0, DType::Q4_K}) {
+  for (DType t : {DType::Q8_0, DType::Q4_K, DType::Q6_K}) {
     if (!has_q8_dot(t)) GTEST_SKIP() << "no AVX-512 VNNI on this CPU";
     const std::vector<float> wv = normal(k, 3, 0.05f);
     std::vector<uint8_t> row(dtype_nbytes(t, k));

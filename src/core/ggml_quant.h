@@ -57,7 +57,7 @@ void ggml_dequantize(DType t, const void* blocks, int64_t n, float* out);
 // type t: the decode-time product, each block decoded in registers and never stored.
 void ggml_dot_rows(DType t, const void* row, int64_t k, const float* x, int64_t x_stride, int64_t m, float* out);
 
-// The same product in integers where the CPU has AVX-512 VNNI, for Q8_0 and Q4_K (has_q8_dot): the x rows
+// The same product in integers where the CPU has AVX-512 VNNI, for Q8_0, Q4_K and Q6_K (has_q8_dot): the x rows
 // rounded once to int8 blocks of 32 (quantize_rows_q8), each weight row then dotted with all of them by 8-bit
 // multiply-adds, as llama.cpp's q8 activations do (ggml_dot_q8.cpp). Returns false for other types.
 struct Q8Rows {
@@ -66,6 +66,7 @@ struct Q8Rows {
   std::vector<float> d;     // [m, k / 32] scale of each block
   std::vector<int32_t> sum; // [m, k / 32] Σ q of each block
   std::vector<float> dsum;  // d · sum
+  std::vector<int32_t> sum16;  // [m, k / 16] Σ q of each half block (Q6_K's scales are per 16)
 };
 void quantize_rows_q8(const float* x, int64_t x_stride, int64_t m, int64_t k, Q8Rows& out);
 bool has_q8_dot(DType t);
