@@ -20,6 +20,8 @@
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512VNNI__)
 #include <immintrin.h>
+
+#include "core/f16c.h"
 #define LORA_GGML_VNNI 1
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC 12's AVX-512 headers, see quant_kernels.cpp
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -59,11 +61,7 @@ void quantize_rows_q8(const float* x, int64_t x_stride, int64_t m, int64_t k, Q8
 #ifdef LORA_GGML_VNNI
 namespace {
 
-inline float half(const uint8_t* p) {
-  uint16_t h;
-  std::memcpy(&h, p, 2);
-  return _cvtsh_ss(h);
-}
+inline float half(const uint8_t* p) { return f16c_load(p); }
 
 // Two 8-lane halves: a in lanes 0-7, b in lanes 8-15.
 inline __m512 halves(float a, float b) { return _mm512_insertf32x8(_mm512_set1_ps(a), _mm256_set1_ps(b), 1); }

@@ -10,6 +10,8 @@
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
 #include <immintrin.h>
+
+#include "core/f16c.h"
 #define LORA_GGML_AVX512 1
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC 12's AVX-512 headers, see quant_kernels.cpp
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -20,12 +22,7 @@ namespace lora {
 #ifdef LORA_GGML_AVX512
 namespace {
 
-// The fp16 at p, by the F16C instruction (exact, like f16_to_f32, without its call and branches).
-inline float half(const uint8_t* p) {
-  uint16_t h;
-  std::memcpy(&h, p, 2);
-  return _cvtsh_ss(h);
-}
+inline float half(const uint8_t* p) { return f16c_load(p); }
 
 // 16 unsigned bytes as floats.
 inline __m512 u8x16(__m128i v) { return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(v)); }
