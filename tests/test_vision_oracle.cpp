@@ -26,8 +26,9 @@ bool torchvision_available() {
   return lora::test::run(lora::test::python() + " -c 'import torchvision'").exit_code == 0;
 }
 
-void make_model(const std::string& arch, const std::string& dir) {
-  const auto r = lora::test::run(vision_reference() + "make-model --arch " + arch + " --num-classes 10 --seed 3 --out " + dir);
+void make_model(const std::string& arch, const std::string& classifier, const std::string& dir) {
+  const auto r = lora::test::run(vision_reference() + "make-model --arch " + arch + " --classifier " + classifier +
+                                 " --num-classes 10 --seed 3 --out " + dir);
   ASSERT_EQ(r.exit_code, 0) << r.err;
 }
 
@@ -64,11 +65,24 @@ void expect_close_relative(const Tensor& a, const Tensor& b, double tol, const s
   EXPECT_LE(worst / scale, tol) << what << ": max relative difference " << worst / scale;
 }
 
+// One torchvision VGG11 (its real 4096-wide classifier, 133M weights: writing and reading it is most of the
+// suite's time) shared by the tests.
 class VisionOracle : public ::testing::Test {
  protected:
-  void SetUp() override {
-    if (!torchvision_available()) GTEST_SKIP() << "python3-torchvision is not installed";
+  static void SetUpTestSuite() {
+    if (!torchvision_available()) return;
+    shared_ = new lora::test::TempDir;
+    make_model("vgg11", "4096,4096", *shared_ / "vgg11");
   }
+  static void TearDownTestSuite() {
+    delete shared_;
+    shared_ = nullptr;
+  }
+  void SetUp() override {
+    if (!shared_) GTEST_SKIP() << "python3-torchvision is not installed";
+  }
+  static std::string vgg11() { return *shared_ / "vgg11"; }
+  static inline lora::test::TempDir* shared_ = nullptr;
   lora::test::TempDir tmp;
 };
 
@@ -77,9 +91,10 @@ class VisionOracle : public ::testing::Test {
 TEST_F(VisionOracle, Vgg11AndVgg19BnLogitsMatchTorchvision) {
   std::vector<int32_t> labels;
   const Tensor x = write_input(tmp / "input.safetensors", labels);
+  // VGG19-BN with a narrower classifier (same module names): its features are what differs from VGG11.
+  make_model("vgg19_bn", "256,256", tmp / "vgg19_bn");
   for (const std::string arch : {"vgg11", "vgg19_bn"}) {
-    const std::string dir = tmp / arch;
-    make_model(arch, dir);
+    const std::string dir = arch == "vgg11" ? vgg11() : tmp / arch;
     const VggModel model = load_vgg_model(dir);
     EXPECT_EQ(model.config.batch_norm, arch == "vgg19_bn");
     const Tensor logits = classifier_forward(model, nullptr, x, false, nullptr, nullptr);
@@ -88,15 +103,13 @@ TEST_F(VisionOracle, Vgg11AndVgg19BnLogitsMatchTorchvision) {
     ASSERT_EQ(r.exit_code, 0) << r.err;
     const SafetensorsFile ref = SafetensorsFile::open(tmp / "out.safetensors");
     expect_close(logits, ref.load("logits"), 1e-4, arch + " logits");
-    std::filesystem::remove_all(dir);
   }
 }
 
 TEST_F(VisionOracle, LoraOnConvAndLinearMatchesAutograd) {
   std::vector<int32_t> labels;
   const Tensor x = write_input(tmp / "input.safetensors", labels);
-  make_model("vgg11", tmp / "vgg11");
-  const VggModel model = load_vgg_model(tmp / "vgg11");
+  const VggModel model = load_vgg_model(vgg11());
   ClassifierLoraConfig lc{.r = 4, .alpha = 8, .target_modules = {"features.3", "classifier.3"},
                           .modules_to_save = {"classifier.6"}};
   ClassifierAdapter a = make_classifier_adapter(model, lc, 5);
@@ -108,7 +121,7 @@ TEST_F(VisionOracle, LoraOnConvAndLinearMatchesAutograd) {
     std::copy(v.begin(), v.end(), b->f32());
   }
   save_classifier_adapter(a, model, tmp / "adapter");
-  const auto r = lora::test::run(vision_reference() + "run --model " + (tmp / "vgg11") + " --adapter " + (tmp / "adapter") +
+  const auto r = lora::test::run(vision_reference() + "run --model " + vgg11() + " --adapter " + (tmp / "adapter") +
                                  " --input " + (tmp / "input.safetensors") + " --out " + (tmp / "out.safetensors"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const SafetensorsFile ref = SafetensorsFile::open(tmp / "out.safetensors");

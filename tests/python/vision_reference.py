@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """torchvision oracle for lora.cpp's image classifiers (tests/test_vision_oracle.cpp).
 
-  vision_reference.py make-model --arch vgg11 --num-classes 10 --seed 0 --out DIR
+  vision_reference.py make-model --arch vgg11 --num-classes 10 [--classifier 4096,4096] --seed 0 --out DIR
       A torchvision VGG with random weights (and random batch-norm statistics for *_bn), written as DIR/config.json
       + DIR/model.safetensors with torchvision's state-dict names.
 
@@ -53,14 +53,24 @@ class LoraLinear(nn.Module):
 
 
 def build(config):
+    """torchvision's model; a config with other "classifier" widths gets torchvision's classifier layout
+    (Linear ReLU Dropout per width, then the head) at those widths, so the module names stay the same."""
     arch = config["architecture"]
     model = getattr(torchvision.models, arch)(weights=None, num_classes=config["num_classes"])
+    hidden = config.get("classifier", [4096, 4096])
+    if hidden != [4096, 4096]:
+        layers, width = [], model.classifier[0].in_features
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU(True), nn.Dropout()]
+            width = h
+        model.classifier = nn.Sequential(*layers, nn.Linear(width, config["num_classes"]))
     return model
 
 
 def make_model(args):
     torch.manual_seed(args.seed)
     config = {"architecture": args.arch, "num_classes": args.num_classes,
+              "classifier": [int(h) for h in args.classifier.split(",")],
               "preprocess": {"resize": 0, "crop": 0, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}}
     model = build(config)
     state = {}
@@ -138,6 +148,7 @@ def main():
     m.add_argument("--arch", required=True)
     m.add_argument("--num-classes", type=int, default=1000)
     m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--classifier", default="4096,4096", help="hidden widths of the classifier")
     m.add_argument("--out", required=True)
     r = sub.add_parser("run")
     r.add_argument("--model", required=True)
