@@ -13,8 +13,9 @@ LORA="${LORA:-$here/../../build/lora}"
 DATA="${DATA:-/usr/share/datasets/fashion-mnist}"
 NEW="${NEW_CLASS:-1}"               # Trouser
 SHOTS="${SHOTS:-5}"
-REPLAY="${REPLAY:-20}"              # images per old class replayed in the few-shot set
-PRETRAIN_PER_CLASS="${PRETRAIN_PER_CLASS:-2000}"
+FEW_EPOCHS="${FEW_EPOCHS:-20}"
+REPLAY="${REPLAY:-50}"              # images per old class replayed in the few-shot set
+PRETRAIN_PER_CLASS="${PRETRAIN_PER_CLASS:-6000}"
 WORK="${WORK:-$(mktemp -d)}"
 mkdir -p "$WORK"
 [ -e "$DATA/train-images-idx3-ubyte.gz" ] || { echo "Fashion-MNIST not found in $DATA (apt-get install dataset-fashion-mnist)" >&2; exit 1; }
@@ -42,9 +43,9 @@ few=(-d "$DATA" --max-per-class "$REPLAY" --class-max "$NEW=$SHOTS" --batch-size
 declare -A new_after old_after params
 for method in lora head full; do
   case $method in
-    lora) args=(--method lora --rank 4 --alpha 8 --lr 2e-3 --epochs 40) ;;
-    head) args=(--method head --lr 2e-3 --epochs 40) ;;
-    full) args=(--method full --lr 2e-4 --epochs 40) ;;
+    lora) args=(--method lora --rank 4 --alpha 8 --lr 2e-3 --epochs "$FEW_EPOCHS") ;;
+    head) args=(--method head --lr 2e-3 --epochs "$FEW_EPOCHS") ;;
+    full) args=(--method full --lr 2e-4 --epochs "$FEW_EPOCHS") ;;
   esac
   echo "== few-shot: $method"
   "$LORA" classify train -m "$WORK/base" "${few[@]}" "${args[@]}" -o "$WORK/$method" | tee "$WORK/$method.log"
