@@ -19,6 +19,9 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libopenmpi-dev openmpi-bin   # data-parallel training: mpirun -np N lora train (optional at build time)
   python3 python3-torch python3-numpy   # PyTorch oracle for tests only
+  libpng-dev libjpeg-dev zlib1g-dev   # image classifiers: PNG / JPEG input, gzipped IDX
+  dataset-fashion-mnist  # the classifier example and tests (IDX files under /usr/share/datasets/fashion-mnist)
+  python3-torchvision    # torchvision oracle for the image classifiers (tests only)
   libopenblas0-pthread   # a real BLAS under PyTorch, so bench/pytorch_*baseline.py is a fair baseline
 )
 

@@ -25,7 +25,7 @@ cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLORA_SANITIZE=ON -D
 cmake --build build-asan -j"$(nproc)" --target lora_tests lora_cli
 ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1 \
   ./build-asan/tests/lora_tests --gtest_brief=1 \
-  --gtest_filter='BadInput*:*Gguf*:*Safetensors*:*Llama2c*:*HfFolder*:Tokenizer*Malformed*:Matmul*:Kernels*:DType*:DataReader*:ChatTemplate*:Encode*:Dataset*:TrainCli.BadInput*:TrainCli.ConfigFile*:BnbFolder*:QuantReference*:GgmlQuant*:AdapterBadInput*:CliAdapterBadInput*:PeftLayout*:ServeBadInput*:ServeRequest*:StopText*:ServeHttp*:ServeEngine*'
+  --gtest_filter='BadInput*:*Gguf*:*Safetensors*:*Llama2c*:*HfFolder*:Tokenizer*Malformed*:Matmul*:Kernels*:DType*:DataReader*:ChatTemplate*:Encode*:Dataset*:TrainCli.BadInput*:TrainCli.ConfigFile*:BnbFolder*:QuantReference*:GgmlQuant*:AdapterBadInput*:CliAdapterBadInput*:PeftLayout*:ServeBadInput*:ServeRequest*:StopText*:ServeHttp*:ServeEngine*:VisionBadInput*:VisionIdx*:VisionImage*:VisionAdapterIo*'
 
 # 2. Release build and the whole suite.
 bash scripts/build.sh

@@ -24,5 +24,6 @@ struct ExitStatus {
 void register_merge(CLI::App& app);
 void register_adapter(CLI::App& app);
 void register_serve(CLI::App& app);
+void register_classify(CLI::App& app);
 
 }  // namespace lora::cli

@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   lora::cli::register_merge(app);
   lora::cli::register_adapter(app);
   lora::cli::register_serve(app);
+  lora::cli::register_classify(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
