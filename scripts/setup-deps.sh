@@ -19,6 +19,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libopenmpi-dev openmpi-bin   # data-parallel training: mpirun -np N lora train (optional at build time)
   python3 python3-torch python3-numpy   # PyTorch oracle for tests only
+  clang libclang-rt-14-dev libomp-dev   # libFuzzer harnesses (scripts/fuzz.sh): -fsanitize=fuzzer, clang's OpenMP
   libopenblas0-pthread   # a real BLAS under PyTorch, so bench/pytorch_*baseline.py is a fair baseline
 )
 
