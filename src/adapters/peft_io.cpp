@@ -96,9 +96,19 @@ void check_init(const json& j, const std::string& path) {
                       "produced; convert it to a plain LoRA first (PEFT: path_initial_model_for_weight_conversion)", init);
 }
 
+LoraConfig parse_config_json(json j, const std::string& path);
+
 LoraConfig parse_config(const std::string& text, const std::string& path) {
   json j = json::parse(text, nullptr, false);
   if (j.is_discarded() || !j.is_object()) fail_format(path, "invalid JSON");
+  try {
+    return parse_config_json(std::move(j), path);
+  } catch (const json::exception& e) {  // a key of the wrong type ("peft_type": 85)
+    fail_format(path, "invalid adapter_config.json: {}", e.what());
+  }
+}
+
+LoraConfig parse_config_json(json j, const std::string& path) {
   const std::string type = j.value("peft_type", std::string("LORA"));
   if (type != "LORA" && type != "ADALORA")
     fail_format(path, "peft_type is '{}': only LoRA and AdaLoRA adapters (peft_type LORA, ADALORA) are read here", type);
