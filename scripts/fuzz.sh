@@ -64,11 +64,11 @@ for h in $harnesses; do
       failed=1
     fi
   fi
-  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || true)
-  cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || true)
-  if grep -qE '^==[0-9]+==ERROR|^SUMMARY|runtime error|fuzz: |Test unit written' "$log" || [ $failed = 1 ]; then
+  execs=$(grep -ao 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -ao '[0-9]*$' || true)
+  cov=$(grep -ao 'cov: [0-9]*' "$log" | tail -1 | grep -ao '[0-9]*' || true)
+  if grep -aqE '^==[0-9]+==ERROR|^SUMMARY|runtime error|fuzz: |Test unit written' "$log" || [ $failed = 1 ]; then
     echo "fuzz: $h FAILED after $(( $(date +%s) - start )) s (log: $log)" >&2
-    grep -E 'ERROR|SUMMARY|runtime error|fuzz: |Test unit written' "$log" | head -5 >&2
+    grep -aE 'ERROR|SUMMARY|runtime error|fuzz: |Test unit written' "$log" | head -5 >&2
     status=1
   else
     echo "fuzz: $h ok: ${execs:-?} executions, coverage ${cov:-?} edges, $(( $(date +%s) - start )) s"

@@ -11,6 +11,7 @@
 #include "serve/api_error.h"
 #include "serve/openai_request.h"
 #include "test_util.h"
+#include "tokenizer/tokenizer.h"
 
 namespace lora {
 namespace {
@@ -61,6 +62,39 @@ TEST(FuzzRegression, AdapterConfigKeyOfTheWrongTypeNamesTheFile) {
     const std::string e = error_of([&] { read_adapter(tmp.path()); });
     EXPECT_TRUE(has(e, tmp / "adapter_config.json: invalid adapter_config.json: [json.exception.type_error.302]")) << config << ": " << e;
   }
+}
+
+// nlohmann casts a double to int64_t / float without a range check (undefined behaviour past the range).
+TEST(FuzzRegression, AdapterConfigNumberPastItsTypesRangeNamesTheKey) {
+  TempDir tmp;
+  test::write_text(tmp / "adapter_config.json", R"({"r": 2.18e20, "target_modules": ["q_proj"]})");
+  const std::string e = error_of([&] { read_adapter(tmp.path()); });
+  EXPECT_TRUE(has(e, tmp / "adapter_config.json: r: the number 2.18e+20 is out of range")) << e;
+  test::write_text(tmp / "adapter_config.json", R"({"r": 2, "alpha_pattern": {"q_proj": -1e300}, "target_modules": ["q_proj"]})");
+  const std::string alpha = error_of([&] { read_adapter(tmp.path()); });
+  EXPECT_TRUE(has(alpha, "alpha_pattern.q_proj: the number -1e+300 is out of range")) << alpha;
+}
+
+// Not a fuzzer's find but the same class: Sequence normalizers nested 200,000 deep would overflow the stack of
+// the recursive readers; refused before parsing.
+TEST(FuzzRegression, TokenizerJsonNestedTooDeepIsAnError) {
+  TempDir tmp;
+  std::string normalizer = R"({"type": "NFC"})";
+  std::string deep;
+  for (int i = 0; i < 200000; ++i) deep += R"({"type": "Sequence", "normalizers": [)";
+  deep += normalizer;
+  for (int i = 0; i < 200000; ++i) deep += "]}";
+  test::write_text(tmp / "tokenizer.json", R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "normalizer": )" + deep + "}");
+  const std::string e = error_of([&] { load_tokenizer(tmp / "tokenizer.json"); });
+  EXPECT_TRUE(has(e, tmp / "tokenizer.json: JSON nested deeper than 128 levels")) << e;
+  // 40 levels of Sequence (deeper than any real tokenizer) still load, brackets inside strings are not counted
+  std::string ok;
+  for (int i = 0; i < 40; ++i) ok += R"({"type": "Sequence", "normalizers": [)";
+  ok += normalizer;
+  for (int i = 0; i < 40; ++i) ok += "]}";
+  test::write_text(tmp / "tokenizer.json", R"({"model": {"type": "BPE", "vocab": {"[[[[{{{{": 0, "a": 1}, "merges": []}, "normalizer": )" +
+                                               ok + "}");
+  EXPECT_EQ(error_of([&] { load_tokenizer(tmp / "tokenizer.json"); }), "");
 }
 
 }  // namespace
