@@ -43,6 +43,7 @@ for h in $harnesses; do
   bin=build-fuzz/fuzz/$h
   regressions=fuzz/regressions/$h
   corpus=build-fuzz/corpus/$h
+  [ $ci = 1 ] && corpus=build-fuzz/ci-corpus/$h  # the campaign's corpus is left alone
   artifacts=build-fuzz/artifacts/$h
   mkdir -p "$corpus" "$artifacts" "$regressions"
   dict=()
@@ -59,8 +60,10 @@ for h in $harnesses; do
     fi
     rm -rf "$corpus"
   else
-    if ! nice -n 19 "$bin" "${limits[@]}" "${dict[@]}" -max_total_time="$seconds" -artifact_prefix="$artifacts/" \
-         -print_final_stats=1 "$corpus" "$regressions" "build-fuzz/seeds/$h" >"$log" 2>&1; then
+    # the CPU seconds the run took (user + system), for FUZZING.md
+    TIMEFORMAT='cpu_seconds: %U %S'
+    if ! { time nice -n 19 "$bin" "${limits[@]}" "${dict[@]}" -max_total_time="$seconds" -artifact_prefix="$artifacts/" \
+           -print_final_stats=1 "$corpus" "$regressions" "build-fuzz/seeds/$h" >"$log" 2>&1; } 2>>"$log.cpu"; then
       failed=1
     fi
   fi
@@ -71,7 +74,8 @@ for h in $harnesses; do
     grep -aE 'ERROR|SUMMARY|runtime error|fuzz: |Test unit written' "$log" | head -5 >&2
     status=1
   else
-    echo "fuzz: $h ok: ${execs:-?} executions, coverage ${cov:-?} edges, $(( $(date +%s) - start )) s"
+    cpu=$(tail -1 "$log.cpu" 2>/dev/null | awk '/cpu_seconds/ {printf ", %.0f CPU s", $2 + $3}')
+    echo "fuzz: $h ok: ${execs:-?} executions, coverage ${cov:-?} edges, $(( $(date +%s) - start )) s${cpu}"
   fi
 done
 exit $status
