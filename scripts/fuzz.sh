@@ -74,7 +74,8 @@ for h in $harnesses; do
     grep -aE 'ERROR|SUMMARY|runtime error|fuzz: |Test unit written' "$log" | head -5 >&2
     status=1
   else
-    cpu=$(tail -1 "$log.cpu" 2>/dev/null | awk '/cpu_seconds/ {printf ", %.0f CPU s", $2 + $3}')
+    cpu=""
+    [ $ci = 1 ] || cpu=$(tail -1 "$log.cpu" 2>/dev/null | awk '/cpu_seconds/ {printf ", %.0f CPU s", $2 + $3}')
     echo "fuzz: $h ok: ${execs:-?} executions, coverage ${cov:-?} edges, $(( $(date +%s) - start )) s${cpu}"
   fi
 done
