@@ -22,6 +22,7 @@ PACKAGES=(
   libpng-dev libjpeg-dev zlib1g-dev   # image classifiers: PNG / JPEG input, gzipped IDX
   dataset-fashion-mnist  # the classifier example and tests (IDX files under /usr/share/datasets/fashion-mnist)
   python3-torchvision    # torchvision oracle for the image classifiers (tests only)
+  clang libclang-rt-14-dev libomp-dev   # libFuzzer harnesses (scripts/fuzz.sh): -fsanitize=fuzzer, clang's OpenMP
   libopenblas0-pthread   # a real BLAS under PyTorch, so bench/pytorch_*baseline.py is a fair baseline
 )
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite from a fresh Debian 12 machine: installs the Debian packages, builds, runs the
-# input-validation tests again under AddressSanitizer + UndefinedBehaviorSanitizer, then every test.
+# input-validation tests again under AddressSanitizer + UndefinedBehaviorSanitizer, the fuzz harnesses' regression
+# corpus and a short fuzzing run, then every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-deps.sh
@@ -25,9 +26,12 @@ cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLORA_SANITIZE=ON -D
 cmake --build build-asan -j"$(nproc)" --target lora_tests lora_cli
 ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1 \
   ./build-asan/tests/lora_tests --gtest_brief=1 \
-  --gtest_filter='BadInput*:*Gguf*:*Safetensors*:*Llama2c*:*HfFolder*:Tokenizer*Malformed*:Matmul*:Kernels*:DType*:DataReader*:ChatTemplate*:Encode*:Dataset*:TrainCli.BadInput*:TrainCli.ConfigFile*:BnbFolder*:QuantReference*:GgmlQuant*:AdapterBadInput*:CliAdapterBadInput*:PeftLayout*:ServeBadInput*:ServeRequest*:StopText*:ServeHttp*:ServeEngine*:VisionBadInput*:VisionIdx*:VisionImage*:VisionAdapterIo*'
+  --gtest_filter='BadInput*:*Gguf*:*Safetensors*:*Llama2c*:*HfFolder*:Tokenizer*Malformed*:Matmul*:Kernels*:DType*:DataReader*:ChatTemplate*:Encode*:Dataset*:TrainCli.BadInput*:TrainCli.ConfigFile*:BnbFolder*:QuantReference*:GgmlQuant*:AdapterBadInput*:CliAdapterBadInput*:PeftLayout*:ServeBadInput*:ServeRequest*:StopText*:ServeHttp*:ServeEngine*:VisionBadInput*:VisionIdx*:VisionImage*:VisionAdapterIo*:FuzzRegression*:RunFolder*'
 
-# 2. Release build and the whole suite.
+# 2. The libFuzzer harnesses (clang): the committed regression corpus and a few seconds of fuzzing each.
+bash scripts/fuzz.sh --ci
+
+# 3. Release build and the whole suite.
 bash scripts/build.sh
 cd build
 ctest --output-on-failure -j"$(nproc)" --timeout 900

@@ -1,5 +1,7 @@
 #include "adapters/peft_io.h"
 
+#include <cmath>
+
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -96,9 +98,39 @@ void check_init(const json& j, const std::string& path) {
                       "produced; convert it to a plain LoRA first (PEFT: path_initial_model_for_weight_conversion)", init);
 }
 
+LoraConfig parse_config_json(json j, const std::string& path);
+
+// nlohmann converts a JSON number to the C++ type asked for with a plain cast, undefined for a double past the
+// type's range ("r": 2.2e20 as int64_t, "lora_alpha": 1e39 as float): such a number is refused first.
+void check_number_ranges(const json& config, const std::string& path) {
+  std::vector<std::pair<std::string, const json*>> todo = {{"", &config}};
+  while (!todo.empty()) {
+    const auto [where, v] = todo.back();
+    todo.pop_back();
+    if (v->is_number_float()) {
+      const double x = v->get<double>();
+      if (!(std::fabs(x) < 9.2e18))
+        fail_format(path, "{}: the number {} is out of range", where.empty() ? "adapter_config.json" : where, x);
+    } else if (v->is_object()) {
+      for (const auto& [key, item] : v->items()) todo.emplace_back(where.empty() ? key : where + "." + key, &item);
+    } else if (v->is_array()) {
+      for (size_t i = 0; i < v->size(); ++i) todo.emplace_back(where + "[" + std::to_string(i) + "]", &(*v)[i]);
+    }
+  }
+}
+
 LoraConfig parse_config(const std::string& text, const std::string& path) {
   json j = json::parse(text, nullptr, false);
   if (j.is_discarded() || !j.is_object()) fail_format(path, "invalid JSON");
+  check_number_ranges(j, path);
+  try {
+    return parse_config_json(std::move(j), path);
+  } catch (const json::exception& e) {  // a key of the wrong type ("peft_type": 85)
+    fail_format(path, "invalid adapter_config.json: {}", e.what());
+  }
+}
+
+LoraConfig parse_config_json(json j, const std::string& path) {
   const std::string type = j.value("peft_type", std::string("LORA"));
   if (type != "LORA" && type != "ADALORA")
     fail_format(path, "peft_type is '{}': only LoRA and AdaLoRA adapters (peft_type LORA, ADALORA) are read here", type);

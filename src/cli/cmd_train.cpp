@@ -30,6 +30,7 @@
 #include "train/data_parallel.h"
 #include "train/loss_plot.h"
 #include "train/rank_report.h"
+#include "train/run_folder.h"
 #include "train/trainer.h"
 
 namespace lora::cli {
@@ -155,8 +156,28 @@ void run_train(CLI::App* cmd, TrainOptions& o, Communicator& world) {
     if (root) fmt::vprint(stderr, format, fmt::make_format_args(args...));
   };
   if (!o.config.empty()) apply_yaml_config(cmd, o.config);
+  // Rank 0 holds the output folder for the whole run: a second `lora train` into it fails at once.
+  OutputLock lock;
+  auto hold_output = [&](const std::string& dir) {
+    lock.acquire(dir);
+    if (lock.stale_pid() != 0)
+      say("note: {}: process {} ended without releasing the output folder; its lock is taken over\n", dir, lock.stale_pid());
+    const std::vector<std::string> removed = remove_interrupted_writes(dir);
+    if (!removed.empty())
+      say("note: {}: removed what an interrupted run was writing: {}\n", dir, fmt::join(removed, ", "));
+  };
   if (!o.resume.empty()) {
     std::error_code ec;
+    // --resume OUTDIR (a run folder, which holds no optimizer state of its own): its newest complete checkpoint
+    if (fs::is_directory(o.resume, ec) && !fs::exists(fs::path(o.resume) / "optimizer.safetensors", ec)) {
+      if (root) hold_output(o.resume);
+      const std::string newest = newest_checkpoint(o.resume);
+      if (newest.empty())
+        fail("{}: no checkpoint to resume from (neither a checkpoint folder nor a run folder holding a complete "
+             "checkpoint-STEP)", o.resume);
+      if (o.output.empty()) o.output = o.resume;
+      o.resume = newest;
+    }
     if (!fs::is_regular_file(o.resume + "/trainer_state.json", ec))
       fail_format(o.resume + "/trainer_state.json", "cannot open (is '{}' a checkpoint folder?)", o.resume);
     const std::string recorded = o.resume + "/training_args.yaml";
@@ -167,11 +188,13 @@ void run_train(CLI::App* cmd, TrainOptions& o, Communicator& world) {
   world.set_timeout(o.mpi_timeout);  // as a config file or the checkpoint's training_args.yaml may have set it
   std::error_code ec;
   if (root) check_output_dir(o.output);
+  if (root && lock.held() && !fs::equivalent(o.output, fs::path(o.resume).parent_path(), ec)) lock.release();
+  if (root && !lock.held() && fs::is_directory(o.output, ec)) hold_output(o.output);
   if (fs::equivalent(o.output, o.model.model, ec))
     fail("{}: the output folder is the model's folder; write the run somewhere else", o.output);
   if (root && o.resume.empty() && holds_a_run(o.output) && !o.overwrite_output_dir)
-    fail("{}: the output folder holds a previous run; continue it with --resume {}/checkpoint-STEP, or start over with "
-         "--overwrite-output-dir", o.output, o.output);
+    fail("{}: the output folder holds a previous run; continue it with --resume {} (its newest checkpoint), or start "
+         "over with --overwrite-output-dir", o.output, o.output);
 
   Model base = load_base_model(o);
   const Tokenizer& tok = *base.tokenizer;
@@ -214,6 +237,10 @@ void run_train(CLI::App* cmd, TrainOptions& o, Communicator& world) {
                      : std::string("no warmup"));
   if (world.size() > 1) say("{}\n", data_parallel_summary(world, o.batch_size, o.grad_accum));
   if (!o.resume.empty()) say("resuming from {}\n", o.resume);
+  if (root && !lock.held()) {  // a new folder: created now that nothing can fail before training starts
+    fs::create_directories(o.output);
+    hold_output(o.output);
+  }
   if (root && o.overwrite_output_dir && o.resume.empty()) clear_previous_run(o.output);
 
   std::optional<TrainProgress> progress;

@@ -105,8 +105,8 @@ void add_train_options(CLI::App* cmd, TrainOptions& o) {
   cmd->add_option("--eval-steps", o.eval_steps, "evaluate on the validation data every N steps (0: only at the end)")
       ->capture_default_str()->check(CLI::NonNegativeNumber)->group(out);
   cmd->add_option("--resume", o.resume,
-                  "continue from OUTDIR/checkpoint-STEP exactly where it stopped; options not given are taken from "
-                  "its training_args.yaml")
+                  "continue from OUTDIR/checkpoint-STEP exactly where it stopped, or from the newest complete "
+                  "checkpoint of a run folder OUTDIR; options not given are taken from its training_args.yaml")
       ->group(out);
   cmd->add_flag("--overwrite-output-dir", o.overwrite_output_dir,
                 "start over in an output folder that holds a previous run; otherwise that is an error")->default_str("false")

@@ -269,6 +269,8 @@ DatasetFile read_dataset_file(const std::string& path, DataFormat format) {
       doc = json::parse(text);
     } catch (const json::parse_error& e) {
       fail_format(fmt::format("{}:{}", path, line_of(text, e.byte ? e.byte - 1 : 0)), "not valid JSON: {}", json_message(e));
+    } catch (const json::exception& e) {  // out_of_range: a number past a double (1e309)
+      fail_format(path, "not valid JSON: {}", e.what());
     }
     if (doc.is_object()) {
       add(doc, 1);
@@ -287,6 +289,8 @@ DatasetFile read_dataset_file(const std::string& path, DataFormat format) {
         record = json::parse(line);
       } catch (const json::parse_error& e) {
         fail_format(fmt::format("{}:{}", path, n), "not valid JSON: {}", json_message(e));
+      } catch (const json::exception& e) {  // out_of_range: a number past a double (1e309)
+        fail_format(fmt::format("{}:{}", path, n), "not valid JSON: {}", e.what());
       }
       add(record, n);
     }

@@ -241,7 +241,7 @@ void write_gpt2(const HfBpeTokenizer& tok, GGUFWriter& out) {
 void write_hf_spm(const HfBpeTokenizer& tok, GGUFWriter& out) {
   const int32_t n = tok.vocab_size();
   std::vector<float> scores(size_t(n), -1e9f);  // pieces no merge produces: never chosen by a merge
-  std::vector<int> types(size_t(n), int(TokenType::Normal));
+  std::vector<int> types(size_t(n), static_cast<int>(TokenType::Normal));
   for (size_t rank = 0; rank < tok.merges().size(); ++rank) {
     const auto& [l, r] = tok.merges()[rank];
     const int32_t id = tok.find_token(tok.token_text(l) + tok.token_text(r));

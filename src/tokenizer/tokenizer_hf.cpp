@@ -15,9 +15,32 @@ namespace {
 
 using nlohmann::json;
 
+// Normalizers, pre-tokenizers, decoders and post-processors nest as "Sequence"s, and each is read by a recursive
+// function (so are dump() and a json value's copy): a file nested deeper than any real tokenizer is refused
+// before it is parsed, instead of overflowing the stack.
+constexpr int kMaxJsonNesting = 128;
+
+void check_nesting(const char* begin, const char* end, const std::string& path) {
+  int depth = 0;
+  bool in_string = false;
+  for (const char* p = begin; p < end; ++p) {
+    if (in_string) {
+      if (*p == '\\') ++p;
+      else if (*p == '"') in_string = false;
+    } else if (*p == '"') {
+      in_string = true;
+    } else if (*p == '[' || *p == '{') {
+      if (++depth > kMaxJsonNesting) fail_format(path, "JSON nested deeper than {} levels", kMaxJsonNesting);
+    } else if (*p == ']' || *p == '}') {
+      --depth;
+    }
+  }
+}
+
 json parse_json_file(const std::string& path) {
   const auto file = MappedFile::open(path);
   const char* begin = reinterpret_cast<const char*>(file->data());
+  check_nesting(begin, begin + file->size(), path);
   try {
     return json::parse(begin, begin + file->size());
   } catch (const json::exception& e) {
