@@ -28,12 +28,7 @@ struct InitOptions {
 
 void run_init(InitOptions o) {
   if (o.shape.empty()) {  // the family's own switches; the sizes come from the options
-    const ModelFamily& f = model_family(o.arch);
-    o.config.model_type = f.model_type;
-    o.config.architecture = f.hf_architecture;
-    o.config.attention_bias = f.qkv_bias;
-    o.config.qk_norm = f.qk_norm;
-    if (f.nope_interval > 0) o.config.no_rope_layers = nope_layers(o.config.num_hidden_layers, f.nope_interval);
+    apply_family(model_family(o.arch), o.config);
   } else {
     o.config = model_config_by_name(o.shape);
   }

@@ -53,8 +53,6 @@ ModelConfig gguf_model_config(const GGUFFile& g) {
   const ModelFamily& a = find_architecture(g);
   const std::string p = std::string(a.gguf_arch) + ".";
   ModelConfig c;
-  c.architecture = a.hf_architecture;
-  c.model_type = a.model_type;
   c.hidden_size = g.get_int(p + "embedding_length");
   c.intermediate_size = g.get_int(p + "feed_forward_length");
   c.num_hidden_layers = g.get_int(p + "block_count");
@@ -74,10 +72,8 @@ ModelConfig gguf_model_config(const GGUFFile& g) {
     fail_format(g.path(), "cannot tell the vocabulary size (no {}vocab_size, token list or token_embd.weight)", p);
   }
   c.tie_word_embeddings = g.find_tensor("output.weight") == nullptr;
-  c.attention_bias = a.qkv_bias;
-  c.qk_norm = a.qk_norm;
-  // llama.cpp has no key for the NoPE layers: its smollm3 graph skips RoPE on every 4th layer, as the family does.
-  if (a.nope_interval > 0) c.no_rope_layers = nope_layers(c.num_hidden_layers, a.nope_interval);
+  // (llama.cpp has no key for the NoPE layers: its smollm3 graph skips RoPE on every 4th layer, as the family does)
+  apply_family(a, c);
   c.bos_token_id = g.get_int("tokenizer.ggml.bos_token_id", c.bos_token_id);
   c.eos_token_id = g.get_int("tokenizer.ggml.eos_token_id", c.eos_token_id);
 

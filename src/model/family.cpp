@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "model/config.h"
 
 namespace lora {
 
@@ -58,6 +59,14 @@ std::vector<int64_t> nope_layers(int64_t n_layers, int64_t interval) {
   std::vector<int64_t> flags;
   for (int64_t l = 0; l < n_layers; ++l) flags.push_back((l + 1) % interval != 0 ? 1 : 0);
   return flags;
+}
+
+void apply_family(const ModelFamily& f, ModelConfig& c) {
+  c.architecture = f.hf_architecture;
+  c.model_type = f.model_type;
+  c.attention_bias = f.qkv_bias;
+  c.qk_norm = f.qk_norm;
+  c.no_rope_layers = f.nope_interval > 0 ? nope_layers(c.num_hidden_layers, f.nope_interval) : std::vector<int64_t>{};
 }
 
 std::string supported_model_types() { return list([](const ModelFamily& f) { return f.model_type; }); }

@@ -15,6 +15,8 @@
 
 namespace lora {
 
+struct ModelConfig;
+
 struct ModelFamily {
   const char* model_type;       // config.json "model_type"
   const char* hf_architecture;  // config.json "architectures"[0]
@@ -36,6 +38,11 @@ const ModelFamily& model_family(const std::string& model_type);
 std::string supported_model_types();     // "llama, qwen2, mistral, qwen3, smollm3"
 std::string supported_architectures();   // "LlamaForCausalLM, ..."
 std::string supported_gguf_archs();      // "llama, qwen2, qwen3, smollm3"
+
+// Sets c's names and the family's own switches as the family has them by default: architecture, model_type,
+// attention_bias (qkv_bias), qk_norm, no_rope_layers (for c.num_hidden_layers, which must be set). What a
+// config.json says otherwise (attention_bias, no_rope_layers) is read over it there.
+void apply_family(const ModelFamily& f, ModelConfig& c);
 
 // config.json "no_rope_layers" of a NoPE family: 1 (RoPE) on every layer but each interval-th (0).
 std::vector<int64_t> nope_layers(int64_t n_layers, int64_t interval);
