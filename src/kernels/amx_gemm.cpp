@@ -184,7 +184,61 @@ bool amx_available() { return false; }
 void amx_configure() {}
 #endif
 
-// The scalar form of amx_gemm: where AMX is not compiled or the kernel refuses the tile state.
+#if defined(__AVX512BF16__) && defined(LORA_SIMD_AVX512)
+#define LORA_DPBF16 1
+
+namespace {
+
+// Without AMX: the same product on AVX512-BF16's vdpbf16ps, which adds, in each of 16 fp32 lanes, the two
+// products of a bf16 pair. A register block of MR rows x 16·NV columns of C: per pair-row i of B, NV vector
+// loads of B's pairs, and for every row the pair (A[r][2i], A[r][2i+1]) broadcast to all lanes.
+template <int MR, int NV>
+void dpbf16_block(int64_t K, const bf16* a, int64_t lda, const bf16* b_pairs, int64_t N, float* c, int64_t ldc,
+                  bool accumulate) {
+  __m512 acc[MR][NV];
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < NV; ++v) acc[r][v] = accumulate ? _mm512_loadu_ps(c + r * ldc + 16 * v) : _mm512_setzero_ps();
+  for (int64_t i = 0; i < K / 2; ++i) {
+    const bf16* row = b_pairs + i * 2 * N;
+    __m512bh b[NV];
+    for (int v = 0; v < NV; ++v) b[v] = (__m512bh)_mm512_loadu_si512(row + 32 * v);
+    for (int r = 0; r < MR; ++r) {
+      int32_t pair;
+      std::memcpy(&pair, a + r * lda + 2 * i, 4);
+      const __m512bh ar = (__m512bh)_mm512_set1_epi32(pair);
+      for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], ar, b[v]);
+    }
+  }
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < NV; ++v) _mm512_storeu_ps(c + r * ldc + 16 * v, acc[r][v]);
+}
+
+void dpbf16_gemm(int64_t M, int64_t N, int64_t K, const bf16* a, int64_t lda, const bf16* b_pairs, float* c, int64_t ldc,
+                 bool accumulate) {
+  // 4 x 64 where N allows (16 accumulators, 4 loads and 4 broadcasts per 16 products), else 8 x 32
+  for (int64_t n = 0; n < N; n += N % 64 == 0 ? 64 : 32)
+    for (int64_t m = 0; m < M; m += N % 64 == 0 ? 4 : 8) {
+      if (N % 64 == 0)
+        dpbf16_block<4, 4>(K, a + m * lda, lda, b_pairs + 2 * n, N, c + m * ldc + n, ldc, accumulate);
+      else
+        dpbf16_block<8, 2>(K, a + m * lda, lda, b_pairs + 2 * n, N, c + m * ldc + n, ldc, accumulate);
+    }
+}
+
+}  // namespace
+
+#endif
+
+bool bf16_tiles_fast() {
+#ifdef LORA_DPBF16
+  return true;
+#else
+  return amx_available();
+#endif
+}
+
+// The scalar form of amx_gemm: where neither AMX nor AVX512-BF16 is compiled (or AMX's tile state is refused
+// and AVX512-BF16 is not compiled).
 static void amx_gemm_scalar(int64_t M, int64_t N, int64_t K, const bf16* a, int64_t lda, const bf16* b_pairs, float* c,
                             int64_t ldc, bool accumulate) {
   for (int64_t m = 0; m < M; ++m)
@@ -200,6 +254,9 @@ void amx_gemm(int64_t M, int64_t N, int64_t K, const bf16* a, int64_t lda, const
               bool accumulate) {
 #ifdef LORA_AMX
   if (amx_available()) return amx_gemm_tiles(M, N, K, a, lda, b_pairs, c, ldc, accumulate);
+#endif
+#ifdef LORA_DPBF16
+  return dpbf16_gemm(M, N, K, a, lda, b_pairs, c, ldc, accumulate);
 #endif
   amx_gemm_scalar(M, N, K, a, lda, b_pairs, c, ldc, accumulate);
 }

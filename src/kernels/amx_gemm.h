@@ -1,6 +1,7 @@
 #pragma once
 // bf16 tile products on Intel AMX (the TMUL unit: 16 x 32 bf16 times 32 x 16 bf16 into 16 x 16 f32 per
-// instruction), for attention's 64 x 64 blocks on the bf16 path:
+// instruction), or without AMX on AVX512-BF16 (AMD Zen 4/5, Cooper Lake), for attention's 64 x 64 blocks on
+// the bf16 path:
 //
 //   C[M,N] = A[M,K] · B[K,N]  (+ C when accumulate),   M, N, K multiples of 32, fp32 accumulation
 //
@@ -18,6 +19,10 @@
 namespace lora {
 
 bool amx_available();
+
+// True where amx_gemm runs on hardware products: AMX, or without it AVX512-BF16's vdpbf16ps (16 bf16 pairs
+// per instruction into fp32 lanes, the same pair layout of B); false where only the scalar stand-in is left.
+bool bf16_tiles_fast();
 
 // Loads the tile configuration amx_gemm expects into the calling thread's tile state: once per thread
 // before its products (other code, oneDNN's kernels, reconfigures or releases the tiles in between).

@@ -68,7 +68,7 @@ void probabilities_and_grad_row(float* s, float* dp, int64_t visible, int64_t n,
 
 }  // namespace
 
-bool attention_amx_usable(const AttentionShape& shape) { return shape.head_dim <= 256 && amx_available(); }
+bool attention_amx_usable(const AttentionShape& shape) { return shape.head_dim <= 256 && bf16_tiles_fast(); }
 
 void attention_forward_amx(const bf16* q, const bf16* keys, const bf16* values, bf16* out, int64_t T, int64_t pos0,
                            const AttentionShape& shape, float* stats, int64_t batch, int64_t kv_stride) {
