@@ -1,3 +1,4 @@
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -35,6 +36,12 @@ struct Case {
 
 class MatmulTest : public ::testing::TestWithParam<Case> {};
 
+// Test names from the shape (gtest's default prints the struct's bytes, padding included: unstable names).
+std::string case_name(const ::testing::TestParamInfo<Case>& info) {
+  const Case& c = info.param;
+  return fmt::format("{}_{}x{}x{}{}{}", info.index, c.m, c.n, c.k, c.trans_a ? "_ta" : "", c.trans_b ? "_tb" : "");
+}
+
 TEST_P(MatmulTest, MatchesReferenceF32AndBf16) {
   const Case c = GetParam();
   const int64_t a_rows = c.trans_a ? c.k : c.m, a_cols = c.trans_a ? c.m : c.k;
@@ -68,16 +75,16 @@ INSTANTIATE_TEST_SUITE_P(Shapes, MatmulTest,
                                            Case{64, 48, 96, true, false, 3, 0.5f, 0.0f},
                                            Case{33, 17, 65, true, true, 5, 1.0f, 1.0f},
                                            Case{1, 512, 64, false, true, 0, 1.0f, 1.0f},
-                                           Case{128, 256, 64, false, false, 1, -2.0f, 0.25f}));
+                                           Case{128, 256, 64, false, false, 1, -2.0f, 0.25f}), case_name);
 
-// small_matmul (adapters at decode time) against the double-precision loop: on its own path (a few rows times
-// a transposed matrix) for every pair of operand types (bf16 x f32 computed in f32, the f32 operand
+// small_matmul (adapters at decode time) against the double-precision loop: on its own paths (a few rows times
+// a transposed or a plain matrix) for every pair of operand types (bf16 x f32 computed in f32, the f32 operand
 // unrounded), strides, alpha and beta; other shapes go to matmul (checked with equal operand types).
 class SmallMatmulTest : public ::testing::TestWithParam<Case> {};
 
 TEST_P(SmallMatmulTest, MatchesReferenceForEveryOperandType) {
   const Case c = GetParam();
-  const bool own_path = c.m <= 4 && !c.trans_a && c.trans_b;
+  const bool own_path = c.m <= 4 && !c.trans_a;
   const int64_t a_rows = c.trans_a ? c.k : c.m, a_cols = c.trans_a ? c.m : c.k;
   const int64_t b_rows = c.trans_b ? c.n : c.k, b_cols = c.trans_b ? c.k : c.n;
   const int64_t lda = a_cols + c.pad, ldb = b_cols + c.pad, ldc = c.n + c.pad;
@@ -107,8 +114,12 @@ INSTANTIATE_TEST_SUITE_P(Shapes, SmallMatmulTest,
                                            Case{4, 1536, 16, false, true, 3, 2.0f, 1.0f},
                                            Case{3, 40, 20, false, true, 2, 0.5f, 0.25f},
                                            Case{2, 33, 100, false, true, 1, -1.0f, 0.0f},
+                                           Case{1, 576, 16, false, false, 0, 2.0f, 1.0f},  // y += s u Bᵀ
+                                           Case{4, 1536, 16, false, false, 3, 2.0f, 1.0f},
+                                           Case{3, 300, 20, false, false, 2, 0.5f, 0.25f},  // a partial block
+                                           Case{1, 7, 1, false, false, 0, -1.0f, 0.0f},
                                            Case{7, 13, 29, false, true, 0, 1.0f, 0.0f},    // matmul's
-                                           Case{1, 16, 64, true, false, 0, 1.0f, 1.0f}));  // matmul's
+                                           Case{1, 16, 64, true, false, 0, 1.0f, 1.0f}), case_name);  // matmul's
 
 TEST(SmallMatmul, ShapeMismatchThrows) {
   std::vector<float> a(6), b(6), c(4);

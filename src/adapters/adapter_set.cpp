@@ -17,6 +17,7 @@ struct AdapterSet::Entry {
   // DoRA's c = m / ‖W + scale·s·BA‖_row per module, for the scale it was computed at.
   float dora_scale = std::numeric_limits<float>::quiet_NaN();
   std::map<std::string, Tensor> dora_c;
+  std::map<std::string, Tensor> b_t;  // Bᵀ per module, made at the first activation
 };
 
 namespace {
@@ -37,6 +38,15 @@ Tensor dora_scale_vector(const Tensor& weight, const LoraFactors& f, float scale
     c.f32()[o] = float(f.magnitude.f32()[o] / std::sqrt(ss));
   }
   return c;
+}
+
+// Bᵀ of an [out, r] B, contiguous.
+Tensor transposed(const Tensor& b) {
+  const int64_t out = b.dim(0), r = b.dim(1);
+  Tensor t(DType::F32, {r, out});
+  for (int64_t o = 0; o < out; ++o)
+    for (int64_t k = 0; k < r; ++k) t.f32()[k * out + o] = b.f32()[o * r + k];
+  return t;
 }
 
 // Σ k_i B_i A_i as one LoRA: A = [A_1; A_2; ...], B = [k_1 B_1, k_2 B_2, ...], scaling 1.
@@ -162,10 +172,11 @@ void AdapterSet::activate(const std::vector<Selection>& selection) {
     }
     for (const auto& [module, f] : a.linears) {
       const ModuleRef m = *parse_module_path(module);
-      Applied t{&f, s.scale * f.scaling, f.magnitude.empty() ? Tensor() : e.dora_c.at(module)};
+      if (!e.b_t.contains(module)) e.b_t[module] = transposed(f.b);
+      Applied t{&f, s.scale * f.scaling, f.magnitude.empty() ? Tensor() : e.dora_c.at(module), e.b_t.at(module)};
       (m.kind == ModuleRef::Kind::Head ? head_terms_ : terms_[size_t(m.layer)][int(m.site)]).push_back(std::move(t));
     }
-    if (a.embedding) embedding_terms_.push_back({&*a.embedding, s.scale * a.embedding->scaling, Tensor()});
+    if (a.embedding) embedding_terms_.push_back({&*a.embedding, s.scale * a.embedding->scaling, Tensor(), Tensor()});
     for (const auto& [module, bias] : a.biases) {
       const ModuleRef m = *parse_module_path(module);
       const Tensor& b0 = base_linear_bias(base_, m);
@@ -180,7 +191,7 @@ void AdapterSet::activate(const std::vector<Selection>& selection) {
     for (Applied& t : terms) (t.dora_c.empty() ? plain : kept).push_back(std::move(t));
     if (plain.size() >= 2) {
       fused_.push_back(stack(plain));
-      kept.push_back({fused_.back().get(), 1.0f, Tensor()});
+      kept.push_back({fused_.back().get(), 1.0f, Tensor(), plain[0].b_t.empty() ? Tensor() : transposed(fused_.back()->b)});
     } else {
       for (Applied& t : plain) kept.push_back(std::move(t));
     }
@@ -218,7 +229,7 @@ void AdapterSet::add_linear(int64_t layer, LinearSite site, const Tensor& x, Ten
     Tensor u = scratch(0, n, f.rank());
     small_matmul(mat(x), false, mat(f.a), true, mut_mat(u));  // u = A x
     if (t.dora_c.empty()) {
-      small_matmul(mat(u), false, mat(f.b), true, mut_mat(y), t.scale, 1.0f);  // y += scale · B u
+      small_matmul(mat(u), false, mat(t.b_t), false, mut_mat(y), t.scale, 1.0f);  // y += scale · B u
       continue;
     }
     // DoRA's change to the base output: (c − 1) ⊙ W x + c ⊙ scale · B u.
@@ -227,7 +238,7 @@ void AdapterSet::add_linear(int64_t layer, LinearSite site, const Tensor& x, Ten
     const int64_t out = f.b.dim(0);
     Tensor wx = scratch(1, n, out), z = scratch(2, n, out);
     matmul(mat(x), false, mat(base_linear_weight(base_, m)), true, mut_mat(wx));
-    small_matmul(mat(u), false, mat(f.b), true, mut_mat(z), t.scale);
+    small_matmul(mat(u), false, mat(t.b_t), false, mut_mat(z), t.scale);
     MutMatView yv = mut_mat(y);
     const float* c = t.dora_c.f32();
     for (int64_t r = 0; r < n; ++r)

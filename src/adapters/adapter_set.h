@@ -66,6 +66,7 @@ class AdapterSet final : public ForwardAdapters {
     const LoraFactors* factors = nullptr;
     float scale = 1.0f;
     Tensor dora_c;  // [out], empty unless DoRA
+    Tensor b_t;     // Bᵀ [r, out]: at decode, B·u as a sum of its rows (kernels/small_matmul); empty for embeddings
   };
   const std::vector<Applied>& applied(int64_t layer, LinearSite site) const;  // layer ignored for Head
   const std::vector<Applied>& applied_embedding() const { return embedding_terms_; }
