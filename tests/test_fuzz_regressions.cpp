@@ -45,6 +45,20 @@ TEST(FuzzRegression, RequestBodyWithANumberPastADoubleIs400) {
   }
 }
 
+// A content part whose "type" is a number: json::value("type", "") threw type_error, a bare exception.
+TEST(FuzzRegression, ContentPartWithANumberForItsTypeIs400) {
+  for (const char* body : {R"({"model": "m", "messages": [{"role": "user", "content": [{"type": 4, "text": "x"}]}]})",
+                           R"({"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": 4}]}]})"}) {
+    try {
+      serve::parse_chat_request(body);
+      FAIL() << "parsed: " << body;
+    } catch (const serve::ApiError& e) {
+      EXPECT_EQ(e.status, 400) << body;
+      EXPECT_TRUE(has(e.what(), "messages[0].content")) << e.what();
+    }
+  }
+}
+
 TEST(FuzzRegression, DatasetWithANumberPastADoubleNamesTheFileAndLine) {
   TempDir tmp;
   test::write_text(tmp / "d.jsonl", "{\"text\": \"fine\"}\n{\"text\": \"x\", \"n\": 1e309}\n");

@@ -118,7 +118,8 @@ std::string message_content(const json& m, size_t index) {
   if (!c->is_array()) wrong_type(param, "a string or an array of text parts");
   std::string text;
   for (const json& part : *c) {
-    if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") || !part["text"].is_string())
+    const auto is_string = [&](const char* key) { return part.contains(key) && part[key].is_string(); };
+    if (!part.is_object() || !is_string("type") || part["type"] != "text" || !is_string("text"))
       throw ApiError(400, param + ": only text parts ({\"type\": \"text\", \"text\": ...}) are supported", param);
     text += part["text"].get<std::string>();
   }
