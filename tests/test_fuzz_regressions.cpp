@@ -91,6 +91,17 @@ TEST(FuzzRegression, AdapterConfigNumberPastItsTypesRangeNamesTheKey) {
 
 // Not a fuzzer's find but the same class: Sequence normalizers nested 200,000 deep would overflow the stack of
 // the recursive readers; refused before parsing.
+// A tokenizer.model whose SentencePiece library throws (darts-clone: "failed to insert key: zero-length key")
+// instead of returning a bad status: the committed fuzz input, loaded as a file.
+TEST(FuzzRegression, SentencePieceModelTheLibraryThrowsOnNamesTheFile) {
+  TempDir tmp;
+  const std::string bytes = test::read_text(std::string(LORA_SOURCE_DIR) + "/fuzz/regressions/fuzz_sp_model/finding-6-zero-length-piece");
+  test::write_text(tmp / "tokenizer.model", bytes);
+  const std::string e = error_of([&] { load_tokenizer(tmp / "tokenizer.model"); });
+  EXPECT_TRUE(has(e, tmp / "tokenizer.model")) << e;
+  EXPECT_TRUE(has(e, "zero-length key")) << e;
+}
+
 TEST(FuzzRegression, TokenizerJsonNestedTooDeepIsAnError) {
   TempDir tmp;
   std::string normalizer = R"({"type": "NFC"})";

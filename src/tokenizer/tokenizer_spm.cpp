@@ -53,6 +53,9 @@ std::unique_ptr<Tokenizer> load_sentencepiece_model(const std::string& path, std
     throw;
   } catch (const Error& e) {
     fail_format(path, "{}", e.what());
+  } catch (const std::exception& e) {
+    // the library's own (darts-clone's "zero-length key" for an empty piece, which its status misses)
+    fail_format(path, "SentencePiece cannot load it: {}", e.what());
   }
 }
 
