@@ -160,8 +160,9 @@ ModelConfig ModelConfig::from_hf_json(const json& j, const std::string& path) {
   if (optional_bool(j, "use_sliding_window", false, path))
     fail_format(path, "field 'use_sliding_window' is true: sliding-window attention is not supported for {}", c.model_type);
 
-  // Gemma's config names its activation hidden_activation (tanh-approximated GELU); the others hidden_act (SiLU).
-  const char* act_key = family->gemma_block && present(j, "hidden_activation") ? "hidden_activation" : "hidden_act";
+  // Gemma 3's config names its activation hidden_activation (tanh-approximated GELU; transformers ignores a
+  // hidden_act there); the others hidden_act (SiLU).
+  const char* act_key = family->gemma_block ? "hidden_activation" : "hidden_act";
   const char* act = family->gemma_block ? "gelu_pytorch_tanh" : "silu";
   if (present(j, act_key) && j.at(act_key) != act)
     fail_format(path, "{} {} is not supported for {} (only {})", act_key, j.at(act_key).dump(), family->model_type, act);
