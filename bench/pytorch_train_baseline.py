@@ -3,7 +3,7 @@
 clip, AdamW) of the same Llama-shaped random models, seq 256, batch 1, LoRA r=16 alpha 32 on every
 linear layer of every block (lm_head frozen), as `bench_train --shape S [--dtype f32|bf16]` runs it.
 
-  /usr/bin/python3 bench/pytorch_train_baseline.py --shape smollm2|qwen|qwen3|smollm3 [--dtype f32|bf16] [--steps 3]
+  /usr/bin/python3 bench/pytorch_train_baseline.py --shape smollm2|qwen|qwen3|smollm3|gemma3 [--dtype f32|bf16] [--steps 3]
                                                    [--checkpointing]
 
 Frozen weights are stored in the given dtype; bf16 runs the whole step under torch.autocast (CPU,
@@ -25,6 +25,9 @@ SHAPES = {
     "qwen3": dict(h=1024, f=3072, L=28, H=16, KV=8, d=128, V=151936, bias=False, theta=1e6, qk_norm=True),
     # SmolLM3-3B: every 4th layer without RoPE
     "smollm3": dict(h=2048, f=11008, L=36, H=16, KV=4, V=128256, bias=False, theta=5e6, nope=4),
+    # Gemma-3-1B: head_dim 256 over 4 heads (q 1024 wide over a 1152 hidden state), one kv head, q/k norms, norms after
+    # attention and MLP as well, GeGLU (tanh), embeddings x sqrt(hidden), 5 local layers (RoPE base 1e4) to 1 global
+    "gemma3": dict(h=1152, f=6912, L=26, H=4, KV=1, d=256, V=262144, bias=False, theta=1e6, qk_norm=True, gemma=6),
 }
 LINEARS = ["wq", "wk", "wv", "wo", "wg", "wu", "wd"]
 
@@ -54,18 +57,24 @@ class LoraLlama:
             if c.get("qk_norm"):
                 L["qn"], L["kn"] = torch.ones(self.d, dtype=dtype), torch.ones(self.d, dtype=dtype)
             L["rope"] = not c.get("nope") or (len(self.layers) + 1) % c["nope"] != 0
+            if c.get("gemma"):
+                L["pn1"], L["pn2"] = torch.ones(h, dtype=dtype), torch.ones(h, dtype=dtype)
+                L["local"] = (len(self.layers) + 1) % c["gemma"] != 0
             self.layers.append(L)
         self.norm = torch.ones(h, dtype=dtype)
         inv = c["theta"] ** (-torch.arange(0, self.d, 2).float() / self.d)
         ang = torch.arange(4096).float()[:, None] * inv[None]
         self.cos, self.sin = torch.cos(ang), torch.sin(ang)
+        ang_local = torch.arange(4096).float()[:, None] * (1e4 ** (-torch.arange(0, self.d, 2).float() / self.d))[None]
+        self.cos_local, self.sin_local = torch.cos(ang_local), torch.sin(ang_local)
 
     def linear(self, L, name, x, bias=None):
         a, b = L[name + "_lora"]
         return F.linear(x, L[name], bias) + F.linear(F.linear(x, a), b) * self.scaling
 
-    def rope(self, x, T):
-        c, s = self.cos[:T][None, :, None].to(x.dtype), self.sin[:T][None, :, None].to(x.dtype)
+    def rope(self, x, T, local=False):
+        cos, sin = (self.cos_local, self.sin_local) if local else (self.cos, self.sin)
+        c, s = cos[:T][None, :, None].to(x.dtype), sin[:T][None, :, None].to(x.dtype)
         x1, x2 = x[..., : self.d // 2], x[..., self.d // 2:]
         return torch.cat([x1 * c - x2 * s, x2 * c + x1 * s], -1)
 
@@ -80,19 +89,24 @@ class LoraLlama:
             q = q * torch.rsqrt(q.pow(2).mean(-1, keepdim=True) + 1e-6) * L["qn"]
             k = k * torch.rsqrt(k.pow(2).mean(-1, keepdim=True) + 1e-6) * L["kn"]
         if L["rope"]:
-            q, k = self.rope(q, T), self.rope(k, T)
+            q, k = self.rope(q, T, L.get("local", False)), self.rope(k, T, L.get("local", False))
         rep = c["H"] // c["KV"]
         kk = k.transpose(1, 2).repeat_interleave(rep, 1)
         vv = v.transpose(1, 2).repeat_interleave(rep, 1)
         qq = q.transpose(1, 2)
         att = (qq @ kk.transpose(-1, -2)) / d ** 0.5
         att = att.masked_fill(torch.triu(torch.ones(T, T, dtype=torch.bool), 1), float("-inf")).softmax(-1)
-        x = x + self.linear(L, "wo", (att @ vv).transpose(1, 2).reshape(B, T, -1))
-        hN = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * L["n2"]
-        return x + self.linear(L, "wd", F.silu(self.linear(L, "wg", hN)) * self.linear(L, "wu", hN))
+        norm = lambda y, w: y * torch.rsqrt(y.pow(2).mean(-1, keepdim=True) + 1e-6) * w
+        o = self.linear(L, "wo", (att @ vv).transpose(1, 2).reshape(B, T, -1))
+        x = x + (norm(o, L["pn1"]) if "pn1" in L else o)
+        hN = norm(x, L["n2"])
+        gate = self.linear(L, "wg", hN)
+        act = F.gelu(gate, approximate="tanh") if "pn1" in L else F.silu(gate)
+        down = self.linear(L, "wd", act * self.linear(L, "wu", hN))
+        return x + (norm(down, L["pn2"]) if "pn2" in L else down)
 
     def loss(self, tokens, targets, checkpointing):
-        x = self.emb[tokens]
+        x = self.emb[tokens] * (self.c["h"] ** 0.5 if self.c.get("gemma") else 1.0)
         for L in self.layers:
             x = checkpoint(self.block, L, x, use_reentrant=False) if checkpointing else self.block(L, x)
         x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * self.norm

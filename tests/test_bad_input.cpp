@@ -17,6 +17,11 @@
 #include "formats/llama2c.h"
 #include "formats/model_loader.h"
 #include "formats/safetensors.h"
+#include "model/family.h"
+#include "model/random_model.h"
+#include "model/transformer.h"
+#include "train/trainable_model.h"
+#include "formats/gguf_model_writer.h"
 #include "test_util.h"
 
 namespace lora {
@@ -30,6 +35,16 @@ LoadOptions no_tokenizer() {
   LoadOptions o;
   o.load_tokenizer = false;
   return o;
+}
+
+// The message of what f throws ("" when it does not).
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
 }
 
 // Runs f, which must throw a FormatError whose message contains every one of `parts`.
@@ -215,10 +230,10 @@ TEST(BadInput, GgufAlignmentMustBeAPowerOfTwo) {
   expect_format_error([&] { GGUFFile::open(tmp / "align.gguf"); }, {"align.gguf", "general.alignment must be a power of two"});
 }
 
-// A copy of the stories GGUF with edited metadata and tensors, through the writer.
+// A copy of a GGUF (the stories one by default) with edited metadata and tensors, through the writer.
 void rewrite_stories(const std::string& out, const std::function<void(GGUFWriter&)>& edit_meta,
-                     const std::string& drop_tensor = "") {
-  const GGUFFile g = GGUFFile::open(test::stories_gguf());
+                     const std::string& drop_tensor = "", const std::string& from = test::stories_gguf()) {
+  const GGUFFile g = GGUFFile::open(from);
   GGUFWriter w;
   for (auto it = g.metadata().begin(); it != g.metadata().end(); ++it) {
     const GGUFValueType type = g.value_type(it.key());
@@ -237,7 +252,7 @@ TEST(BadInput, GgufModelProblems) {
 
   rewrite_stories(tmp / "arch.gguf", [](GGUFWriter& w) { w.set_string("general.architecture", "gpt2"); });
   expect_format_error([&] { load_model(tmp / "arch.gguf", no_tokenizer()); },
-                      {"arch.gguf", "unsupported GGUF architecture 'gpt2' (supported: llama, qwen2, qwen3, smollm3)"});
+                      {"arch.gguf", "unsupported GGUF architecture 'gpt2' (supported: llama, qwen2, qwen3, smollm3, gemma3)"});
   rewrite_stories(tmp / "missing.gguf", [](GGUFWriter&) {}, "blk.3.ffn_up.weight");
   expect_format_error([&] { load_model(tmp / "missing.gguf", no_tokenizer()); },
                       {"missing.gguf", "missing tensor 'blk.3.ffn_up.weight'"});
@@ -259,6 +274,39 @@ TEST(BadInput, GgufModelProblems) {
   });
   expect_format_error([&] { load_model(tmp / "qwen3.gguf", no_tokenizer()); },
                       {"qwen3.gguf", "missing tensor 'blk.0.attn_q_norm.weight'"});
+}
+
+// A gemma3 GGUF written here, then without its post-MLP norm, without its window, and a model GGUF cannot express.
+TEST(BadInput, GgufGemma3Problems) {
+  TempDir tmp;
+  ASSERT_EQ(test::run_cli("init --arch gemma3 -o " + (tmp / "g") + " --tokenizer " + test::stories_tokenizer() +
+                          " --hidden-size 32 --intermediate-size 48 --layers 2 --heads 2 --kv-heads 1 --head-dim 32")
+                .exit_code, 0);
+  ASSERT_EQ(test::run_cli("convert -m " + (tmp / "g") + " -o " + (tmp / "g.gguf")).exit_code, 0);
+  const Model m = load_model(tmp / "g.gguf", no_tokenizer());
+  EXPECT_EQ(m.config.model_type, "gemma3_text");
+  EXPECT_EQ(m.config.sliding_window, 512);
+  EXPECT_EQ(m.config.query_pre_attn_scalar, 32.0f);
+  rewrite_stories(tmp / "nopost.gguf", [](GGUFWriter&) {}, "blk.1.post_ffw_norm.weight", tmp / "g.gguf");
+  expect_format_error([&] { load_model(tmp / "nopost.gguf", no_tokenizer()); },
+                      {"nopost.gguf", "missing tensor 'blk.1.post_ffw_norm.weight'"});
+  const GGUFFile g = GGUFFile::open(tmp / "g.gguf");
+  {  // every key but the window
+    GGUFWriter w;
+    for (auto it = g.metadata().begin(); it != g.metadata().end(); ++it)
+      if (it.key() != "gemma3.attention.sliding_window")
+        w.set(it.key(), g.value_type(it.key()), *it,
+              g.value_type(it.key()) == GGUFValueType::ARRAY ? g.array_type(it.key()) : g.value_type(it.key()));
+    for (const GGUFTensorInfo& t : g.tensors()) w.add_tensor(t.name, g.load_tensor(t.name));
+    w.write(tmp / "nowindow.gguf");
+  }
+  expect_format_error([&] { load_model(tmp / "nowindow.gguf", no_tokenizer()); },
+                      {"nowindow.gguf", "missing key 'gemma3.attention.sliding_window'"});
+  Model odd = load_model(tmp / "g", no_tokenizer());
+  odd.tokenizer = load_model(tmp / "g").tokenizer;
+  odd.config.query_pre_attn_scalar = 20.0f;
+  const std::string e = error_of([&] { save_gguf_model(odd, tmp / "odd.gguf"); });
+  EXPECT_NE(e.find("query_pre_attn_scalar 20 cannot be written as GGUF: llama.cpp scales attention by 32^-1/2"), std::string::npos) << e;
 }
 
 // ---------------------------------------------------------------- safetensors
@@ -497,6 +545,80 @@ TEST_F(BadHfFolder, FamilyFieldsThatContradictTheWeights) {
   write_config(j);
   const Model m = load_model(dir(), no_tokenizer());
   EXPECT_EQ(m.config.no_rope_layers, (std::vector<int64_t>{1, 1, 1, 0, 1}));
+}
+
+TEST_F(BadHfFolder, Gemma3FieldsThatContradictTheWeightsOrAreNotSupported) {
+  json j = config_;
+  j["architectures"] = {"Gemma3ForCausalLM"};
+  j["model_type"] = "gemma3_text";
+  write_config(j);  // Llama weights called Gemma 3: no head norms, no sandwich norms
+  expect_format_error([&] { load_model(dir(), no_tokenizer()); }, {"model", "missing tensor 'model.layers.0.self_attn.q_norm.weight'"});
+  j["model_type"] = "gemma3";  // the multimodal Gemma3ForConditionalGeneration's type
+  write_config(j);
+  expect_format_error([&] { load_model(dir(), no_tokenizer()); }, {"config.json", "unsupported model_type 'gemma3'"});
+  j["model_type"] = "gemma3_text";
+  j["final_logit_softcapping"] = 30.0;
+  write_config(j);
+  expect_format_error([&] { load_model(dir(), no_tokenizer()); },
+                      {"config.json", "field 'final_logit_softcapping' is 30.0: logit soft-capping is not supported for gemma3_text"});
+  j.erase("final_logit_softcapping");
+  j["attn_logit_softcapping"] = 50.0;
+  write_config(j);
+  expect_format_error([&] { load_model(dir(), no_tokenizer()); }, {"config.json", "field 'attn_logit_softcapping' is 50.0"});
+  j.erase("attn_logit_softcapping");
+  j["hidden_activation"] = "silu";
+  write_config(j);
+  expect_format_error([&] { load_model(dir(), no_tokenizer()); },
+                      {"config.json", "hidden_activation \"silu\" is not supported for gemma3_text (only gelu_pytorch_tanh)"});
+  j.erase("hidden_activation");  // (Gemma 3 reads hidden_activation only: a Llama config's hidden_act silu is ignored)
+  j["layer_types"] = {"sliding_attention", "full_attention"};
+  write_config(j);
+  expect_format_error([&] { load_model(dir(), no_tokenizer()); },
+                      {"config.json", "field 'layer_types' has 2 entries, expected num_hidden_layers = 5"});
+  j["layer_types"] = {"sliding_attention", "full_attention", "chunked_attention", "full_attention", "full_attention"};
+  write_config(j);
+  expect_format_error([&] { load_model(dir(), no_tokenizer()); }, {"config.json", "found \"chunked_attention\""});
+  j.erase("layer_types");
+  j["sliding_window"] = 0;
+  write_config(j);
+  expect_format_error([&] { load_model(dir(), no_tokenizer()); },
+                      {"config.json", "sliding_window must be positive when layers are sliding_attention, found 0"});
+  j["sliding_window"] = 512;
+  j["query_pre_attn_scalar"] = -1;
+  write_config(j);
+  expect_format_error([&] { load_model(dir(), no_tokenizer()); }, {"config.json", "query_pre_attn_scalar must be positive"});
+}
+
+// Sliding-window attention is not implemented: a Gemma 3 model with local layers refuses sequences beyond the window
+// (training and inference alike) instead of attending to keys its local layers must not see.
+TEST(BadInput, Gemma3SequencesBeyondTheWindow) {
+  ModelConfig c;
+  c.hidden_size = 32;
+  c.intermediate_size = 48;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 2;
+  c.num_key_value_heads = 1;
+  c.head_dim = 16;
+  c.vocab_size = 50;
+  c.max_position_embeddings = 64;
+  apply_family(model_family("gemma3_text"), c);
+  c.sliding_window = 8;
+  const Model m = random_model(c, 1);
+  std::vector<int32_t> tokens(9, 3);
+  Transformer t(m, 1, 16);
+  t.forward(tokens.data(), 1, 8, false);  // up to the window: fine
+  EXPECT_NE(error_of([&] { t.forward(tokens.data(), 1, 1, false); })
+                .find("gemma3_text: a sequence of 9 positions is longer than the sliding window (8) of its local layers; "
+                      "sliding-window attention is not implemented yet"),
+            std::string::npos);
+  TrainableModel full = TrainableModel::full(m);
+  std::vector<int32_t> targets(9, 4);
+  EXPECT_NE(error_of([&] { full.forward_backward(tokens.data(), targets.data(), 1, 9, 1.0f); }).find("longer than the sliding window (8)"),
+            std::string::npos);
+  c.layer_types = {"full_attention", "full_attention"};  // all global: no window applies
+  const Model global = random_model(c, 1);
+  Transformer tg(global, 1, 16);
+  EXPECT_EQ(tg.forward(tokens.data(), 1, 9, false).dim(1), 50);
 }
 
 TEST_F(BadHfFolder, BrokenWeightsFiles) {

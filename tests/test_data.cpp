@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "data/chat_template.h"
@@ -191,6 +192,10 @@ TEST(ChatTemplate, RendersEachNamedTemplate) {
   ASSERT_EQ(thought.size(), 4u);
   EXPECT_EQ(thought[1].text, "A1<|im_end|>\n");
   EXPECT_EQ(thought[3].text, "<think>\nso 4\n</think>\n\n4<|im_end|>\n");
+  // Gemma: the system prompt opens the first user turn, replies are "model" turns
+  EXPECT_EQ(rendered("gemma"),
+            "<start_of_turn>user\nSYS\n\nQ1<end_of_turn>\n<start_of_turn>model\n[A1<end_of_turn>\n]"
+            "<start_of_turn>user\nQ2<end_of_turn>\n<start_of_turn>model\n[A2<end_of_turn>\n]");
   // the generation prompt ends with the assistant header
   const auto prompt = render_chat(chat_template("chatml"), "", {{"user", "hi"}});
   ASSERT_EQ(prompt.size(), 1u);
@@ -201,19 +206,58 @@ TEST(ChatTemplate, RendersEachNamedTemplate) {
 
 TEST(ChatTemplate, NamesAndDetection) {
   EXPECT_EQ(chat_template_names(),
-            (std::vector<std::string>{"chatml", "qwen3", "llama3", "llama2", "mistral", "alpaca", "vicuna", "plain"}));
+            (std::vector<std::string>{"chatml", "qwen3", "gemma", "llama3", "llama2", "mistral", "alpaca", "vicuna", "plain"}));
   const std::string e = error_of([] { chat_template("zephyr"); });
-  EXPECT_EQ(e, "unknown chat template 'zephyr' (valid: chatml, qwen3, llama3, llama2, mistral, alpaca, vicuna, plain)");
+  EXPECT_EQ(e, "unknown chat template 'zephyr' (valid: chatml, qwen3, gemma, llama3, llama2, mistral, alpaca, vicuna, plain)");
   // the templates the real tokenizers record
   EXPECT_EQ(detect_chat_template(load_tokenizer(test::asset("tokenizers/llama3/tokenizer.json"))->chat_template()), "llama3");
   // (Qwen3's own template: chatml with thinking blocks)
   EXPECT_EQ(detect_chat_template(load_tokenizer(test::asset("tokenizers/qwen3/tokenizer.json"))->chat_template()), "qwen3");
+  EXPECT_EQ(detect_chat_template(load_tokenizer(test::asset("tokenizers/gemma3/tokenizer.json"))->chat_template()), "gemma");
   EXPECT_EQ(detect_chat_template("{% for m in messages %}<|im_start|>{{ m['role'] }}{% endfor %}"), "chatml");
   EXPECT_EQ(detect_chat_template("{{ bos_token }}{% for m in messages %}[INST] {{ m['content'] }} [/INST]{% endfor %}"), "mistral");
   EXPECT_EQ(detect_chat_template("{% if x %}<<SYS>>{% endif %}[INST]"), "llama2");
   EXPECT_EQ(detect_chat_template("{{ 'something else' }}"), std::nullopt);
   // every template's own Jinja text is recognised as itself (what lora init writes)
   for (const std::string& n : chat_template_names()) EXPECT_EQ(detect_chat_template(chat_template(n).jinja), n);
+}
+
+// Gemma 3's own chat_template (tokenizer_config.json), rendered by jinja2, against the gemma template's segments
+// (with BOS, which the Gemma tokenizer adds, in front): conversations with and without a system prompt, contents with
+// surrounding whitespace, and the generation prompt. Our own Jinja text renders the same.
+TEST(ChatTemplate, GemmaRendersAsGemma3sOwnJinja) {
+  // (Debian's python3 carries torch for the model oracles; jinja2 may be in another python3 on the PATH)
+  std::string python;
+  for (const std::string& p : {test::python(), std::string("python3")})
+    if (python.empty() && test::run(p + " -c 'import jinja2'").exit_code == 0) python = p;
+  if (python.empty()) GTEST_SKIP() << "no python3 with jinja2";
+  TempDir tmp;
+  const std::string own = test::asset("tokenizers/gemma3/tokenizer_config.json");
+  write_text(tmp / "ours.json", nlohmann::json{{"bos_token", "<bos>"}, {"chat_template", chat_template("gemma").jinja}}.dump());
+  const std::vector<std::pair<std::string, std::vector<ChatMessage>>> cases = {
+      {"", {{"user", "Hi there"}, {"assistant", "Hello! How can I help?"}, {"user", "2+2?"}, {"assistant", "4"}}},
+      {"You are terse.", {{"user", "  Name a color.\n"}, {"assistant", "\nBlue. "}}},
+      {"Be kind.", {{"user", "Tell me a joke"}}},
+  };
+  for (const auto& [system, turns] : cases) {
+    std::string ours = "<bos>";
+    for (const Segment& s : render_chat(chat_template("gemma"), system, turns)) ours += s.text;
+    nlohmann::json messages = nlohmann::json::array();
+    if (!system.empty()) messages.push_back({{"role", "system"}, {"content", system}});
+    for (const ChatMessage& m : turns) messages.push_back({{"role", m.role}, {"content", m.content}});
+    write_text(tmp / "m.json", messages.dump());
+    const std::string prompt = turns.back().role == "user" ? " --generation-prompt" : "";
+    for (const std::string& config : {own, std::string(tmp / "ours.json")}) {
+      const auto r = test::run(python + " " + LORA_PYTHON_DIR + "/render_chat_template.py --config '" + config +
+                               "' --messages " + (tmp / "m.json") + prompt);
+      ASSERT_EQ(r.exit_code, 0) << r.err;
+      EXPECT_EQ(ours, r.out) << config;
+    }
+  }
+  // the Gemma tokenizer starts a sequence with <bos> and has the turn markers as single tokens
+  const auto tok = load_tokenizer(test::asset("tokenizers/gemma3/tokenizer.json"));
+  EXPECT_EQ(tok->encode("<start_of_turn>").size(), 1u);
+  EXPECT_EQ(tok->encode("<end_of_turn>").size(), 1u);
 }
 
 TEST(Encode, ResponseOnlyLabelsAndTrainOnPrompt) {

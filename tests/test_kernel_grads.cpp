@@ -12,6 +12,7 @@
 #include "kernels/attention.h"
 #include "kernels/cross_entropy.h"
 #include "kernels/embedding.h"
+#include "kernels/geglu.h"
 #include "kernels/rmsnorm.h"
 #include "kernels/rope.h"
 #include "kernels/swiglu.h"
@@ -64,6 +65,19 @@ TEST(KernelGrads, SwiGlu) {
     return dot(out, r);
   };
   swiglu_backward(r.data(), g.data(), u.data(), dg.data(), du.data(), n);
+  expect_gradient(g, dg, loss, "dgate");
+  expect_gradient(u, du, loss, "dup");
+}
+
+TEST(KernelGrads, GeGluTanh) {
+  const int64_t n = 40;
+  auto g = randn(n, 26, 2.0f), u = randn(n, 27), r = randn(n, 28);
+  std::vector<float> out(n), dg(n), du(n);
+  auto loss = [&] {
+    geglu_forward(g.data(), u.data(), out.data(), n);
+    return dot(out, r);
+  };
+  geglu_backward(r.data(), g.data(), u.data(), dg.data(), du.data(), n);
   expect_gradient(g, dg, loss, "dgate");
   expect_gradient(u, du, loss, "dup");
 }

@@ -1,6 +1,7 @@
 // Forward kernels against naive references written straight from the formulas.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -9,6 +10,7 @@
 #include "kernels/cross_entropy.h"
 #include "kernels/rmsnorm.h"
 #include "kernels/rope.h"
+#include "kernels/geglu.h"
 #include "kernels/swiglu.h"
 #include "model/random_model.h"
 #include "model/sampler.h"
@@ -112,6 +114,44 @@ TEST(Kernels, SwiGluAndNll) {
   for (int i = 0; i < 3; ++i) EXPECT_NEAR(o[i], g[i] / (1 + std::exp(-g[i])) * u[i], 1e-6);
   const float logits[] = {1.0f, 2.0f, 3.0f};
   EXPECT_NEAR(token_nll(logits, 3, 2), std::log(std::exp(1.0) + std::exp(2.0) + std::exp(3.0)) - 3.0, 1e-9);
+}
+
+// GeGLU (tanh GELU) against its double-precision reference, f32 and with bf16 storage (inputs kept as bf16, the
+// backward reading them and writing bf16 gradients); n not a multiple of any vector width.
+TEST(Kernels, GeGluTanhMatchesReference) {
+  const int64_t n = 20000 + 3;
+  std::vector<float> g = randn(size_t(n), 41), u = randn(size_t(n), 42), d = randn(size_t(n), 43);
+  for (float& x : g) x *= 3.0f;
+  const size_t N = size_t(n);
+  std::vector<float> out(N), ref(N), dg(N), du(N), dg_ref(N), du_ref(N);
+  geglu_forward(g.data(), u.data(), out.data(), n);
+  geglu_forward_reference(g.data(), u.data(), ref.data(), n);
+  geglu_backward(d.data(), g.data(), u.data(), dg.data(), du.data(), n);
+  geglu_backward_reference(d.data(), g.data(), u.data(), dg_ref.data(), du_ref.data(), n);
+  double worst = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    worst = std::max({worst, std::fabs(double(out[i]) - ref[i]) / (1.0 + std::fabs(ref[i])),
+                      std::fabs(double(dg[i]) - dg_ref[i]) / (1.0 + std::fabs(dg_ref[i])),
+                      std::fabs(double(du[i]) - du_ref[i]) / (1.0 + std::fabs(du_ref[i]))});
+  }
+  EXPECT_LT(worst, 2e-6);
+  EXPECT_NEAR(ref[0], 0.5 * g[0] * (1 + std::tanh(std::sqrt(2 / M_PI) * (g[0] + 0.044715 * std::pow(g[0], 3)))) * u[0], 1e-5);
+
+  std::vector<bf16> act(N), gk(N), uk(N), dgb(N), dub(N);
+  geglu_forward<bf16>(g.data(), u.data(), act.data(), gk.data(), uk.data(), n);
+  geglu_backward<bf16, bf16>(d.data(), gk.data(), uk.data(), dgb.data(), dub.data(), n);
+  std::vector<float> g16(N), u16(N);
+  for (int64_t i = 0; i < n; ++i) g16[i] = bf16_to_f32(gk[i]), u16[i] = bf16_to_f32(uk[i]);
+  geglu_forward_reference(g16.data(), u16.data(), ref.data(), n);
+  geglu_backward_reference(d.data(), g16.data(), u16.data(), dg_ref.data(), du_ref.data(), n);
+  double worst16 = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    EXPECT_EQ(bf16_to_f32(gk[i]), bf16_to_f32(f32_to_bf16(g[i])));
+    worst16 = std::max({worst16, std::fabs(double(bf16_to_f32(act[i])) - ref[i]) / (1.0 + std::fabs(ref[i])),
+                        std::fabs(double(bf16_to_f32(dgb[i])) - dg_ref[i]) / (1.0 + std::fabs(dg_ref[i])),
+                        std::fabs(double(bf16_to_f32(dub[i])) - du_ref[i]) / (1.0 + std::fabs(du_ref[i]))});
+  }
+  EXPECT_LT(worst16, 8e-3);  // bf16 rounding of the results (2^-8 relative)
 }
 
 TEST(Sampler, GreedyTopKTopP) {

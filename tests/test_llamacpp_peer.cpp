@@ -311,9 +311,13 @@ TEST_P(FamilyPeer, LlamaCppComputesOurNllGreedyTextAndAdapter) {
   const std::string base = dir / "base", trained = dir / "trained", gguf = dir / "model.gguf";
   // Qwen3 with heads wider than hidden / heads (head_dim 48 x 4 heads over a hidden size of 128), untied;
   // SmolLM3 tied as SmolLM3-3B, with 4 layers so that the last one attends without RoPE.
-  const std::string shape = family == "qwen3" ? " --head-dim 48 --no-tie-embeddings" : "";
+  // Gemma 3 tied with heads wider than hidden / heads as Gemma-3-1B, 6 layers so that the last one is global
+  // (RoPE base 1e6) and the others local (base 1e4; the window of 512 holds every sequence here).
+  const std::string shape = family == "qwen3"    ? " --head-dim 48 --no-tie-embeddings --layers 4"
+                            : family == "gemma3" ? " --head-dim 48 --layers 6"
+                                                 : " --layers 4";
   ASSERT_EQ(run_cli("init --arch " + family + " -o " + base + " --tokenizer " + test::stories_tokenizer() +
-                    " --hidden-size 128 --intermediate-size 384 --layers 4 --heads 4 --kv-heads 2 --context 512 --seed 3" +
+                    " --hidden-size 128 --intermediate-size 384 --heads 4 --kv-heads 2 --context 512 --seed 3" +
                     shape).exit_code, 0);
   const test::RunResult tr = run_cli("train -m " + base + " -d " + std::string(LORA_TEST_DATA_DIR) +
                                      "/zuzu_stories.txt --finetuning-type full --packing --train-on-prompt "
@@ -346,7 +350,7 @@ TEST_P(FamilyPeer, LlamaCppComputesOurNllGreedyTextAndAdapter) {
   EXPECT_NEAR(ours_lora - ours, theirs_lora - theirs, 5e-3);
 }
 
-INSTANTIATE_TEST_SUITE_P(Families, FamilyPeer, ::testing::Values("qwen3", "smollm3"),
+INSTANTIATE_TEST_SUITE_P(Families, FamilyPeer, ::testing::Values("qwen3", "smollm3", "gemma3"),
                          [](const ::testing::TestParamInfo<const char*>& i) { return std::string(i.param); });
 
 }  // namespace

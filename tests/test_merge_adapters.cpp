@@ -66,6 +66,31 @@ TEST(Merge, TrainedAdapterMergedAsHfAndGgufEqualsTheAdapterOnTheFly) {
   EXPECT_NE(g.find_tensor("output.weight"), nullptr);
 }
 
+// Gemma 3: the embedding LoRA adds to the scaled embedding unscaled, so its merge divides by the scale; the merged
+// model (HF folder, GGUF) computes what the base with the adapter computes.
+TEST(Merge, Gemma3AdapterWithAnEmbeddingLoraMergesExactly) {
+  TempDir tmp;
+  ASSERT_EQ(test::run_cli("init --arch gemma3 -o " + (tmp / "base") + " --tokenizer " + test::stories_tokenizer() +
+                          " --hidden-size 48 --intermediate-size 96 --layers 2 --heads 2 --kv-heads 1 --head-dim 32 --seed 4")
+                .exit_code, 0);
+  const Model base = load_model(tmp / "base");
+  ASSERT_GT(base.config.embedding_scale(false), 6.9f);
+  save_trained_adapter(base, tmp / "adapter");
+  AdapterSet set(base);
+  set.activate(set.load(tmp / "adapter"));
+  const std::vector<int32_t> tokens = test::sample_tokens(2, 40, 512, 41);
+  const std::vector<float> on_the_fly = test::logits_of(base, &set, tokens, 2, 40);
+  EXPECT_GT(test::max_abs_diff(on_the_fly, test::logits_of(base, nullptr, tokens, 2, 40)), 0.05);
+  for (const char* out : {"merged-hf", "merged.gguf"}) {
+    SCOPED_TRACE(out);
+    const auto r = test::run_cli("merge -m " + (tmp / "base") + " --adapter " + (tmp / "adapter") + " -o " + (tmp / out));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const std::vector<float> l = test::logits_of(load_model(tmp / out), nullptr, tokens, 2, 40);
+    std::printf("  gemma3 %s: merged vs on the fly, over the logit scale = %.3g\n", out, test::scaled_diff(l, on_the_fly));
+    EXPECT_LT(test::scaled_diff(l, on_the_fly), 1e-5);
+  }
+}
+
 TEST(Merge, DoraAndSeveralAdaptersMergeAsAppliedAndDtypesAreHonoured) {
   const Model base = load_model(test::stories_bin());
   TempDir tmp;

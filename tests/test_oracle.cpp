@@ -92,17 +92,26 @@ TEST_P(FamilyLogits, MatchTheReference) {
   const test::RunResult r = test::run_reference(std::string("make-hf --seed 5 --family ") + GetParam() + " --out " + folder);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const Model m = load_model(folder, LoadOptions{.load_tokenizer = false});
-  EXPECT_EQ(m.config.model_type, GetParam());
+  const std::string family = GetParam();
+  EXPECT_EQ(m.config.model_type, family == "gemma3" ? "gemma3_text" : family);
   if (m.config.model_type == "qwen3") {
     EXPECT_TRUE(m.config.qk_norm);
     EXPECT_EQ(m.config.q_dim(), 96);
+  } else if (family == "gemma3") {
+    EXPECT_TRUE(m.config.gemma_block && m.config.qk_norm && m.config.tie_word_embeddings);
+    EXPECT_TRUE(m.config.is_sliding(0) && !m.config.is_sliding(1) && m.config.is_sliding(2));
+    EXPECT_EQ(m.config.query_pre_attn_scalar, 32.0f);
+    EXPECT_EQ(m.config.sliding_window, 64);
+    // the checkpoint's w of x̂·(1 + w) is held as the factor
+    EXPECT_FALSE(m.weights.layers[0].post_ffn_norm.empty());
+    EXPECT_GT(m.weights.layers[0].post_ffn_norm.f32()[0], 0.2f);
   } else {
     EXPECT_FALSE(m.config.uses_rope(3));
     EXPECT_TRUE(m.config.uses_rope(2));
   }
   expect_matches_reference(folder, 2, 64, 4);
 }
-INSTANTIATE_TEST_SUITE_P(Oracle, FamilyLogits, ::testing::Values("qwen3", "smollm3"),
+INSTANTIATE_TEST_SUITE_P(Oracle, FamilyLogits, ::testing::Values("qwen3", "smollm3", "gemma3"),
                          [](const ::testing::TestParamInfo<const char*>& i) { return std::string(i.param); });
 
 }  // namespace

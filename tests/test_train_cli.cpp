@@ -309,7 +309,7 @@ TEST(TrainCli, BadInputIsAOneLineErrorAndWritesNothing) {
                        "nothing to train on: max_seq_len 8 cuts away every response token", out);
 
   expect_clean_failure(train(data("zuzu_qa.jsonl"), "--template zephyr"),
-                       "unknown chat template 'zephyr' (valid: chatml, qwen3, llama3, llama2, mistral, alpaca, vicuna, plain)", out);
+                       "unknown chat template 'zephyr' (valid: chatml, qwen3, gemma, llama3, llama2, mistral, alpaca, vicuna, plain)", out);
 
   expect_clean_failure(train(data("zuzu_qa.jsonl"), "--target q_proj,qkv_proj"),
                        "unknown target module 'qkv_proj' (valid: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, "

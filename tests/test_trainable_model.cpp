@@ -170,6 +170,11 @@ TEST_P(Bf16Activations, AgreeWithF32WithinBf16Rounding) {
   c.head_dim = 16;
   c.vocab_size = 41;
   c.max_position_embeddings = 128;
+  if (family.gemma_block) {  // the Gemma block, local and global layers, an attention scale off head_dim's
+    apply_family(family, c);
+    c.layer_types = sliding_layer_types(c.num_hidden_layers, 2);
+    c.query_pre_attn_scalar = 24.0f;
+  }
   Model bf = random_model(c, 4);
   for (LayerWeights& l : bf.weights.layers)
     for (Tensor* t : linear_weights(l)) *t = t->to(DType::BF16);
@@ -210,14 +215,17 @@ TEST_P(Bf16Activations, AgreeWithF32WithinBf16Rounding) {
     }
     ASSERT_GT(norm, 0) << mb.params()[i].name;
     worst = std::max(worst, std::sqrt(diff / norm));
-    EXPECT_LT(std::sqrt(diff), 0.05 * std::sqrt(norm)) << mb.params()[i].name;
+    // Measured worst: llama 2.5%, qwen3 3.6%, smollm3 4.4%, gemma3 5.7% (four norms a block, each re-scaling
+    // what came out of bf16 operands, and two more RMSNorm backward passes for the rounding to travel through).
+    EXPECT_LT(std::sqrt(diff), (family.gemma_block ? 0.08 : 0.05) * std::sqrt(norm)) << mb.params()[i].name;
     ASSERT_EQ(std::memcmp(gb.data(), mc.params()[i].grad->data(), gb.nbytes()), 0) << mb.params()[i].name;
   }
   EXPECT_GT(worst, 0);  // the bf16 path really ran in bf16
   RecordProperty("worst_relative_gradient_error", std::to_string(worst));
+  std::printf("  %s: worst relative gradient error bf16 vs f32 %.3g\n", GetParam(), worst);
   RecordProperty("loss_relative_error", std::to_string(std::fabs(loss[0] - loss[1]) / loss[1]));
 }
-INSTANTIATE_TEST_SUITE_P(TrainableModel, Bf16Activations, ::testing::Values("llama", "qwen3", "smollm3"),
+INSTANTIATE_TEST_SUITE_P(TrainableModel, Bf16Activations, ::testing::Values("llama", "qwen3", "smollm3", "gemma3_text"),
                          [](const ::testing::TestParamInfo<const char*>& i) { return std::string(i.param); });
 
 }  // namespace

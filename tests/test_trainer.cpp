@@ -10,6 +10,7 @@
 #include "formats/model_loader.h"
 #include "formats/safetensors.h"
 #include "kernels/cross_entropy.h"
+#include "model/family.h"
 #include "model/random_model.h"
 #include "test_util.h"
 #include "train/trainer.h"
@@ -165,6 +166,39 @@ TEST(Trainer, FullFineTuningSavesModelFoldersAndResumesExactly) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("trained on other data"), std::string::npos) << e.what();
   }
+}
+
+// Gemma's checkpoints hold the norm weights w of x̂·(1 + w); the model trains the factors: a full fine-tuning
+// resumed from one continues exactly, and the saved folder loads back to the trained factors.
+TEST(Trainer, FullFineTuningOfGemma3ResumesExactly) {
+  ModelConfig c = cfg();
+  apply_family(model_family("gemma3_text"), c);
+  c.layer_types = {"sliding_attention", "full_attention"};
+  const Model base = random_model(c, 11);
+  const auto train_set = data(13, 12);
+  TempDir tmp;
+  TrainableModel straight = TrainableModel::full(base);
+  Trainer ta(straight, args(tmp / "a", 12), train_set);
+  ASSERT_TRUE(ta.train());
+  TrainingArguments b = args(tmp / "b", 12);
+  b.save_steps = 6;
+  TrainableModel first = TrainableModel::full(base);
+  Trainer tb(first, b, train_set);
+  tb.on_step = [&](const StepLog& s) {
+    if (s.step == 6) tb.stop();
+  };
+  ASSERT_FALSE(tb.train());
+  TrainableModel resumed = TrainableModel::full(base);
+  Trainer tc(resumed, b, train_set);
+  ASSERT_TRUE(tc.train(tmp / "b/checkpoint-6"));
+  const auto want = snapshot(straight), got = snapshot(resumed);
+  for (size_t i = 0; i < want.size(); ++i)
+    for (int64_t j = 0; j < want[i].numel(); ++j) ASSERT_NEAR(got[i].f32()[j], want[i].f32()[j], 1e-6) << straight.params()[i].name;
+  const Model out = load_model(tmp / "b");
+  for (const Param& p : resumed.params())
+    if (p.name == "model.layers.1.post_feedforward_layernorm.weight")
+      for (int64_t j = 0; j < p.value->numel(); ++j)
+        ASSERT_EQ(out.weights.layers[1].post_ffn_norm.f32()[j], p.value->f32()[j]);
 }
 
 TEST(Trainer, NanLossStopsAndKeepsTheLastCheckpoint) {

@@ -223,8 +223,16 @@ TEST_P(FamilyTraining, MatchesAutograd) {
   }
 }
 INSTANTIATE_TEST_SUITE_P(Oracle, FamilyTraining,
-                         ::testing::Combine(::testing::Values("qwen3", "smollm3"), ::testing::Values("lora", "dora", "full")),
+                         ::testing::Combine(::testing::Values("qwen3", "smollm3", "gemma3"), ::testing::Values("lora", "dora", "full")),
                          [](const auto& i) { return std::string(std::get<0>(i.param)) + "_" + std::get<1>(i.param); });
+
+// Gemma scales the embedding module's output by sqrt(hidden); a PEFT embedding LoRA adds its part unscaled.
+TEST(TrainingOracle, Gemma3EmbeddingLora) {
+  TempDir tmp;
+  const std::string folder = tmp / "hf";
+  ASSERT_EQ(test::run_reference("make-hf --seed 9 --family gemma3 --out " + folder).exit_code, 0);
+  lora_case(folder, load_model(folder, LoadOptions{.load_tokenizer = false}), Extra::kEmbedding);
+}
 
 TEST(TrainingOracle, FullFineTuningStories260K) {
   const Model base = stories();

@@ -47,10 +47,11 @@ Model merged_model(const TrainableModel& model) {
   TrainableModel& mut = const_cast<TrainableModel&>(model);
   const bool tied = m.weights.lm_head.data() == m.weights.tok_embeddings.data();
   if (const EmbeddingLora* e = mut.embedding_lora()) {
-    // E' = E + s·(B·A)ᵀ: row v gains s·B·A[:, v]
+    // E' = E + s·(B·A)ᵀ: row v gains s·B·A[:, v] (over Gemma's embedding scale, which multiplies E' and not the LoRA)
     Tensor table = m.weights.tok_embeddings.to(DType::F32);
     Tensor ba(DType::F32, {e->lora_embedding_b.dim(0), e->lora_embedding_a.dim(1)});  // [hidden, vocab]
-    matmul(mat(e->lora_embedding_b), false, mat(e->lora_embedding_a), false, mut_mat(ba), e->scaling);
+    matmul(mat(e->lora_embedding_b), false, mat(e->lora_embedding_a), false, mut_mat(ba),
+           e->scaling / m.config.embedding_scale(false));
     const int64_t hidden = ba.dim(0), vocab = ba.dim(1);
     for (int64_t v = 0; v < vocab; ++v)
       for (int64_t h = 0; h < hidden; ++h) table.f32()[v * hidden + h] += ba.f32()[h * vocab + v];
@@ -115,12 +116,13 @@ Model merged_model(const AdapterSet& set) {
     }
   if (!set.applied(0, LinearSite::Head).empty()) m.weights.lm_head = fold(m.weights.lm_head, set.applied(0, LinearSite::Head));
   if (!set.applied_embedding().empty()) {
-    // E' = E + Σ scale·(B·A)ᵀ: row v gains scale·B·A[:, v]
+    // E' = E + Σ scale·(B·A)ᵀ: row v gains scale·B·A[:, v] (over Gemma's embedding scale: it multiplies E', and
+    // the LoRA adds unscaled; the merged table is f32, so is the scale)
     Tensor table = m.weights.tok_embeddings.to(DType::F32);
     const int64_t hidden = c.hidden_size, vocab = c.vocab_size;
     for (const AdapterSet::Applied& t : set.applied_embedding()) {
       Tensor ba(DType::F32, {hidden, vocab});
-      matmul(mat(t.factors->b), false, mat(t.factors->a), false, mut_mat(ba), t.scale);
+      matmul(mat(t.factors->b), false, mat(t.factors->a), false, mut_mat(ba), t.scale / c.embedding_scale(false));
       for (int64_t v = 0; v < vocab; ++v)
         for (int64_t h = 0; h < hidden; ++h) table.f32()[v * hidden + h] += ba.f32()[h * vocab + v];
     }

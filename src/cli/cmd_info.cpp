@@ -58,6 +58,15 @@ void register_info(CLI::App& app) {
         if (!c.uses_rope(l)) nope += fmt::format("{}{}", nope.empty() ? "" : ",", l);
       fmt::print("no RoPE on:      layers {}\n", nope);
     }
+    if (c.gemma_block) {
+      std::string global;
+      for (int64_t l = 0; l < c.num_hidden_layers; ++l)
+        if (!c.is_sliding(l)) global += fmt::format("{}{}", global.empty() ? "" : ",", l);
+      fmt::print("local/global:    global layers {} (RoPE base {}{}), the others local (window {}, RoPE base {}); "
+                 "attention scale query_pre_attn_scalar {}^-1/2\n",
+                 global.empty() ? "none" : global, c.rope_theta, c.rope_scaling.type.empty() ? "" : ", " + c.rope_scaling.type + " scaling",
+                 c.sliding_window, c.rope_local_base_freq, c.query_pre_attn_scalar);
+    }
     fmt::print("parameters:      {} ({:.2f} M)\n", m.parameter_count(), double(m.parameter_count()) / 1e6);
     std::string dt;
     for (const auto& [name, n] : by_dtype) dt += fmt::format("{}{} {}", dt.empty() ? "" : ", ", name, n);

@@ -21,14 +21,27 @@ namespace {
 struct InitOptions {
   std::string output, tokenizer, template_name, shape, quantize, dtype = "f32", arch = "llama";
   int64_t head_dim = 0;  // 0: hidden_size / heads
+  int64_t sliding_window = 0;  // 0: the family's default (Gemma 3: 512)
+  bool rope_theta_given = false;
   bool no_double_quant = false;
   ModelConfig config;
   int64_t seed = 42;
 };
 
+// --arch takes a model_type or a GGUF architecture name (gemma3 for gemma3_text).
+const ModelFamily& init_family(const std::string& arch) {
+  if (const ModelFamily* f = family_by_model_type(arch)) return *f;
+  if (const ModelFamily* f = family_by_gguf_arch(arch)) return *f;
+  return model_family(arch);  // throws, naming the known ones
+}
+
 void run_init(InitOptions o) {
   if (o.shape.empty()) {  // the family's own switches; the sizes come from the options
-    apply_family(model_family(o.arch), o.config);
+    const ModelFamily& f = init_family(o.arch);
+    apply_family(f, o.config);
+    if (!o.rope_theta_given) o.config.rope_theta = float(f.default_rope_theta);
+    if (f.gemma_block) o.config.rms_norm_eps = 1e-6f;
+    if (o.sliding_window > 0) o.config.sliding_window = o.sliding_window;
   } else {
     o.config = model_config_by_name(o.shape);
   }
@@ -43,6 +56,7 @@ void run_init(InitOptions o) {
     if (o.head_dim == 0 && c.hidden_size % c.num_attention_heads != 0)
       fail("--hidden-size {} is not a multiple of --heads {} (or give --head-dim)", c.hidden_size, c.num_attention_heads);
     c.head_dim = o.head_dim > 0 ? o.head_dim : c.hidden_size / c.num_attention_heads;
+    if (c.gemma_block) c.query_pre_attn_scalar = float(c.head_dim);  // as the published Gemma 3 1B, 4B, 12B
   }
   c.validate("lora init");
   const DType dtype = dtype_from_name(o.dtype);
@@ -86,7 +100,9 @@ void register_init(CLI::App& app) {
                               fmt::join(chat_template_names(), ", ")));
   cmd->add_option("--arch", o->arch, fmt::format("model family: {}", supported_model_types()))
       ->capture_default_str()
-      ->check([](const std::string& a) { return family_by_model_type(a) ? "" : "unknown family " + a + " (known: " + supported_model_types() + ")"; });
+      ->check([](const std::string& a) {
+        return family_by_model_type(a) || family_by_gguf_arch(a) ? "" : "unknown family " + a + " (known: " + supported_model_types() + ")";
+      });
   cmd->add_option("--head-dim", o->head_dim, "size of each attention head (default: hidden size / heads)")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--hidden-size", c.hidden_size, "hidden size")->capture_default_str()->check(CLI::PositiveNumber);
@@ -97,16 +113,18 @@ void register_init(CLI::App& app) {
       ->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--context", c.max_position_embeddings, "context length (max_position_embeddings)")
       ->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--rope-theta", c.rope_theta, "RoPE base")->capture_default_str();
+  cmd->add_option("--rope-theta", c.rope_theta, "RoPE base (default: the family's, 1e6 for Gemma 3)")->capture_default_str();
+  cmd->add_option("--sliding-window", o->sliding_window, "Gemma 3: the local layers' window (default 512)")
+      ->check(CLI::PositiveNumber);
   cmd->add_flag("--tie-embeddings,!--no-tie-embeddings", c.tie_word_embeddings,
                 "share the embedding with the output head (default: on)");
   cmd->add_option("--seed", o->seed, "seed of the random weights")->capture_default_str();
   auto* shape = cmd->add_option("--shape", o->shape,
                                 "the architecture of a published model instead of --arch and the size options: smollm2-135m, "
-                                "qwen2.5-0.5b, qwen3-0.6b, smollm3-3b or llama2-7b (the vocabulary is still the tokenizer's)")
-                    ->check(CLI::IsMember({"smollm2-135m", "qwen2.5-0.5b", "qwen3-0.6b", "smollm3-3b", "llama2-7b"}));
+                                "qwen2.5-0.5b, qwen3-0.6b, smollm3-3b, gemma3-1b or llama2-7b (the vocabulary is still the tokenizer's)")
+                    ->check(CLI::IsMember({"smollm2-135m", "qwen2.5-0.5b", "qwen3-0.6b", "smollm3-3b", "gemma3-1b", "llama2-7b"}));
   for (const char* size : {"--arch", "--head-dim", "--hidden-size", "--intermediate-size", "--layers", "--heads", "--kv-heads",
-                           "--context", "--rope-theta", "--tie-embeddings"})
+                           "--context", "--rope-theta", "--tie-embeddings", "--sliding-window"})
     shape->excludes(size);
   cmd->add_option("--quantize", o->quantize,
                   "create the linear layers directly quantized: nf4 or fp4 (bitsandbytes 4-bit) or int8 (LLM.int8 rows)")
@@ -115,7 +133,10 @@ void register_init(CLI::App& app) {
   cmd->add_option("--dtype", o->dtype, "dtype of the weights that are not quantized (embeddings, lm_head, linear layers without --quantize)")
       ->capture_default_str()
       ->check(CLI::IsMember({"f32", "bf16"}));
-  cmd->callback([o] { run_init(*o); });
+  cmd->callback([o, cmd] {
+    o->rope_theta_given = cmd->count("--rope-theta") > 0;
+    run_init(*o);
+  });
 }
 
 }  // namespace lora::cli

@@ -47,6 +47,26 @@ std::vector<ChatTemplate> make_templates() {
     v.push_back(t);
   }
   {
+    // Gemma (2 and 3): no system role, the system prompt opens the first user turn; replies are the "model" turns;
+    // contents are trimmed as its template's `| trim` does.
+    ChatTemplate t;
+    t.name = "gemma";
+    t.first_user = "<start_of_turn>user\n{system}\n\n{content}<end_of_turn>\n<start_of_turn>model\n";
+    t.user = "<start_of_turn>user\n{content}<end_of_turn>\n<start_of_turn>model\n";
+    t.assistant = "{content}<end_of_turn>\n";
+    t.stop = {"<end_of_turn>"};
+    t.trim_content = true;
+    t.jinja = marked(t.name,
+                     "{{ bos_token }}{%- if messages[0]['role'] == 'system' -%}{%- set first_user_prefix = "
+                     "messages[0]['content'] + '\n\n' -%}{%- set loop_messages = messages[1:] -%}{%- else -%}{%- set "
+                     "first_user_prefix = '' -%}{%- set loop_messages = messages -%}{%- endif -%}{%- for message in "
+                     "loop_messages -%}{%- set role = 'model' if message['role'] == 'assistant' else message['role'] -%}"
+                     "{{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else '') }}{{ "
+                     "message['content'] | trim }}{{ '<end_of_turn>\n' }}{%- endfor -%}{%- if add_generation_prompt -%}"
+                     "{{ '<start_of_turn>model\n' }}{%- endif -%}");
+    v.push_back(t);
+  }
+  {
     ChatTemplate t;
     t.name = "llama3";
     t.system = "<|start_header_id|>system<|end_header_id|>\n\n{content}<|eot_id|>";
@@ -195,6 +215,7 @@ std::optional<std::string> detect_chat_template(const std::string& jinja) {
     for (const std::string& n : chat_template_names())
       if (n == name) return n;
   }
+  if (has("<start_of_turn>")) return "gemma";
   if (has("<|im_start|>") && has("<think>")) return "qwen3";
   if (has("<|im_start|>")) return "chatml";
   if (has("<|start_header_id|>")) return "llama3";
@@ -205,10 +226,18 @@ std::optional<std::string> detect_chat_template(const std::string& jinja) {
   return std::nullopt;
 }
 
+// Jinja's trim: surrounding whitespace off.
+std::string trimmed(const std::string& s) {
+  const char* space = " \t\n\r\f\v";
+  const size_t a = s.find_first_not_of(space);
+  return a == std::string::npos ? "" : s.substr(a, s.find_last_not_of(space) - a + 1);
+}
+
 std::vector<Segment> render_chat(const ChatTemplate& t, const std::string& system, const std::vector<ChatMessage>& messages) {
   std::vector<Segment> out;
   for (size_t i = 0; i < messages.size(); ++i) {
-    const ChatMessage& m = messages[i];
+    ChatMessage m = messages[i];
+    if (t.trim_content) m.content = trimmed(m.content);
     const char* expected = i % 2 == 0 ? "user" : "assistant";
     if (m.role != expected)
       fail("message {} is from '{}' where '{}' was expected (turns alternate user, assistant, ... after an optional "

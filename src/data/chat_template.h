@@ -1,6 +1,6 @@
 #pragma once
 // Chat templates by name, as LLaMA-Factory and the models' own tokenizer_config.json define them:
-// chatml (Qwen), qwen3 (chatml with Qwen3's thinking blocks), llama3, llama2, mistral, alpaca, vicuna, plain.
+// chatml (Qwen), qwen3 (chatml with Qwen3's thinking blocks), gemma, llama3, llama2, mistral, alpaca, vicuna, plain.
 //
 // A conversation is rendered as segments: prompt text (system prompt, user turns, the assistant
 // header) and responses. Training and chat encode the segments one by one, the same way, so the
@@ -34,10 +34,11 @@ struct ChatTemplate {
   // Qwen3's thinking: the last reply is written "<think>\n{reasoning}\n</think>\n\n{answer}" (an empty
   // reasoning block when the reply brings none), earlier replies lose their reasoning, as its template does.
   bool thinking = false;
+  bool trim_content = false;  // message contents lose surrounding whitespace (Gemma's `| trim`)
   std::string jinja;  // the same template in the Hugging Face chat_template language
 };
 
-// chatml, qwen3, llama3, llama2, mistral, alpaca, vicuna, plain.
+// chatml, qwen3, gemma, llama3, llama2, mistral, alpaca, vicuna, plain.
 const std::vector<std::string>& chat_template_names();
 // The template of that name; an unknown name throws lora::Error listing the valid ones.
 const ChatTemplate& chat_template(const std::string& name);

@@ -47,6 +47,20 @@ RopeScaling llama3_scaling_from_rope_freqs(const GGUFFile& g, const ModelConfig&
   return rs;
 }
 
+// Gemma 3 as llama.cpp reads it: the window is required, the local layers are every 6th's complement with RoPE
+// base 1e4 (unless the file says otherwise), and the attention scale is head_dim^-1/2, hidden/heads for the 27B
+// (62 layers): what stands for config.json's query_pre_attn_scalar, which GGUF does not carry.
+void read_gemma_keys(const GGUFFile& g, const std::string& p, ModelConfig& c) {
+  if (!g.has(p + "attention.sliding_window"))
+    fail_format(g.path(), "missing key '{}attention.sliding_window' (the local layers' window)", p);
+  c.sliding_window = g.get_int(p + "attention.sliding_window");
+  const int64_t pattern = g.get_int(p + "attention.sliding_window_pattern", 6);
+  if (pattern < 1) fail_format(g.path(), "key '{}attention.sliding_window_pattern' must be positive, found {}", p, pattern);
+  c.layer_types = sliding_layer_types(c.num_hidden_layers, pattern);
+  c.rope_local_base_freq = float(g.get_float(p + "rope.freq_base_swa", 10000.0));
+  c.query_pre_attn_scalar = float(c.num_hidden_layers == 62 ? c.hidden_size / c.num_attention_heads : c.head_dim);
+}
+
 }  // namespace
 
 ModelConfig gguf_model_config(const GGUFFile& g) {
@@ -74,6 +88,7 @@ ModelConfig gguf_model_config(const GGUFFile& g) {
   c.tie_word_embeddings = g.find_tensor("output.weight") == nullptr;
   // (llama.cpp has no key for the NoPE layers: its smollm3 graph skips RoPE on every 4th layer, as the family does)
   apply_family(a, c);
+  if (c.gemma_block) read_gemma_keys(g, p, c);
   c.bos_token_id = g.get_int("tokenizer.ggml.bos_token_id", c.bos_token_id);
   c.eos_token_id = g.get_int("tokenizer.ggml.eos_token_id", c.eos_token_id);
 

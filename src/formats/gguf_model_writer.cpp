@@ -24,6 +24,15 @@ const ModelFamily& family_of(const ModelConfig& c) {
          "that pattern)", c.model_type, f.nope_interval);
   if (f.nope_interval == 0 && !c.no_rope_layers.empty())
     fail("model type '{}' with layers without RoPE cannot be written as GGUF", c.model_type);
+  if (c.gemma_block) {  // what llama.cpp's gemma3 graph fixes (see gguf_model.cpp's read_gemma_keys)
+    if (c.layer_types != sliding_layer_types(c.num_hidden_layers, f.sliding_window_pattern))
+      fail("{} with layer_types other than every {}th layer global cannot be written as GGUF (llama.cpp fixes that "
+           "pattern)", c.model_type, f.sliding_window_pattern);
+    const float scalar = float(c.num_hidden_layers == 62 ? c.hidden_size / c.num_attention_heads : c.head_dim);
+    if (c.query_pre_attn_scalar != scalar)
+      fail("{} with query_pre_attn_scalar {} cannot be written as GGUF: llama.cpp scales attention by {}^-1/2", c.model_type,
+           c.query_pre_attn_scalar, scalar);
+  }
   return f;
 }
 
@@ -105,6 +114,10 @@ void save_gguf_model(const Model& model, const std::string& path, std::optional<
     g.set_f32(p + "rope.scaling.factor", c.rope_scaling.factor);
   } else if (!c.rope_scaling.type.empty() && c.rope_scaling.type != "llama3") {
     fail("{}: RoPE scaling '{}' cannot be written as GGUF here (linear, llama3)", path, c.rope_scaling.type);
+  }
+  if (c.gemma_block) {
+    g.set_u32(p + "attention.sliding_window", uint32_t(c.sliding_window));
+    g.set_f32(p + "rope.freq_base_swa", c.rope_local_base_freq);
   }
   write_gguf_tokenizer(*model.tokenizer, g);
 

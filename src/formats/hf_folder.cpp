@@ -102,6 +102,21 @@ Tensor load_weight(const CheckpointTensors& ckpt, const std::string& dir, const 
   return t;
 }
 
+// Gemma's checkpoints store an RMSNorm weight w for the factor 1 + w; the model holds the factor (model/model.h).
+Tensor norm_from_checkpoint(Tensor stored, const ModelConfig& c) {
+  if (!c.gemma_block) return stored;
+  Tensor t = stored.clone();  // (the stored tensor may map the file)
+  for (int64_t i = 0; i < t.numel(); ++i) t.f32()[i] += 1.0f;
+  return t;
+}
+
+Tensor norm_to_checkpoint(const Tensor& factor, const ModelConfig& c) {
+  if (!c.gemma_block) return factor;
+  Tensor w = factor.to(DType::F32).clone();
+  for (int64_t i = 0; i < w.numel(); ++i) w.f32()[i] -= 1.0f;
+  return w;
+}
+
 const char* torch_dtype_name(DType t) {
   switch (t) {
     case DType::F32: return "float32";
@@ -134,7 +149,7 @@ Model load_hf_folder(const std::string& dir, const LoadOptions& options) {
   ModelWeights& w = m.weights;
   w.tok_embeddings = load_weight(ckpt, dir, "model.embed_tokens.weight", {c.vocab_size, c.hidden_size}, WeightKind::Linear,
                                 /*keep_quantized=*/false);
-  w.norm = load_weight(ckpt, dir, "model.norm.weight", {c.hidden_size}, WeightKind::Norm);
+  w.norm = norm_from_checkpoint(load_weight(ckpt, dir, "model.norm.weight", {c.hidden_size}, WeightKind::Norm), c);
   if (c.tie_word_embeddings || !ckpt.has("lm_head.weight")) {
     c.tie_word_embeddings = true;
     w.lm_head = w.tok_embeddings;
@@ -145,8 +160,10 @@ Model load_hf_folder(const std::string& dir, const LoadOptions& options) {
   w.layers.resize(size_t(c.num_hidden_layers));
   const std::vector<LayerTensorSpec> specs = layer_tensor_specs(c);
   for (int64_t i = 0; i < c.num_hidden_layers; ++i)
-    for (const LayerTensorSpec& s : specs)
-      w.layers[size_t(i)].*s.member = load_weight(ckpt, dir, hf_layer_name(i, s), expected_shape(s, c), s.kind);
+    for (const LayerTensorSpec& s : specs) {
+      Tensor t = load_weight(ckpt, dir, hf_layer_name(i, s), expected_shape(s, c), s.kind);
+      w.layers[size_t(i)].*s.member = s.kind == WeightKind::Norm ? norm_from_checkpoint(std::move(t), c) : std::move(t);
+    }
 
   if (options.load_tokenizer && options.tokenizer_path.empty() &&
       (fs::exists(dir + "/tokenizer.json") || fs::exists(dir + "/tokenizer.model")))
@@ -168,7 +185,7 @@ void save_hf_folder(const Model& model, const std::string& dir, std::optional<DT
 
   std::map<std::string, Tensor> tensors;
   tensors["model.embed_tokens.weight"] = stored(w.tok_embeddings);
-  tensors["model.norm.weight"] = stored(w.norm);
+  tensors["model.norm.weight"] = stored(norm_to_checkpoint(w.norm, model.config));
   if (!tied) tensors["lm_head.weight"] = stored(w.lm_head);
   const std::vector<LayerTensorSpec> specs = layer_tensor_specs(model.config);
   for (size_t i = 0; i < w.layers.size(); ++i)
@@ -182,7 +199,7 @@ void save_hf_folder(const Model& model, const std::string& dir, std::optional<DT
         quant = t.quant();
         add_bnb_tensors(hf_layer_name(int64_t(i), s), t, tensors);
       } else {
-        tensors[hf_layer_name(int64_t(i), s)] = stored(t);
+        tensors[hf_layer_name(int64_t(i), s)] = stored(s.kind == WeightKind::Norm ? norm_to_checkpoint(t, model.config) : t);
       }
     }
 

@@ -7,6 +7,22 @@ namespace lora {
 std::vector<LayerTensorSpec> layer_tensor_specs(const ModelConfig& config) {
   using K = WeightKind;
   using R = RopeRows;
+  if (config.gemma_block)  // Gemma's post_attention_layernorm is the attention output's, not the MLP input's
+    return {
+        {"input_layernorm.weight", "attn_norm.weight", &LayerWeights::attn_norm, K::Norm, R::None},
+        {"self_attn.q_proj.weight", "attn_q.weight", &LayerWeights::wq, K::Linear, R::QueryHeads},
+        {"self_attn.k_proj.weight", "attn_k.weight", &LayerWeights::wk, K::Linear, R::KeyValueHeads},
+        {"self_attn.v_proj.weight", "attn_v.weight", &LayerWeights::wv, K::Linear, R::None},
+        {"self_attn.o_proj.weight", "attn_output.weight", &LayerWeights::wo, K::Linear, R::None},
+        {"self_attn.q_norm.weight", "attn_q_norm.weight", &LayerWeights::q_norm, K::Norm, R::None},
+        {"self_attn.k_norm.weight", "attn_k_norm.weight", &LayerWeights::k_norm, K::Norm, R::None},
+        {"post_attention_layernorm.weight", "post_attention_norm.weight", &LayerWeights::post_attn_norm, K::Norm, R::None},
+        {"pre_feedforward_layernorm.weight", "ffn_norm.weight", &LayerWeights::ffn_norm, K::Norm, R::None},
+        {"mlp.gate_proj.weight", "ffn_gate.weight", &LayerWeights::w_gate, K::Linear, R::None},
+        {"mlp.up_proj.weight", "ffn_up.weight", &LayerWeights::w_up, K::Linear, R::None},
+        {"mlp.down_proj.weight", "ffn_down.weight", &LayerWeights::w_down, K::Linear, R::None},
+        {"post_feedforward_layernorm.weight", "post_ffw_norm.weight", &LayerWeights::post_ffn_norm, K::Norm, R::None},
+    };
   std::vector<LayerTensorSpec> specs = {
       {"input_layernorm.weight", "attn_norm.weight", &LayerWeights::attn_norm, K::Norm, R::None},
       {"self_attn.q_proj.weight", "attn_q.weight", &LayerWeights::wq, K::Linear, R::QueryHeads},
@@ -33,7 +49,9 @@ std::vector<LayerTensorSpec> layer_tensor_specs(const ModelConfig& config) {
 std::vector<int64_t> expected_shape(const LayerTensorSpec& spec, const ModelConfig& c) {
   const auto m = spec.member;
   const int64_t D = c.hidden_size, H = c.intermediate_size;
-  if (m == &LayerWeights::attn_norm || m == &LayerWeights::ffn_norm) return {D};
+  if (m == &LayerWeights::attn_norm || m == &LayerWeights::ffn_norm || m == &LayerWeights::post_attn_norm ||
+      m == &LayerWeights::post_ffn_norm)
+    return {D};
   if (m == &LayerWeights::q_norm || m == &LayerWeights::k_norm) return {c.head_dim};
   if (m == &LayerWeights::wq) return {c.q_dim(), D};
   if (m == &LayerWeights::wk || m == &LayerWeights::wv) return {c.kv_dim(), D};

@@ -15,6 +15,11 @@ void add_into(float* y, const float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += x[i];
 }
 
+void scale_in_place(float* x, float s, int64_t n) {
+#pragma omp parallel for simd if (n > kParallelAbove)
+  for (int64_t i = 0; i < n; ++i) x[i] *= s;
+}
+
 template <typename E>
 void add_into_and_store(float* y, const float* x, E* copy, int64_t n) {
 #ifdef LORA_SIMD_AVX512

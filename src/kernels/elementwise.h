@@ -10,6 +10,9 @@ namespace lora {
 // y += x over n values.
 void add_into(float* y, const float* x, int64_t n);
 
+// x *= s over n values (Gemma's embedding scale and query scale).
+void scale_in_place(float* x, float s, int64_t n);
+
 // y += x, and copy = y in the storage type E (float or bf16): the residual gradient and its GEMM operand in
 // one pass.
 template <typename E>

@@ -1,7 +1,10 @@
 #include "model/config.h"
 
+#include <cmath>
+
 #include <nlohmann/json.hpp>
 
+#include "core/dtype.h"
 #include "core/error.h"
 #include "model/family.h"
 
@@ -91,6 +94,37 @@ std::vector<int64_t> parse_no_rope_layers(const json& j, int64_t default_interva
   return nope_layers(n_layers, interval);
 }
 
+// Gemma 3's own fields, with Gemma3TextConfig's defaults. Soft-capping (Gemma 2's, null in Gemma 3) is refused.
+void parse_gemma_fields(const json& j, const ModelFamily& family, ModelConfig& c, const std::string& path) {
+  c.gemma_block = true;
+  for (const char* key : {"attn_logit_softcapping", "final_logit_softcapping"})
+    if (present(j, key))
+      fail_format(path, "field '{}' is {}: logit soft-capping is not supported for {} (Gemma 3 has none)", key,
+                  j.at(key).dump(), family.model_type);
+  if (present(j, "rope_parameters"))
+    fail_format(path, "field 'rope_parameters' is not supported (give rope_theta, rope_local_base_freq, rope_scaling)");
+  c.query_pre_attn_scalar = float(optional_number(j, "query_pre_attn_scalar", 256.0, path));
+  c.sliding_window = optional_int(j, "sliding_window", 4096, path);
+  c.rope_local_base_freq = float(optional_number(j, "rope_local_base_freq", 10000.0, path));
+  if (present(j, "layer_types")) {
+    const json& v = j.at("layer_types");
+    if (!v.is_array()) fail_format(path, "field 'layer_types' must be a list of attention types per layer, found {}", v.dump());
+    c.layer_types.clear();
+    for (const json& e : v) {
+      if (!e.is_string() || (e != "sliding_attention" && e != "full_attention"))
+        fail_format(path, "field 'layer_types' must hold \"sliding_attention\" or \"full_attention\", found {}", e.dump());
+      c.layer_types.push_back(e.get<std::string>());
+    }
+    if (int64_t(c.layer_types.size()) != c.num_hidden_layers)
+      fail_format(path, "field 'layer_types' has {} entries, expected num_hidden_layers = {}", c.layer_types.size(),
+                  c.num_hidden_layers);
+  } else {
+    const int64_t pattern = optional_int(j, "sliding_window_pattern", family.sliding_window_pattern, path);
+    if (pattern < 1) fail_format(path, "field 'sliding_window_pattern' must be positive, found {}", pattern);
+    c.layer_types = sliding_layer_types(c.num_hidden_layers, pattern);
+  }
+}
+
 // The shortest decimal that reads back as the same float: 1e-5f is written "1e-05" as transformers
 // writes it, not 9.999999747378752e-06.
 double shortest(float v) { return std::stod(fmt::format("{}", v)); }
@@ -126,8 +160,13 @@ ModelConfig ModelConfig::from_hf_json(const json& j, const std::string& path) {
   if (optional_bool(j, "use_sliding_window", false, path))
     fail_format(path, "field 'use_sliding_window' is true: sliding-window attention is not supported for {}", c.model_type);
 
-  if (present(j, "hidden_act") && j.at("hidden_act") != "silu")
-    fail_format(path, "hidden_act {} is not supported (only silu)", j.at("hidden_act").dump());
+  // Gemma 3's config names its activation hidden_activation (tanh-approximated GELU; transformers ignores a
+  // hidden_act there); the others hidden_act (SiLU).
+  const char* act_key = family->gemma_block ? "hidden_activation" : "hidden_act";
+  const char* act = family->gemma_block ? "gelu_pytorch_tanh" : "silu";
+  if (present(j, act_key) && j.at(act_key) != act)
+    fail_format(path, "{} {} is not supported for {} (only {})", act_key, j.at(act_key).dump(), family->model_type, act);
+  c.hidden_act = act;
 
   c.hidden_size = required_int(j, "hidden_size", path);
   c.intermediate_size = required_int(j, "intermediate_size", path);
@@ -140,13 +179,14 @@ ModelConfig ModelConfig::from_hf_json(const json& j, const std::string& path) {
   c.max_position_embeddings =
       optional_int(j, "max_position_embeddings", family->default_max_position_embeddings, path);
   c.rms_norm_eps = float(optional_number(j, "rms_norm_eps", 1e-6, path));
-  c.rope_theta = float(optional_number(j, "rope_theta", 10000.0, path));
+  c.rope_theta = float(optional_number(j, "rope_theta", family->default_rope_theta, path));
   if (present(j, "rope_scaling")) c.rope_scaling = parse_rope_scaling(j.at("rope_scaling"), path);
-  c.tie_word_embeddings = optional_bool(j, "tie_word_embeddings", false, path);
+  c.tie_word_embeddings = optional_bool(j, "tie_word_embeddings", family->default_tie_word_embeddings, path);
   // Qwen2 always has q/k/v biases (its config has no switch for them).
   c.attention_bias = family->qkv_bias || optional_bool(j, "attention_bias", false, path);
   c.qk_norm = family->qk_norm;
   if (family->nope_interval > 0) c.no_rope_layers = parse_no_rope_layers(j, family->nope_interval, c.num_hidden_layers, path);
+  if (family->gemma_block) parse_gemma_fields(j, *family, c, path);
   c.bos_token_id = token_id(j, "bos_token_id", c.bos_token_id, path);
   c.eos_token_id = token_id(j, "eos_token_id", c.eos_token_id, path);
 
@@ -158,7 +198,7 @@ json ModelConfig::to_hf_json() const {
   json j;
   j["architectures"] = json::array({architecture});
   j["model_type"] = model_type;
-  j["hidden_act"] = "silu";
+  j[gemma_block ? "hidden_activation" : "hidden_act"] = hidden_act;
   j["hidden_size"] = hidden_size;
   j["intermediate_size"] = intermediate_size;
   j["num_hidden_layers"] = num_hidden_layers;
@@ -183,6 +223,18 @@ json ModelConfig::to_hf_json() const {
   if (!model_family(model_type).qkv_bias) j["attention_bias"] = attention_bias;
   if (!no_rope_layers.empty()) j["no_rope_layers"] = no_rope_layers;
   if (model_type == "qwen3" || model_type == "smollm3") j["use_sliding_window"] = false;
+  if (gemma_block) {
+    j["query_pre_attn_scalar"] = shortest(query_pre_attn_scalar);
+    j["sliding_window"] = sliding_window;
+    j["rope_local_base_freq"] = shortest(rope_local_base_freq);
+    j["layer_types"] = layer_types;
+    // (transformers before layer_types read the pattern; written only when it says the same)
+    const ModelFamily& f = model_family(model_type);
+    if (layer_types == sliding_layer_types(num_hidden_layers, f.sliding_window_pattern))
+      j["sliding_window_pattern"] = f.sliding_window_pattern;
+    j["attn_logit_softcapping"] = nullptr;
+    j["final_logit_softcapping"] = nullptr;
+  }
   j["bos_token_id"] = bos_token_id;
   j["eos_token_id"] = eos_token_id;
   j["initializer_range"] = 0.02;
@@ -210,6 +262,16 @@ void ModelConfig::validate(const std::string& path) const {
     fail_format(path, "model_type '{}' is not supported (supported: {})", model_type, supported_model_types());
   if (!no_rope_layers.empty() && int64_t(no_rope_layers.size()) != num_hidden_layers)
     fail_format(path, "no_rope_layers has {} entries, expected num_hidden_layers = {}", no_rope_layers.size(), num_hidden_layers);
+  if (!layer_types.empty() && int64_t(layer_types.size()) != num_hidden_layers)
+    fail_format(path, "layer_types has {} entries, expected num_hidden_layers = {}", layer_types.size(), num_hidden_layers);
+  if (gemma_block) {
+    if (!(query_pre_attn_scalar > 0.0f))
+      fail_format(path, "query_pre_attn_scalar must be positive, found {}", query_pre_attn_scalar);
+    if (has_sliding_layers() && sliding_window <= 0)
+      fail_format(path, "sliding_window must be positive when layers are sliding_attention, found {}", sliding_window);
+    if (!(rope_local_base_freq > 0.0f))
+      fail_format(path, "rope_local_base_freq must be positive, found {}", rope_local_base_freq);
+  }
   if (head_dim % 2 != 0) fail_format(path, "head_dim ({}) must be even for rotary embeddings", head_dim);
   if (!(rms_norm_eps > 0.0f)) fail_format(path, "rms_norm_eps must be positive, found {}", rms_norm_eps);
   if (!(rope_theta > 0.0f)) fail_format(path, "rope_theta must be positive, found {}", rope_theta);
@@ -223,6 +285,36 @@ void ModelConfig::validate(const std::string& path) const {
       fail_format(path, "rope_scaling llama3 needs 0 < low_freq_factor < high_freq_factor and a positive "
                         "original_max_position_embeddings");
   }
+}
+
+bool ModelConfig::has_sliding_layers() const {
+  for (int64_t l = 0; l < int64_t(layer_types.size()); ++l)
+    if (is_sliding(l)) return true;
+  return false;
+}
+
+float ModelConfig::query_scale() const {
+  if (query_pre_attn_scalar <= 0.0f) return 1.0f;
+  return float(std::sqrt(double(head_dim) / double(query_pre_attn_scalar)));
+}
+
+float ModelConfig::embedding_scale(bool bf16_embeddings) const {
+  if (!gemma_block) return 1.0f;
+  const float s = float(std::sqrt(double(hidden_size)));
+  return bf16_embeddings ? bf16_to_f32(f32_to_bf16(s)) : s;
+}
+
+ModelConfig ModelConfig::local_rope_config() const {
+  ModelConfig local = *this;
+  local.rope_theta = rope_local_base_freq;
+  local.rope_scaling = RopeScaling{};
+  return local;
+}
+
+void ModelConfig::check_window(int64_t positions) const {
+  if (positions > sliding_window && has_sliding_layers())
+    fail("{}: a sequence of {} positions is longer than the sliding window ({}) of its local layers; sliding-window "
+         "attention is not implemented yet (sequences up to the window are exact)", model_type, positions, sliding_window);
 }
 
 }  // namespace lora

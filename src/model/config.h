@@ -35,12 +35,33 @@ struct ModelConfig {
   bool qk_norm = false;         // RMSNorm of each q and k head (weights q_norm, k_norm of head_dim) before RoPE (Qwen3)
   // SmolLM3's "no_rope_layers": 1 where layer l applies RoPE, 0 where it does not (NoPE); empty: every layer does.
   std::vector<int64_t> no_rope_layers;
+  // Gemma 3 (model/family.h): the block with (1+w) norms held as 1+w, post-attention and post-MLP norms, GeGLU,
+  // embeddings x sqrt(hidden_size); an attention scale of query_pre_attn_scalar^-1/2; per layer "sliding_attention"
+  // (local: RoPE base rope_local_base_freq, unscaled, keys within sliding_window) or "full_attention" (global).
+  bool gemma_block = false;
+  std::string hidden_act = "silu";   // "silu" (SwiGLU) or "gelu_pytorch_tanh" (GeGLU, Gemma)
+  float query_pre_attn_scalar = 0;   // 0: head_dim
+  int64_t sliding_window = 0;        // 0: none
+  float rope_local_base_freq = 10000.0f;
+  std::vector<std::string> layer_types;  // empty: every layer "full_attention"
   int64_t bos_token_id = 1;
   int64_t eos_token_id = 2;
 
   int64_t q_dim() const { return num_attention_heads * head_dim; }
   int64_t kv_dim() const { return num_key_value_heads * head_dim; }
   bool uses_rope(int64_t layer) const { return no_rope_layers.empty() || no_rope_layers[size_t(layer)] != 0; }
+  bool is_sliding(int64_t layer) const { return !layer_types.empty() && layer_types[size_t(layer)] == "sliding_attention"; }
+  bool has_sliding_layers() const;
+  // What q is multiplied by so that the attention kernels' 1/sqrt(head_dim) becomes query_pre_attn_scalar^-1/2.
+  float query_scale() const;
+  // What the embeddings are multiplied by: sqrt(hidden_size) for Gemma, rounded to the embedding's dtype as
+  // transformers does (a bf16 checkpoint's 33.94 is 34), else 1.
+  float embedding_scale(bool bf16_embeddings) const;
+  // The config of the local layers' RoPE: base rope_local_base_freq, no scaling (Gemma 3).
+  ModelConfig local_rope_config() const;
+  // Fails, naming the model type, when a sequence reaching `positions` positions would need the sliding window
+  // of the local layers (not implemented: exact up to sliding_window positions, refused beyond).
+  void check_window(int64_t positions) const;
 
   // Parses config.json; a missing required field or an unsupported architecture throws a
   // FormatError naming `path` and the field.

@@ -18,6 +18,11 @@ constexpr ModelFamily kFamilies[] = {
      "Llama block with an RMSNorm of every query and key head before RoPE (q_norm, k_norm)"},
     {"smollm3", "SmolLM3ForCausalLM", "smollm3", true, false, false, 4, 32768,
      "Llama block without RoPE on every 4th layer (NoPE)"},
+    {"gemma3_text", "Gemma3ForCausalLM", "gemma3", false, false, true, 0, 131072,
+     "Gemma 3 block: (1+w) RMSNorms before and after attention and MLP, q/k head norms, GeGLU (tanh GELU), "
+     "embeddings x sqrt(hidden), 5 local (sliding-window) layers to 1 global, query_pre_attn_scalar",
+     /*gemma_block=*/true, /*default_rope_theta=*/1000000.0, /*default_tie_word_embeddings=*/true,
+     /*sliding_window_pattern=*/6},
 };
 
 template <class Key>
@@ -61,12 +66,26 @@ std::vector<int64_t> nope_layers(int64_t n_layers, int64_t interval) {
   return flags;
 }
 
+std::vector<std::string> sliding_layer_types(int64_t n_layers, int64_t pattern) {
+  std::vector<std::string> types;
+  for (int64_t l = 0; l < n_layers; ++l) types.push_back((l + 1) % pattern != 0 ? "sliding_attention" : "full_attention");
+  return types;
+}
+
 void apply_family(const ModelFamily& f, ModelConfig& c) {
   c.architecture = f.hf_architecture;
   c.model_type = f.model_type;
   c.attention_bias = f.qkv_bias;
   c.qk_norm = f.qk_norm;
   c.no_rope_layers = f.nope_interval > 0 ? nope_layers(c.num_hidden_layers, f.nope_interval) : std::vector<int64_t>{};
+  c.gemma_block = f.gemma_block;
+  c.hidden_act = f.gemma_block ? "gelu_pytorch_tanh" : "silu";
+  c.layer_types = f.sliding_window_pattern > 0 ? sliding_layer_types(c.num_hidden_layers, f.sliding_window_pattern)
+                                               : std::vector<std::string>{};
+  if (f.gemma_block) {  // Gemma 3 1B's values; lora init's options may set them after
+    if (c.sliding_window == 0) c.sliding_window = 512;
+    if (c.query_pre_attn_scalar == 0) c.query_pre_attn_scalar = float(c.head_dim > 0 ? c.head_dim : 256);
+  }
 }
 
 std::string supported_model_types() { return list([](const ModelFamily& f) { return f.model_type; }); }

@@ -9,6 +9,9 @@
 //   mistral    MistralForCausalLM         llama      interleaved       -
 //   qwen3      Qwen3ForCausalLM           qwen3      as in HF (NEOX)   RMSNorm of every q and k head before RoPE
 //   smollm3    SmolLM3ForCausalLM         smollm3    interleaved       no RoPE on every 4th layer (NoPE)
+//   gemma3_text Gemma3ForCausalLM         gemma3     as in HF (NEOX)   (1+w) RMSNorms, sandwich norms, q/k head norms,
+//                                                                      GeGLU (tanh GELU), embeddings x sqrt(hidden),
+//                                                                      local (sliding-window) and global layers
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -27,6 +30,13 @@ struct ModelFamily {
   int64_t nope_interval;        // every nope_interval-th layer skips RoPE (0: none); llama.cpp fixes it at 4
   int64_t default_max_position_embeddings;  // transformers' default when config.json leaves it out
   const char* features;         // one line for `lora info`
+  // Gemma: RMSNorm y = x/rms(x)·(1 + w) with w stored in config.json's checkpoints (held here as 1 + w, as GGUF
+  // does), post-attention and post-MLP norms before each residual add, embeddings scaled by sqrt(hidden_size),
+  // GeGLU with tanh-GELU, an attention scale of query_pre_attn_scalar^-1/2, local layers (own RoPE base).
+  bool gemma_block = false;
+  double default_rope_theta = 10000.0;  // transformers' default when config.json leaves it out
+  bool default_tie_word_embeddings = false;
+  int64_t sliding_window_pattern = 0;   // every pattern-th layer global, the others local (0: all global)
 };
 
 // By config.json model_type, by architecture name, by GGUF architecture: null when unknown.
@@ -40,11 +50,16 @@ std::string supported_architectures();   // "LlamaForCausalLM, ..."
 std::string supported_gguf_archs();      // "llama, qwen2, qwen3, smollm3"
 
 // Sets c's names and the family's own switches as the family has them by default: architecture, model_type,
-// attention_bias (qkv_bias), qk_norm, no_rope_layers (for c.num_hidden_layers, which must be set). What a
-// config.json says otherwise (attention_bias, no_rope_layers) is read over it there.
+// attention_bias (qkv_bias), qk_norm, no_rope_layers (for c.num_hidden_layers, which must be set), and a Gemma
+// block's switches (hidden_act, norms, embedding scale, layer_types by the family's pattern). What a config.json
+// says otherwise (attention_bias, no_rope_layers, layer_types) is read over it there.
 void apply_family(const ModelFamily& f, ModelConfig& c);
 
 // config.json "no_rope_layers" of a NoPE family: 1 (RoPE) on every layer but each interval-th (0).
 std::vector<int64_t> nope_layers(int64_t n_layers, int64_t interval);
+
+// Gemma 3's "layer_types" from its sliding_window_pattern: every pattern-th layer "full_attention", the others
+// "sliding_attention" (transformers' Gemma3TextConfig and llama.cpp's set_swa_pattern agree).
+std::vector<std::string> sliding_layer_types(int64_t n_layers, int64_t pattern);
 
 }  // namespace lora

@@ -80,10 +80,12 @@ Model random_quantized_model(const ModelConfig& c, uint64_t seed, const QuantCon
       lw.q_norm = dense({cfg.head_dim}, DType::F32, 1.0f, 0.1f);
       lw.k_norm = dense({cfg.head_dim}, DType::F32, 1.0f, 0.1f);
     }
+    if (cfg.gemma_block) lw.post_attn_norm = dense({h}, DType::F32, 1.0f, 0.1f);
     lw.ffn_norm = dense({h}, DType::F32, 1.0f, 0.1f);
     lw.w_gate = quantized({f, h});
     lw.w_up = quantized({f, h});
     lw.w_down = quantized({h, f});
+    if (cfg.gemma_block) lw.post_ffn_norm = dense({h}, DType::F32, 1.0f, 0.1f);
     w.layers.push_back(std::move(lw));
   }
   w.norm = dense({h}, DType::F32, 1.0f, 0.1f);
@@ -118,10 +120,12 @@ Model random_model(const ModelConfig& c, uint64_t seed, DType weight_dtype) {
       lw.q_norm = random_tensor({cfg.head_dim}, DType::F32, 1.0f, 0.1f, rng);
       lw.k_norm = random_tensor({cfg.head_dim}, DType::F32, 1.0f, 0.1f, rng);
     }
+    if (cfg.gemma_block) lw.post_attn_norm = random_tensor({h}, DType::F32, 1.0f, 0.1f, rng);
     lw.ffn_norm = random_tensor({h}, DType::F32, 1.0f, 0.1f, rng);
     lw.w_gate = random_tensor({f, h}, wd, 0.0f, 0.02f, rng);
     lw.w_up = random_tensor({f, h}, wd, 0.0f, 0.02f, rng);
     lw.w_down = random_tensor({h, f}, wd, 0.0f, 0.02f, rng);
+    if (cfg.gemma_block) lw.post_ffn_norm = random_tensor({h}, DType::F32, 1.0f, 0.1f, rng);
     w.layers.push_back(std::move(lw));
   }
   w.norm = random_tensor({h}, DType::F32, 1.0f, 0.1f, rng);
@@ -220,13 +224,38 @@ ModelConfig smollm3_3b_config() {
   return c;
 }
 
+// google/gemma-3-1b-pt's config.json: head_dim 256 with 4 heads over a hidden size of 1152, one key/value head,
+// 5 local layers (window 512, RoPE base 1e4) to each global one (RoPE base 1e6, no scaling in the 1B).
+ModelConfig gemma3_1b_config() {
+  ModelConfig c;
+  c.hidden_size = 1152;
+  c.intermediate_size = 6912;
+  c.num_hidden_layers = 26;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 1;
+  c.head_dim = 256;
+  apply_family(model_family("gemma3_text"), c);
+  c.vocab_size = 262144;
+  c.max_position_embeddings = 32768;
+  c.rms_norm_eps = 1e-6f;
+  c.rope_theta = 1000000.0f;
+  c.rope_local_base_freq = 10000.0f;
+  c.query_pre_attn_scalar = 256.0f;
+  c.sliding_window = 512;
+  c.tie_word_embeddings = true;
+  c.bos_token_id = 2;
+  c.eos_token_id = 1;
+  return c;
+}
+
 ModelConfig model_config_by_name(const std::string& name) {
+  if (name == "gemma3-1b") return gemma3_1b_config();
   if (name == "smollm2-135m") return smollm2_135m_config();
   if (name == "qwen2.5-0.5b") return qwen25_05b_config();
   if (name == "qwen3-0.6b") return qwen3_06b_config();
   if (name == "smollm3-3b") return smollm3_3b_config();
   if (name == "llama2-7b") return llama2_7b_config();
-  fail("unknown model shape '{}' (known: smollm2-135m, qwen2.5-0.5b, qwen3-0.6b, smollm3-3b, llama2-7b)", name);
+  fail("unknown model shape '{}' (known: smollm2-135m, qwen2.5-0.5b, qwen3-0.6b, smollm3-3b, gemma3-1b, llama2-7b)", name);
 }
 
 }  // namespace lora

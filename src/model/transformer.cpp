@@ -5,7 +5,9 @@
 #include "core/error.h"
 #include "core/matmul.h"
 #include "kernels/attention.h"
+#include "kernels/elementwise.h"
 #include "kernels/embedding.h"
+#include "kernels/geglu.h"
 #include "kernels/rmsnorm.h"
 #include "kernels/swiglu.h"
 
@@ -15,6 +17,7 @@ Transformer::Transformer(const Model& model, int64_t max_batch, int64_t max_seq)
     : model_(model), max_batch_(max_batch), max_seq_(max_seq), rope_(model.config, max_seq) {
   const ModelConfig& c = model.config;
   if (max_batch < 1 || max_seq < 1) fail("Transformer: batch and sequence length must be positive");
+  if (c.has_sliding_layers()) rope_local_ = RopeTable(c.local_rope_config(), max_seq);
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     key_cache_.emplace_back(DType::F32, std::vector<int64_t>{max_batch, max_seq, c.kv_dim()});
     value_cache_.emplace_back(DType::F32, std::vector<int64_t>{max_batch, max_seq, c.kv_dim()});
@@ -45,6 +48,7 @@ const Tensor& Transformer::forward(const int32_t* tokens, int64_t B, int64_t T, 
   if (B > max_batch_) fail("batch of {} exceeds the session's maximum of {}", B, max_batch_);
   if (n_past_ + T > max_seq_)
     fail("sequence would reach {} tokens, beyond the context of {}", n_past_ + T, max_seq_);
+  model_.config.check_window(n_past_ + T);
   std::vector<SequenceStep> steps(static_cast<size_t>(B));
   for (int64_t b = 0; b < B; ++b) steps[size_t(b)] = {b, n_past_, tokens + b * T, T, adapters_};
   const Tensor& logits = run(steps, all_logits);
@@ -63,6 +67,7 @@ const Tensor& Transformer::forward_steps(const std::vector<SequenceStep>& steps)
     if (s.n_past + s.n_tokens > max_seq_)
       fail("slot {}: sequence would reach {} tokens, beyond the context of {}", s.slot, s.n_past + s.n_tokens, max_seq_);
     if (s.adapters && &s.adapters->base() != &model_) fail("Transformer: the adapters were loaded for another model");
+    model_.config.check_window(s.n_past + s.n_tokens);
   }
   return run(steps, false);
 }
@@ -138,6 +143,8 @@ const Tensor& Transformer::run(const std::vector<SequenceStep>& steps, bool all_
     const Tensor* embedding = r.adapters && r.adapters->embedding_weight() ? r.adapters->embedding_weight() : &w.tok_embeddings;
     Tensor xr = x.slice_rows(r.row_begin, r.row_end);
     embedding_forward(*embedding, tokens_.data() + r.row_begin, r.row_end - r.row_begin, xr.f32());
+    // Gemma scales the embedding module's output; a PEFT embedding LoRA adds to it unscaled.
+    if (c.gemma_block) scale_in_place(xr.f32(), c.embedding_scale(embedding->dtype() == DType::BF16), xr.numel());
     if (r.adapters) r.adapters->add_embedding(tokens_.data() + r.row_begin, r.row_end - r.row_begin, xr);
   }
 
@@ -157,9 +164,11 @@ const Tensor& Transformer::run(const std::vector<SequenceStep>& steps, bool all_
       rmsnorm_forward(k.f32(), lw.k_norm.f32(), k.f32(), rows * c.num_key_value_heads, c.head_dim, c.rms_norm_eps);
     }
     if (c.uses_rope(l)) {  // (SmolLM3's NoPE layers attend without positions)
-      rope_forward(q.f32(), positions_.data(), rows, c.num_attention_heads, c.head_dim, rope_);
-      rope_forward(k.f32(), positions_.data(), rows, c.num_key_value_heads, c.head_dim, rope_);
+      const RopeTable& table = c.is_sliding(l) ? rope_local_ : rope_;
+      rope_forward(q.f32(), positions_.data(), rows, c.num_attention_heads, c.head_dim, table);
+      rope_forward(k.f32(), positions_.data(), rows, c.num_key_value_heads, c.head_dim, table);
     }
+    if (c.query_scale() != 1.0f) scale_in_place(q.f32(), c.query_scale(), q.numel());  // query_pre_attn_scalar
     for (int64_t s = 0; s < n_steps; ++s) {
       const SequenceStep& st = steps[size_t(s)];
       const int64_t r0 = first_row_[size_t(s)];
@@ -182,9 +191,16 @@ const Tensor& Transformer::run(const std::vector<SequenceStep>& steps, bool all_
                         st.n_past, shape, nullptr, e - s, max_seq_);
       s = e;
     }
-    // residual: x += Wo · att (beta = 1 accumulates into x)
-    matmul(mat(att), false, mat(lw.wo), true, mut_mat(x), 1.0f, 1.0f);
-    add_adapters(l, LinearSite::O, att, x);
+    if (!c.gemma_block) {
+      // residual: x += Wo · att (beta = 1 accumulates into x)
+      matmul(mat(att), false, mat(lw.wo), true, mut_mat(x), 1.0f, 1.0f);
+      add_adapters(l, LinearSite::O, att, x);
+    } else {  // x += post_attn_norm(Wo · att), the block's input norm no longer needed in xb
+      linear(att, lw.wo, nullptr, xb);
+      add_adapters(l, LinearSite::O, att, xb);
+      rmsnorm_forward(xb.f32(), lw.post_attn_norm.f32(), xb.f32(), rows, hidden, c.rms_norm_eps);
+      add_into(x.f32(), xb.f32(), x.numel());
+    }
 
     // MLP block
     rmsnorm_forward(x.f32(), lw.ffn_norm.f32(), xb.f32(), rows, hidden, c.rms_norm_eps);
@@ -192,9 +208,17 @@ const Tensor& Transformer::run(const std::vector<SequenceStep>& steps, bool all_
     linear(xb, lw.w_up, nullptr, up);
     add_adapters(l, LinearSite::Gate, xb, gate);
     add_adapters(l, LinearSite::Up, xb, up);
-    swiglu_forward(gate.f32(), up.f32(), gate.f32(), gate.numel());
-    matmul(mat(gate), false, mat(lw.w_down), true, mut_mat(x), 1.0f, 1.0f);
-    add_adapters(l, LinearSite::Down, gate, x);
+    if (!c.gemma_block) {
+      swiglu_forward(gate.f32(), up.f32(), gate.f32(), gate.numel());
+      matmul(mat(gate), false, mat(lw.w_down), true, mut_mat(x), 1.0f, 1.0f);
+      add_adapters(l, LinearSite::Down, gate, x);
+    } else {  // x += post_ffn_norm(Wd · geglu(gate, up))
+      geglu_forward(gate.f32(), up.f32(), gate.f32(), gate.numel());
+      linear(gate, lw.w_down, nullptr, xb);
+      add_adapters(l, LinearSite::Down, gate, xb);
+      rmsnorm_forward(xb.f32(), lw.post_ffn_norm.f32(), xb.f32(), rows, hidden, c.rms_norm_eps);
+      add_into(x.f32(), xb.f32(), x.numel());
+    }
   }
 
   // The head reads every row, or each step's last; `runs` then index logit rows by step.

@@ -71,6 +71,7 @@ class Transformer {
   int64_t max_batch_, max_seq_;
   int64_t n_past_ = 0;
   RopeTable rope_;
+  RopeTable rope_local_;  // the local (sliding-window) layers' RoPE (Gemma 3), empty otherwise
   std::vector<Tensor> key_cache_, value_cache_;  // per layer [max_batch, max_seq, kv_dim]
   // activations, sized for the largest B*T seen
   Tensor x_, xb_, q_, k_, v_, att_, gate_, up_, logits_;

@@ -24,9 +24,11 @@ struct TrainableModel::LayerActivations {
   Tensor rstd_q, rstd_k;       // [N · heads] f32 statistics (qk_norm only, else empty)
   Tensor att;                  // [N, q_dim] E: attention output, input of o_proj
   Tensor attn_stats;           // [2, N · n_heads] f32: softmax max and 1/sum of every query (attention_forward)
+  Tensor o_out, rstd_post_attn;   // Gemma: [N, hidden] f32 o_proj output and [N] its post-attention norm's statistics
   Tensor h;                    // [N, hidden] f32: residual stream after attention
   Tensor rstd_ffn, xn_ffn;     // RMSNorm before the MLP
-  Tensor gate, up, act;        // [N, inter] E: act = silu(gate) ⊙ up, input of down_proj
+  Tensor gate, up, act;        // [N, inter] E: act = silu(gate) ⊙ up (Gemma: gelu(gate) ⊙ up), input of down_proj
+  Tensor down_out, rstd_post_ffn;  // Gemma: [N, hidden] f32 down_proj output and [N] its post-MLP norm's statistics
   std::array<LinearSaved, kNumProj> linear;
 
   void allocate(const ModelConfig& c, int64_t n, DType e) {
@@ -44,6 +46,12 @@ struct TrainableModel::LayerActivations {
       k_pre = Tensor(DType::F32, {n, c.kv_dim()});
       rstd_q = Tensor(DType::F32, {n * c.num_attention_heads});
       rstd_k = Tensor(DType::F32, {n * c.num_key_value_heads});
+    }
+    if (c.gemma_block) {
+      o_out = Tensor(DType::F32, {n, c.hidden_size});
+      rstd_post_attn = Tensor(DType::F32, {n});
+      down_out = Tensor(DType::F32, {n, c.hidden_size});
+      rstd_post_ffn = Tensor(DType::F32, {n});
     }
     h = Tensor(DType::F32, {n, c.hidden_size});
     rstd_ffn = Tensor(DType::F32, {n});
@@ -83,6 +91,7 @@ struct TrainableModel::GradScratch {
   Tensor dk, dv;             // [N, kv_dim] f32
   Tensor dq_e, dk_e, dv_e;   // E copies after RoPE's backward (empty when E is f32: in place)
   Tensor dx_e;               // [N, hidden] E copy of the residual gradient (empty when E is f32)
+  Tensor dpost;              // [N, hidden] f32, Gemma: the gradient at a post-norm's input (o_proj's, down_proj's output)
 
   void allocate(const ModelConfig& c, int64_t n, DType e) {
     if (!dxn.empty() && dxn.dim(0) == n && dtype == e) return;
@@ -102,6 +111,7 @@ struct TrainableModel::GradScratch {
     dk_e = f32 ? Tensor() : Tensor(e, {n, c.kv_dim()});
     dv_e = f32 ? Tensor() : Tensor(e, {n, c.kv_dim()});
     dx_e = f32 ? Tensor() : Tensor(e, {n, c.hidden_size});
+    dpost = c.gemma_block ? Tensor(DType::F32, {n, c.hidden_size}) : Tensor();
   }
 };
 

@@ -4,6 +4,9 @@
 //                      m = rmsnorm(h);  x' = h + Ld (silu(Lg m) ⊙ Lu m)
 // (Qwen3: q = rope(headnorm(Lq n)), k likewise, each head normalized over its head_dim; SmolLM3's NoPE layers
 //  leave out the rope.)
+// Gemma 3:  h = x + rmsnorm(Lo attn(q,k,v));  x' = h + rmsnorm(Ld (gelu(Lg m) ⊙ Lu m)), q scaled by
+//  √(head_dim / query_pre_attn_scalar) so that the kernels' 1/√head_dim becomes query_pre_attn_scalar^-1/2; its
+//  local layers' RoPE has its own base. The backward runs dx through each post-norm's rmsnorm' first.
 // backward, per block in reverse, with dx the gradient at the block output:
 //   dact = Ldᵀ dx;  dgate, dup = swiglu'(dact);  dx += rmsnorm'(Lgᵀ dgate + Luᵀ dup)      (dx is now dh)
 //   datt = Loᵀ dx;  dq, dk, dv = attn'(datt);  dx += rmsnorm'(Lqᵀ rope'(dq) + Lkᵀ rope'(dk) + Lvᵀ dv)
@@ -17,6 +20,7 @@
 #include "kernels/attention.h"
 #include "kernels/elementwise.h"
 #include "kernels/embedding.h"
+#include "kernels/geglu.h"
 #include "kernels/rmsnorm.h"
 #include "kernels/rope.h"
 #include "kernels/swiglu.h"
@@ -128,10 +132,15 @@ void TrainableModel::layer_forward_as(int64_t l, LayerActivations& a, int64_t B,
     rmsnorm_forward(a.k_pre.f32(), w.k_norm.f32(), k32.f32(), n * c.num_key_value_heads, c.head_dim, c.rms_norm_eps,
                     a.rstd_k.f32());
   }
+  if (c.query_scale() != 1.0f) {  // (RoPE is linear: scaling before it is scaling after)
+    auto t = timed(Phase::Elementwise);
+    scale_in_place(q32.f32(), c.query_scale(), q32.numel());
+  }
   if (c.uses_rope(l)) {
     auto t = timed(Phase::Rope);
-    rope_forward(q32.f32(), data<E>(a.q), positions_.data(), n, c.num_attention_heads, c.head_dim, rope_);
-    rope_forward(k32.f32(), data<E>(a.k), positions_.data(), n, c.num_key_value_heads, c.head_dim, rope_);
+    const RopeTable& table = c.is_sliding(l) ? rope_local_ : rope_;
+    rope_forward(q32.f32(), data<E>(a.q), positions_.data(), n, c.num_attention_heads, c.head_dim, table);
+    rope_forward(k32.f32(), data<E>(a.k), positions_.data(), n, c.num_key_value_heads, c.head_dim, table);
   } else if (!f32) {
     auto t = timed(Phase::Elementwise);
     store_as(q32.f32(), data<E>(a.q), q32.numel());
@@ -146,10 +155,17 @@ void TrainableModel::layer_forward_as(int64_t l, LayerActivations& a, int64_t B,
     auto t = timed(Phase::AttentionForward, double(B) * attention_forward_flops(T, shape));
     attention_forward(data<E>(a.q), data<E>(a.k), data<E>(a.v), data<E>(a.att), T, 0, shape, a.attn_stats.f32(), B);
   }
-  lin(kO, a.att, a.h);
+  if (!c.gemma_block) {
+    lin(kO, a.att, a.h);
+  } else {
+    lin(kO, a.att, a.o_out);
+    auto t = timed(Phase::RmsNorm);
+    rmsnorm_forward(a.o_out.f32(), w.post_attn_norm.f32(), a.h.f32(), n, c.hidden_size, c.rms_norm_eps,
+                    a.rstd_post_attn.f32());
+  }
   {
     auto t = timed(Phase::Elementwise);
-    add_into(a.h, x);  // h = x + Lo att
+    add_into(a.h, x);  // h = x + Lo att (Gemma: x + rmsnorm(Lo att))
   }
   {
     auto t = timed(Phase::RmsNorm);
@@ -162,12 +178,23 @@ void TrainableModel::layer_forward_as(int64_t l, LayerActivations& a, int64_t B,
   }
   {
     auto t = timed(Phase::SwiGlu);
-    swiglu_forward(gate32.f32(), up32.f32(), data<E>(a.act), f32 ? nullptr : data<E>(a.gate), f32 ? nullptr : data<E>(a.up),
-                   a.act.numel());
+    if (c.gemma_block)
+      geglu_forward(gate32.f32(), up32.f32(), data<E>(a.act), f32 ? nullptr : data<E>(a.gate), f32 ? nullptr : data<E>(a.up),
+                    a.act.numel());
+    else
+      swiglu_forward(gate32.f32(), up32.f32(), data<E>(a.act), f32 ? nullptr : data<E>(a.gate), f32 ? nullptr : data<E>(a.up),
+                     a.act.numel());
   }
-  lin(kDown, a.act, x_out);
+  if (!c.gemma_block) {
+    lin(kDown, a.act, x_out);
+  } else {
+    lin(kDown, a.act, a.down_out);
+    auto t = timed(Phase::RmsNorm);
+    rmsnorm_forward(a.down_out.f32(), w.post_ffn_norm.f32(), x_out.f32(), n, c.hidden_size, c.rms_norm_eps,
+                    a.rstd_post_ffn.f32());
+  }
   auto t = timed(Phase::Elementwise);
-  add_into(x_out, a.h);  // x' = h + Ld act
+  add_into(x_out, a.h);  // x' = h + Ld act (Gemma: h + rmsnorm(Ld act))
 }
 
 template <typename E>
@@ -203,11 +230,28 @@ void TrainableModel::layer_backward_as(int64_t l, LayerActivations& a, Tensor& d
     store_as(dx.f32(), data<E>(dx_e), dx.numel());
   }
 
+  // Gemma: the gradient at a post-norm's input, in what the GEMM reads (dpost itself on f32 blocks, else dx_e,
+  // which is refreshed from dx after the MLP block and at the next block's start).
+  auto through_post_norm = [&](const Tensor& norm_in, const Tensor& weight, const Tensor& rstd, NormWeight which) -> Tensor& {
+    {
+      auto t = timed(Phase::RmsNorm);
+      rmsnorm_backward(dx.f32(), norm_in.f32(), weight.f32(), rstd.f32(), g.dpost.f32(), norm_grad(which), n, c.hidden_size);
+    }
+    if (f32) return g.dpost;
+    auto t = timed(Phase::Elementwise);
+    store_as(g.dpost.f32(), data<E>(g.dx_e), g.dpost.numel());
+    return g.dx_e;
+  };
+
   // MLP block
-  back(kDown, a.act, dx_e, &dact, false);
+  back(kDown, a.act, c.gemma_block ? through_post_norm(a.down_out, w.post_ffn_norm, a.rstd_post_ffn, kPostFfnNorm) : dx_e,
+       &dact, false);
   {
     auto t = timed(Phase::SwiGlu);
-    swiglu_backward(dact.f32(), data<E>(a.gate), data<E>(a.up), data<E>(dgate), data<E>(dup), dact.numel());
+    if (c.gemma_block)
+      geglu_backward(dact.f32(), data<E>(a.gate), data<E>(a.up), data<E>(dgate), data<E>(dup), dact.numel());
+    else
+      swiglu_backward(dact.f32(), data<E>(a.gate), data<E>(a.up), data<E>(dgate), data<E>(dup), dact.numel());
   }
   // side by side as in the forward, each into its own input-gradient buffer, summed after
   {
@@ -230,25 +274,31 @@ void TrainableModel::layer_backward_as(int64_t l, LayerActivations& a, Tensor& d
 
   // attention block
   Tensor &datt = g.datt, &dq = g.dq, &dk = g.dk, &dv = g.dv;
-  back(kO, a.att, dx_e, &datt, false);
+  back(kO, a.att, c.gemma_block ? through_post_norm(a.o_out, w.post_attn_norm, a.rstd_post_attn, kPostAttnNorm) : dx_e,
+       &datt, false);
   const AttentionShape shape{c.num_attention_heads, c.num_key_value_heads, c.head_dim};
   {
     auto t = timed(Phase::AttentionBackward, double(B) * attention_backward_flops(T, shape));
     attention_backward(datt.f32(), data<E>(a.q), data<E>(a.k), data<E>(a.v), data<E>(a.att), a.attn_stats.f32(),
                        dq.f32(), dk.f32(), dv.f32(), T, shape, B);
   }
+  if (c.query_scale() != 1.0f) {
+    auto t = timed(Phase::Elementwise);
+    scale_in_place(dq.f32(), c.query_scale(), dq.numel());
+  }
   Tensor &dq_e = f32 ? dq : g.dq_e, &dk_e = f32 ? dk : g.dk_e, &dv_e = f32 ? dv : g.dv_e;
   // dq, dk back through RoPE (straight into their E copies when nothing follows), then through the head norms
   // in place; what the GEMMs read is stored as E last.
   const bool rope = c.uses_rope(l);
+  const RopeTable& rope_table = c.is_sliding(l) ? rope_local_ : rope_;
   if (rope) {
     auto t = timed(Phase::Rope);
     if (c.qk_norm) {
-      rope_backward(dq.f32(), positions_.data(), n, c.num_attention_heads, c.head_dim, rope_);
-      rope_backward(dk.f32(), positions_.data(), n, c.num_key_value_heads, c.head_dim, rope_);
+      rope_backward(dq.f32(), positions_.data(), n, c.num_attention_heads, c.head_dim, rope_table);
+      rope_backward(dk.f32(), positions_.data(), n, c.num_key_value_heads, c.head_dim, rope_table);
     } else {
-      rope_backward(dq.f32(), data<E>(dq_e), positions_.data(), n, c.num_attention_heads, c.head_dim, rope_);
-      rope_backward(dk.f32(), data<E>(dk_e), positions_.data(), n, c.num_key_value_heads, c.head_dim, rope_);
+      rope_backward(dq.f32(), data<E>(dq_e), positions_.data(), n, c.num_attention_heads, c.head_dim, rope_table);
+      rope_backward(dk.f32(), data<E>(dk_e), positions_.data(), n, c.num_key_value_heads, c.head_dim, rope_table);
     }
   }
   if (c.qk_norm) {
@@ -298,7 +348,10 @@ TrainableModel::Result TrainableModel::run(const int32_t* tokens, const int32_t*
   if (B < 1 || T < 1) fail("a batch needs at least one sequence of one token");
   if (T > c.max_position_embeddings)
     fail("sequence length {} exceeds the model's context ({})", T, c.max_position_embeddings);
+  c.check_window(T);
   if (rope_.max_positions < T) rope_ = RopeTable(c, std::max<int64_t>(T, 256));
+  if (c.has_sliding_layers() && rope_local_.max_positions < T)
+    rope_local_ = RopeTable(c.local_rope_config(), std::max<int64_t>(T, 256));
   positions_.resize(size_t(n));
   for (int64_t i = 0; i < n; ++i) positions_[i] = int32_t(i % T);
   const bool training = backward;
@@ -316,6 +369,8 @@ TrainableModel::Result TrainableModel::run(const int32_t* tokens, const int32_t*
   std::optional<Profiler::Scope> timed;
   timed.emplace(profiler, Phase::Embedding);
   embedding_forward(weights_.tok_embeddings, tokens, n, residual_[0].f32());
+  const float embed_scale = c.embedding_scale(weights_.tok_embeddings.dtype() == DType::BF16);
+  if (embed_scale != 1.0f) scale_in_place(residual_[0].f32(), embed_scale, residual_[0].numel());  // (Gemma; the LoRA adds unscaled)
   Tensor embed_u;
   if (embed_lora_) {
     const EmbeddingLora& e = *embed_lora_;
@@ -395,7 +450,15 @@ TrainableModel::Result TrainableModel::run(const int32_t* tokens, const int32_t*
   }
 
   timed.emplace(profiler, Phase::Embedding);
-  if (!embed_grad_.empty()) embedding_backward(dx.f32(), tokens, n, embed_grad_.f32(), hidden);
+  if (!embed_grad_.empty()) {
+    if (embed_scale == 1.0f) {
+      embedding_backward(dx.f32(), tokens, n, embed_grad_.f32(), hidden);
+    } else {
+      Tensor scaled = dx.clone();
+      scale_in_place(scaled.f32(), embed_scale, scaled.numel());
+      embedding_backward(scaled.f32(), tokens, n, embed_grad_.f32(), hidden);
+    }
+  }
   if (embed_lora_) {
     // dB += s · dxᵀ u;  dA[:, id_i] += s · Bᵀ dx_i
     EmbeddingLora& e = *embed_lora_;

@@ -8,6 +8,7 @@
 #include "core/linalg.h"
 #include "core/matmul.h"
 #include "core/quant.h"
+#include "formats/weight_names.h"
 #include "train/activations.h"
 #include "train/trainable_model.h"
 
@@ -235,6 +236,10 @@ void TrainableModel::make_layer_norms_trainable(int64_t l) {
     make_trainable(w.q_norm, g[kQNorm]);
     make_trainable(w.k_norm, g[kKNorm]);
   }
+  if (!w.post_attn_norm.empty()) {
+    make_trainable(w.post_attn_norm, g[kPostAttnNorm]);
+    make_trainable(w.post_ffn_norm, g[kPostFfnNorm]);
+  }
   layer_norms_trainable_[size_t(l)] = true;
 }
 
@@ -268,12 +273,14 @@ void TrainableModel::register_params() {
     if (layer_norms_trainable_[l]) {
       LayerWeights& w = weights_.layers[l];
       auto& g = norm_grads_[l];
-      add(fmt::format("model.layers.{}.input_layernorm.weight", l), w.attn_norm, g[kAttnNorm], false);
-      add(fmt::format("model.layers.{}.post_attention_layernorm.weight", l), w.ffn_norm, g[kFfnNorm], false);
-      if (!w.q_norm.empty()) {
-        add(fmt::format("model.layers.{}.self_attn.q_norm.weight", l), w.q_norm, g[kQNorm], false);
-        add(fmt::format("model.layers.{}.self_attn.k_norm.weight", l), w.k_norm, g[kKNorm], false);
-      }
+      // named as the family's config.json checkpoints name them (Gemma's values are the factors 1 + w)
+      const std::pair<Tensor LayerWeights::*, NormWeight> norms[] = {
+          {&LayerWeights::attn_norm, kAttnNorm}, {&LayerWeights::ffn_norm, kFfnNorm},
+          {&LayerWeights::q_norm, kQNorm}, {&LayerWeights::k_norm, kKNorm},
+          {&LayerWeights::post_attn_norm, kPostAttnNorm}, {&LayerWeights::post_ffn_norm, kPostFfnNorm}};
+      for (const LayerTensorSpec& spec : layer_tensor_specs(base_.config))
+        for (const auto& [member, which] : norms)
+          if (spec.member == member) add(hf_layer_name(int64_t(l), spec), w.*member, g[which], false);
     }
     for (int p = 0; p < kNumProj; ++p) {
       LinearSlot& s = slots_[l][p];

@@ -124,7 +124,8 @@ class TrainableModel {
   ModelWeights weights_;
   std::vector<std::array<LinearSlot, kNumProj>> slots_;
   // Grads of a block's norm weights (full/freeze only), indexed by NormWeight; q/k head norms only with qk_norm.
-  enum NormWeight { kAttnNorm, kFfnNorm, kQNorm, kKNorm, kNumNorms };
+  // Gemma's post-attention and post-MLP norms only with gemma_block.
+  enum NormWeight { kAttnNorm, kFfnNorm, kQNorm, kKNorm, kPostAttnNorm, kPostFfnNorm, kNumNorms };
   std::vector<std::array<Tensor, kNumNorms>> norm_grads_;
   Tensor embed_grad_, head_grad_, final_norm_grad_;
   bool embed_trainable_ = false, head_trainable_ = false, norms_trainable_ = false;
@@ -134,6 +135,7 @@ class TrainableModel {
   std::vector<Param> params_;
   std::mt19937_64 rng_;
   RopeTable rope_;
+  RopeTable rope_local_;  // the local layers' RoPE (Gemma 3), empty otherwise
   std::vector<LayerActivations> acts_;  // one per block, or one shared with gradient checkpointing
   std::vector<Tensor> residual_;        // [L + 1] residual stream at each block's input, and the output
   std::unique_ptr<ForwardScratch> forward_scratch_;

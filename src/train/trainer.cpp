@@ -386,6 +386,9 @@ void Trainer::load_checkpoint(const std::string& dir) {
       std::memcpy(into.data(), t.data(), t.nbytes());
     };
     copy(w, p.name, *p.value);
+    // A Gemma norm's checkpoint holds w, the model the factor 1 + w (formats/hf_folder.cpp writes w).
+    if (model_.base().config.gemma_block && p.name.ends_with("norm.weight"))
+      for (int64_t k = 0; k < p.value->numel(); ++k) p.value->f32()[k] += 1.0f;
     copy(opt, "exp_avg." + p.name, optimizer_->adamw.exp_avg()[i]);
     copy(opt, "exp_avg_sq." + p.name, optimizer_->adamw.exp_avg_sq()[i]);
   }

@@ -7,7 +7,12 @@ loader's q/k permutation is checked too.
 
   llama_reference.py logits   --model M --tokens "1 5 9,1 7 3" --out logits.f32
   llama_reference.py nll      --model M --ids-file ids.txt --ctx N          (prints JSON)
-  llama_reference.py make-hf  --out DIR --seed S [--family qwen3|smollm3]   (random-weight HF folder)
+  llama_reference.py make-hf  --out DIR --seed S [--family qwen3|smollm3|gemma3]   (random-weight HF folder)
+
+Gemma 3 (model_type gemma3_text) follows transformers' modeling_gemma3: its checkpoints' norm weights w are read
+as the factors 1 + w (Gemma3RMSNorm), embeddings are scaled by sqrt(hidden_size), every block has post-attention
+and post-MLP norms, the MLP is GeGLU with tanh-GELU, scores are scaled by query_pre_attn_scalar^-1/2, and the
+"sliding_attention" layers use rope_local_base_freq without scaling and see keys j > i - sliding_window.
 """
 import argparse
 import json
@@ -82,17 +87,34 @@ def read_hf(folder):
                 T.update(read_safetensors(os.path.join(folder, shard)))
     else:
         T.update(read_safetensors(os.path.join(folder, "model.safetensors")))
+    gemma = cfg.get("model_type") == "gemma3_text"
     cfg.setdefault("num_key_value_heads", cfg["num_attention_heads"])
     cfg.setdefault("head_dim", cfg["hidden_size"] // cfg["num_attention_heads"])
-    cfg.setdefault("rope_theta", 10000.0)
+    cfg.setdefault("rope_theta", 1000000.0 if gemma else 10000.0)
     cfg.setdefault("rms_norm_eps", 1e-6)
+    if gemma:  # Gemma3TextConfig's defaults
+        cfg.setdefault("tie_word_embeddings", True)
+        cfg.setdefault("query_pre_attn_scalar", 256)
+        cfg.setdefault("sliding_window", 4096)
+        cfg.setdefault("rope_local_base_freq", 10000.0)
+        if not cfg.get("layer_types"):
+            pattern = cfg.get("sliding_window_pattern", 6)
+            cfg["layer_types"] = ["sliding_attention" if (i + 1) % pattern else "full_attention"
+                                  for i in range(cfg["num_hidden_layers"])]
+        assert cfg.get("final_logit_softcapping") is None and cfg.get("attn_logit_softcapping") is None
+        T = {k: (v + 1 if k.endswith("norm.weight") else v) for k, v in T.items()}  # Gemma3RMSNorm: x̂ (1 + w)
     W = {"embed": T["model.embed_tokens.weight"], "norm": T["model.norm.weight"]}
     W["lm_head"] = T.get("lm_head.weight", W["embed"]) if not cfg.get("tie_word_embeddings") else W["embed"]
     W["layers"] = []
     for l in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{l}."
-        L = dict(attn_norm=T[p + "input_layernorm.weight"], ffn_norm=T[p + "post_attention_layernorm.weight"],
-                 wq=T[p + "self_attn.q_proj.weight"], wk=T[p + "self_attn.k_proj.weight"],
+        if gemma:
+            norms = dict(attn_norm=T[p + "input_layernorm.weight"], post_attn_norm=T[p + "post_attention_layernorm.weight"],
+                         ffn_norm=T[p + "pre_feedforward_layernorm.weight"],
+                         post_ffn_norm=T[p + "post_feedforward_layernorm.weight"])
+        else:
+            norms = dict(attn_norm=T[p + "input_layernorm.weight"], ffn_norm=T[p + "post_attention_layernorm.weight"])
+        L = dict(**norms, wq=T[p + "self_attn.q_proj.weight"], wk=T[p + "self_attn.k_proj.weight"],
                  wv=T[p + "self_attn.v_proj.weight"], wo=T[p + "self_attn.o_proj.weight"],
                  w_gate=T[p + "mlp.gate_proj.weight"], w_up=T[p + "mlp.up_proj.weight"],
                  w_down=T[p + "mlp.down_proj.weight"])
@@ -163,16 +185,37 @@ def plain_linear(layer, name, x, weight, bias):
     return x @ weight.T + (bias if bias is not None else 0)
 
 
+def is_gemma(cfg):
+    return cfg.get("model_type") == "gemma3_text"
+
+
+def embed_scale(cfg, dtype):
+    """Gemma3TextScaledWordEmbedding: sqrt(hidden_size), cast to the embedding's dtype."""
+    return torch.tensor(cfg["hidden_size"] ** 0.5, dtype=dtype) if is_gemma(cfg) else 1.0
+
+
+def local_rope_cfg(cfg):
+    """Gemma 3's sliding_attention layers: their own RoPE base, no scaling."""
+    return dict(cfg, rope_theta=cfg["rope_local_base_freq"], rope_scaling=None)
+
+
 def forward(cfg, W, layout, tokens, linear=plain_linear, embed=None, head=None):
     """Logits [B, T, vocab]. linear(layer, name, x, weight, bias), embed(tokens) and head(h) let a caller
     (the LoRA reference) replace any projection; by default they are the plain model's."""
     B, T = tokens.shape
     H, KV, d = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
     eps = cfg["rms_norm_eps"]
-    x = embed(tokens) if embed else W["embed"][tokens]
+    gemma = is_gemma(cfg)
+    x = embed(tokens) if embed else W["embed"][tokens] * embed_scale(cfg, W["embed"].dtype)
     mask = torch.full((T, T), float("-inf"), dtype=DT).triu(1)
+    i, j = torch.arange(T)[:, None], torch.arange(T)[None, :]
+    if gemma:  # transformers' sliding_window_overlay: key j is seen by query i when i - j < sliding_window
+        local_mask = mask.masked_fill(i - j >= cfg["sliding_window"], float("-inf"))
+    score_scale = cfg["query_pre_attn_scalar"] ** -0.5 if gemma else 1 / math.sqrt(d)
     no_rope = cfg.get("no_rope_layers")  # SmolLM3: 0 where a layer attends without RoPE
     for l, L in enumerate(W["layers"]):
+        local = gemma and cfg["layer_types"][l] == "sliding_attention"
+        rope_cfg = local_rope_cfg(cfg) if local else cfg
         h = rmsnorm(x, L["attn_norm"], eps)
         q = linear(l, "self_attn.q_proj", h, L["wq"], L.get("bq")).view(B, T, H, d)
         k = linear(l, "self_attn.k_proj", h, L["wk"], L.get("bk")).view(B, T, KV, d)
@@ -180,16 +223,19 @@ def forward(cfg, W, layout, tokens, linear=plain_linear, embed=None, head=None):
         if "q_norm" in L:  # Qwen3: RMSNorm over each head's d values
             q, k = rmsnorm(q, L["q_norm"], eps), rmsnorm(k, L["k_norm"], eps)
         if not no_rope or no_rope[l]:
-            q, k = rope(q, cfg, layout), rope(k, cfg, layout)
+            q, k = rope(q, rope_cfg, layout), rope(k, rope_cfg, layout)
         q = q.transpose(1, 2)
         k = k.transpose(1, 2).repeat_interleave(H // KV, dim=1)
         v = v.view(B, T, KV, d).transpose(1, 2).repeat_interleave(H // KV, dim=1)
-        att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d) + mask, dim=-1) @ v
-        x = x + linear(l, "self_attn.o_proj", att.transpose(1, 2).reshape(B, T, H * d), L["wo"], None)
+        att = torch.softmax(q @ k.transpose(-1, -2) * score_scale + (local_mask if local else mask), dim=-1) @ v
+        o = linear(l, "self_attn.o_proj", att.transpose(1, 2).reshape(B, T, H * d), L["wo"], None)
+        x = x + (rmsnorm(o, L["post_attn_norm"], eps) if gemma else o)
         h = rmsnorm(x, L["ffn_norm"], eps)
-        act = torch.nn.functional.silu(linear(l, "mlp.gate_proj", h, L["w_gate"], None)) * \
-            linear(l, "mlp.up_proj", h, L["w_up"], None)
-        x = x + linear(l, "mlp.down_proj", act, L["w_down"], None)
+        gate = linear(l, "mlp.gate_proj", h, L["w_gate"], None)
+        act = torch.nn.functional.gelu(gate, approximate="tanh") if gemma else torch.nn.functional.silu(gate)
+        act = act * linear(l, "mlp.up_proj", h, L["w_up"], None)
+        down = linear(l, "mlp.down_proj", act, L["w_down"], None)
+        x = x + (rmsnorm(down, L["post_ffn_norm"], eps) if gemma else down)
     h = rmsnorm(x, W["norm"], eps)
     return head(h) if head else h @ W["lm_head"].T
 
@@ -222,6 +268,18 @@ FAMILIES = {
                 "rope_scaling": None, "tie_word_embeddings": True, "attention_bias": False,
                 "no_rope_layers": [1, 1, 1, 0, 1], "no_rope_layer_interval": 4, "use_sliding_window": False,
                 "torch_dtype": "float32", "bos_token_id": 1, "eos_token_id": 2},
+    # Gemma 3 as google/gemma-3-1b's block (tied, GQA, q/k norms, sandwich norms, GeGLU), with q wider than the
+    # hidden size, two local layers and a global one (linear RoPE scaling as the 4B+ have, on the global layer only),
+    # and query_pre_attn_scalar 32 != head_dim 24 (as the 27B's 168 != 128). The window holds the tests' sequences.
+    "gemma3": {"architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text", "hidden_size": 64,
+               "intermediate_size": 96, "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 2,
+               "head_dim": 24, "vocab_size": 300, "max_position_embeddings": 512, "rms_norm_eps": 1e-6,
+               "rope_theta": 1000000.0, "rope_local_base_freq": 10000.0,
+               "rope_scaling": {"rope_type": "linear", "factor": 4.0}, "query_pre_attn_scalar": 32,
+               "sliding_window": 64, "layer_types": ["sliding_attention", "full_attention", "sliding_attention"],
+               "hidden_activation": "gelu_pytorch_tanh", "final_logit_softcapping": None,
+               "attn_logit_softcapping": None, "tie_word_embeddings": True, "attention_bias": False,
+               "torch_dtype": "float32", "bos_token_id": 2, "eos_token_id": 1},
 }
 
 
@@ -236,19 +294,26 @@ def make_family(out, seed, family):
     def r(*shape, mean=0.0, std=0.1):
         return torch.randn(*shape, generator=g) * std + mean
 
-    T = {"model.embed_tokens.weight": r(v, h, std=0.5), "model.norm.weight": r(h, mean=1.0)}
+    gemma = family == "gemma3"
+    norm_mean = 0.0 if gemma else 1.0  # (Gemma's checkpoints hold w of the factor 1 + w)
+    T = {"model.embed_tokens.weight": r(v, h, std=0.5 / math.sqrt(h) if gemma else 0.5),
+         "model.norm.weight": r(h, mean=norm_mean)}
     if not cfg["tie_word_embeddings"]:
         T["lm_head.weight"] = r(v, h)
     for l in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{l}."
-        T.update({p + "input_layernorm.weight": r(h, mean=1.0), p + "post_attention_layernorm.weight": r(h, mean=1.0),
+        if gemma:
+            T.update({p + "pre_feedforward_layernorm.weight": r(h, mean=norm_mean, std=0.3),
+                      p + "post_feedforward_layernorm.weight": r(h, mean=norm_mean, std=0.3)})
+        T.update({p + "input_layernorm.weight": r(h, mean=norm_mean),
+                  p + "post_attention_layernorm.weight": r(h, mean=norm_mean, std=0.3 if gemma else 0.1),
                   p + "self_attn.q_proj.weight": r(q, h), p + "self_attn.k_proj.weight": r(kv, h),
                   p + "self_attn.v_proj.weight": r(kv, h), p + "self_attn.o_proj.weight": r(h, q),
                   p + "mlp.gate_proj.weight": r(f, h), p + "mlp.up_proj.weight": r(f, h),
                   p + "mlp.down_proj.weight": r(h, f)})
-        if family == "qwen3":
-            T[p + "self_attn.q_norm.weight"] = r(d, mean=1.0, std=0.3)
-            T[p + "self_attn.k_norm.weight"] = r(d, mean=1.0, std=0.3)
+        if family in ("qwen3", "gemma3"):
+            T[p + "self_attn.q_norm.weight"] = r(d, mean=norm_mean, std=0.3)
+            T[p + "self_attn.k_norm.weight"] = r(d, mean=norm_mean, std=0.3)
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "config.json"), "w") as fh:
         json.dump(cfg, fh, indent=2)

@@ -48,7 +48,10 @@ class Trainable:
         for k, n in names.items():
             self.W[k] = self.P[n]
         self.W["lm_head"] = self.P.get("lm_head.weight", self.W["embed"])
-        fields = {"attn_norm": "input_layernorm.weight", "ffn_norm": "post_attention_layernorm.weight",
+        norms = ({"post_attn_norm": "post_attention_layernorm.weight", "ffn_norm": "pre_feedforward_layernorm.weight",
+                  "post_ffn_norm": "post_feedforward_layernorm.weight"} if ref.is_gemma(self.cfg)
+                 else {"ffn_norm": "post_attention_layernorm.weight"})
+        fields = {"attn_norm": "input_layernorm.weight", **norms,
                   "wq": "self_attn.q_proj.weight", "wk": "self_attn.k_proj.weight", "wv": "self_attn.v_proj.weight",
                   "wo": "self_attn.o_proj.weight", "w_gate": "mlp.gate_proj.weight", "w_up": "mlp.up_proj.weight",
                   "w_down": "mlp.down_proj.weight", "bq": "self_attn.q_proj.bias", "bk": "self_attn.k_proj.bias",
@@ -92,7 +95,7 @@ class Trainable:
     def embed(self, tokens):
         key = "base_model.model.model.embed_tokens"
         table = self.P.get(key + ".weight", self.W["embed"])
-        x = table[tokens]
+        x = table[tokens] * ref.embed_scale(self.cfg, table.dtype)  # (Gemma: the base's output; the LoRA adds unscaled)
         if key + ".lora_embedding_A" in self.P:
             A, B = self.P[key + ".lora_embedding_A"], self.P[key + ".lora_embedding_B"]
             x = x + (A.T[tokens] @ B.T) * self.scaling("model.embed_tokens", A.shape[0])
