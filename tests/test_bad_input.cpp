@@ -290,6 +290,10 @@ TEST(BadInput, GgufGemma3Problems) {
   rewrite_stories(tmp / "nopost.gguf", [](GGUFWriter&) {}, "blk.1.post_ffw_norm.weight", tmp / "g.gguf");
   expect_format_error([&] { load_model(tmp / "nopost.gguf", no_tokenizer()); },
                       {"nopost.gguf", "missing tensor 'blk.1.post_ffw_norm.weight'"});
+  // a layer count no one checked yet must not size the per-layer list of local/global layers
+  rewrite_stories(tmp / "layers.gguf", [](GGUFWriter& w) { w.set_u32("gemma3.block_count", 4000000000u); }, "", tmp / "g.gguf");
+  expect_format_error([&] { load_model(tmp / "layers.gguf", no_tokenizer()); },
+                      {"layers.gguf", "num_hidden_layers = 4000000000 is out of range (expected 1..4096)"});
   const GGUFFile g = GGUFFile::open(tmp / "g.gguf");
   {  // every key but the window
     GGUFWriter w;

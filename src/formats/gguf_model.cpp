@@ -70,6 +70,7 @@ ModelConfig gguf_model_config(const GGUFFile& g) {
   c.hidden_size = g.get_int(p + "embedding_length");
   c.intermediate_size = g.get_int(p + "feed_forward_length");
   c.num_hidden_layers = g.get_int(p + "block_count");
+  ModelConfig::check_layer_count(c.num_hidden_layers, g.path());
   c.num_attention_heads = g.get_int(p + "attention.head_count");
   c.num_key_value_heads = g.get_int(p + "attention.head_count_kv", c.num_attention_heads);
   c.head_dim = g.get_int(p + "attention.key_length", c.num_attention_heads > 0 ? c.hidden_size / c.num_attention_heads : 0);

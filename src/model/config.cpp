@@ -171,6 +171,7 @@ ModelConfig ModelConfig::from_hf_json(const json& j, const std::string& path) {
   c.hidden_size = required_int(j, "hidden_size", path);
   c.intermediate_size = required_int(j, "intermediate_size", path);
   c.num_hidden_layers = required_int(j, "num_hidden_layers", path);
+  ModelConfig::check_layer_count(c.num_hidden_layers, path);
   c.num_attention_heads = required_int(j, "num_attention_heads", path);
   c.vocab_size = required_int(j, "vocab_size", path);
   c.num_key_value_heads = optional_int(j, "num_key_value_heads", c.num_attention_heads, path);
@@ -242,6 +243,10 @@ json ModelConfig::to_hf_json() const {
   return j;
 }
 
+void ModelConfig::check_layer_count(int64_t n, const std::string& path) {
+  if (n <= 0 || n > kMaxLayers) fail_format(path, "num_hidden_layers = {} is out of range (expected 1..{})", n, kMaxLayers);
+}
+
 void ModelConfig::validate(const std::string& path) const {
   // Bounds keep every product of sizes far from int64 overflow and reject garbage headers early.
   auto check_range = [&](const char* name, int64_t v, int64_t max) {
@@ -249,7 +254,7 @@ void ModelConfig::validate(const std::string& path) const {
   };
   check_range("hidden_size", hidden_size, int64_t(1) << 20);
   check_range("intermediate_size", intermediate_size, int64_t(1) << 22);
-  check_range("num_hidden_layers", num_hidden_layers, 4096);
+  check_range("num_hidden_layers", num_hidden_layers, kMaxLayers);
   check_range("num_attention_heads", num_attention_heads, 4096);
   check_range("num_key_value_heads", num_key_value_heads, 4096);
   check_range("head_dim", head_dim, 16384);

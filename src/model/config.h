@@ -69,6 +69,10 @@ struct ModelConfig {
   nlohmann::json to_hf_json() const;
   // Checks internal consistency (heads divide, positive sizes); throws FormatError naming `path`.
   void validate(const std::string& path) const;
+  // The bound validate() puts on num_hidden_layers, checked alone by the readers before they build
+  // per-layer lists (NoPE layers, layer types) from a count no one has validated yet.
+  static constexpr int64_t kMaxLayers = 4096;
+  static void check_layer_count(int64_t n, const std::string& path);
 };
 
 }  // namespace lora
