@@ -1,24 +1,31 @@
 #include "kernels/swiglu.h"
 
 #include <cmath>
+#include <type_traits>
 
-#include "kernels/simd.h"
+#include "kernels/gated_unit.h"
 
 namespace lora {
 
 namespace {
 
-constexpr int64_t kParallelAbove = 16384;  // elements: below this a parallel region costs more than it saves
-
-// σ(g) with the exp the storage type calls for: exact-rounded for f32 results, single precision for bf16.
+// SiLU: s = σ(g), f'(g) = σ(g)(1 + g(1 − σ(g))).
+struct Silu {
 #ifdef LORA_SIMD_AVX512
-template <typename T>
-__m512 sigmoid(__m512 g) {
-  const __m512 one = _mm512_set1_ps(1.0f), minus_g = _mm512_sub_ps(_mm512_setzero_ps(), g);
-  const __m512 e = std::is_same_v<T, float> ? simd::exp(minus_g) : simd::exp_fast(minus_g);
-  return _mm512_div_ps(one, _mm512_add_ps(one, e));
-}
+  template <typename T>
+  static __m512 gate(__m512 g) {
+    const __m512 one = _mm512_set1_ps(1.0f), minus_g = _mm512_sub_ps(_mm512_setzero_ps(), g);
+    const __m512 e = std::is_same_v<T, float> ? simd::exp(minus_g) : simd::exp_fast(minus_g);
+    return _mm512_div_ps(one, _mm512_add_ps(one, e));
+  }
+  static __m512 slope(__m512 g, __m512 s) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    return _mm512_mul_ps(s, _mm512_fmadd_ps(g, _mm512_sub_ps(one, s), one));
+  }
 #endif
+  static float gate(float g) { return 1.0f / (1.0f + std::exp(-g)); }
+  static float slope(float g, float s) { return s * (1.0f + g * (1.0f - s)); }
+};
 
 }  // namespace
 
@@ -28,53 +35,12 @@ void swiglu_forward(const float* gate, const float* up, float* out, int64_t n) {
 
 template <typename T>
 void swiglu_forward(const float* gate, const float* up, T* act, T* gate_keep, T* up_keep, int64_t n) {
-#ifdef LORA_SIMD_AVX512
-  const int64_t blocks = (n + 15) / 16;
-#pragma omp parallel for if (n > kParallelAbove)
-  for (int64_t b = 0; b < blocks; ++b) {
-    const int64_t i = b * 16;
-    const __mmask16 m = simd::first_lanes(n - i);
-    const __m512 g = simd::load(gate + i, m), u = simd::load(up + i, m);
-    if (gate_keep) simd::store(gate_keep + i, g, m);
-    if (up_keep) simd::store(up_keep + i, u, m);
-    simd::store(act + i, _mm512_mul_ps(_mm512_mul_ps(g, sigmoid<T>(g)), u), m);
-  }
-#else
-#pragma omp parallel for if (n > kParallelAbove)
-  for (int64_t i = 0; i < n; ++i) {
-    const float g = gate[i], u = up[i];
-    if (gate_keep) simd::put(gate_keep[i], g);
-    if (up_keep) simd::put(up_keep[i], u);
-    simd::put(act[i], g / (1.0f + std::exp(-g)) * u);
-  }
-#endif
+  gated_unit::forward<Silu>(gate, up, act, gate_keep, up_keep, n);
 }
 
 template <typename T, typename G>
 void swiglu_backward(const float* dout, const T* gate, const T* up, G* dgate, G* dup, int64_t n) {
-#ifdef LORA_SIMD_AVX512
-  const int64_t blocks = (n + 15) / 16;
-  const __m512 one = _mm512_set1_ps(1.0f);
-#pragma omp parallel for if (n > kParallelAbove)
-  for (int64_t b = 0; b < blocks; ++b) {
-    const int64_t i = b * 16;
-    const __mmask16 m = simd::first_lanes(n - i);
-    const __m512 g = simd::load(gate + i, m), u = simd::load(up + i, m), d = simd::load(dout + i, m);
-    const __m512 sig = sigmoid<G>(g);
-    // σ(g)(1 + g(1 − σ(g)))
-    const __m512 dsilu = _mm512_mul_ps(sig, _mm512_fmadd_ps(g, _mm512_sub_ps(one, sig), one));
-    simd::store(dgate + i, _mm512_mul_ps(_mm512_mul_ps(d, u), dsilu), m);
-    simd::store(dup + i, _mm512_mul_ps(_mm512_mul_ps(d, g), sig), m);
-  }
-#else
-#pragma omp parallel for if (n > kParallelAbove)
-  for (int64_t i = 0; i < n; ++i) {
-    const float g = simd::to_f32(gate[i]), sig = 1.0f / (1.0f + std::exp(-g));
-    const float d = dout[i];
-    simd::put(dgate[i], d * simd::to_f32(up[i]) * sig * (1.0f + g * (1.0f - sig)));
-    simd::put(dup[i], d * g * sig);
-  }
-#endif
+  gated_unit::backward<Silu>(dout, gate, up, dgate, dup, n);
 }
 
 template void swiglu_forward<float>(const float*, const float*, float*, float*, float*, int64_t);
