@@ -3,6 +3,7 @@
 // query heads, a key/value cache offset (pos0) and several sequences in one call.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -171,6 +172,114 @@ std::vector<bf16> to_bf16(const std::vector<float>& v) {
   std::vector<bf16> o(v.size());
   for (size_t i = 0; i < v.size(); ++i) o[i] = f32_to_bf16(v[i]);
   return o;
+}
+
+// Sliding-window attention (Gemma's local layers): a query at position p sees keys p − W < j <= p. Windows of
+// 1, of less than a tile, of exactly a tile and of more, on their own, after a KV cache offset and in a batch.
+struct WindowCase {
+  int64_t T, pos0, batch, window;
+  AttentionShape shape;
+};
+const WindowCase kWindowCases[] = {{7, 0, 1, 1, {4, 2, 8}},     {70, 0, 1, 20, {3, 1, 16}},  {130, 0, 2, 64, {4, 2, 32}},
+                                   {200, 0, 1, 65, {2, 1, 64}}, {1000, 0, 1, 100, {4, 2, 64}}, {70, 100, 2, 30, {2, 1, 64}},
+                                   {1, 300, 1, 50, {4, 4, 32}},  {70, 0, 2, 24, {4, 2, 16}}};
+
+TEST(Attention, SlidingWindowForwardIsAttentionOverTheLastWKeys) {
+  // Independent of the reference's mask: the last query with a window W is plain attention of one query over
+  // the last W keys alone (as a cache of W − 1 positions and the query).
+  for (const WindowCase& c : kWindowCases) {
+    AttentionShape s = c.shape;
+    s.window = c.window;
+    const int64_t S = c.pos0 + c.T, stride = S + 3;
+    auto q = randn(size_t(c.batch * c.T * s.q_dim()), 5), k = randn(size_t(c.batch * stride * s.kv_dim()), 6),
+         v = randn(size_t(c.batch * stride * s.kv_dim()), 7);
+    std::vector<float> out(q.size()), ref(q.size());
+    attention_forward(q.data(), k.data(), v.data(), out.data(), c.T, c.pos0, s, nullptr, c.batch, stride);
+    for (int64_t b = 0; b < c.batch; ++b)
+      attention_forward_reference(q.data() + b * c.T * s.q_dim(), k.data() + b * stride * s.kv_dim(),
+                                  v.data() + b * stride * s.kv_dim(), ref.data() + b * c.T * s.q_dim(), c.T, c.pos0, s);
+    EXPECT_LT(max_abs_diff(out, ref), 2e-5) << "T " << c.T << " window " << c.window;
+
+    const int64_t W = std::min(c.window, S), b = c.batch - 1, last = (b * c.T + c.T - 1) * s.q_dim();
+    AttentionShape plain = s;
+    plain.window = 0;
+    std::vector<float> alone(size_t(s.q_dim()));
+    attention_forward_reference(q.data() + last, k.data() + (b * stride + S - W) * s.kv_dim(),
+                                v.data() + (b * stride + S - W) * s.kv_dim(), alone.data(), 1, W - 1, plain);
+    const std::vector<float> got(out.begin() + last, out.begin() + last + s.q_dim());
+    EXPECT_LT(max_abs_diff(got, alone), 2e-5) << "T " << c.T << " window " << c.window;
+    if (S > W) {  // and it differs from unwindowed attention
+      std::vector<float> full(q.size());
+      attention_forward(q.data(), k.data(), v.data(), full.data(), c.T, c.pos0, plain, nullptr, c.batch, stride);
+      EXPECT_GT(max_abs_diff(full, out), 1e-3) << "T " << c.T << " window " << c.window;
+    }
+  }
+}
+
+TEST(Attention, SlidingWindowBackwardMatchesTheReferenceInF32AndBf16) {
+  for (const WindowCase& c : kWindowCases) {
+    if (c.pos0 != 0) continue;  // (the backward is for training: no cache)
+    AttentionShape s = c.shape;
+    s.window = c.window;
+    const int64_t n = c.batch * c.T;
+    const auto q = rounded_to_bf16(randn(size_t(n * s.q_dim()), 1)), k = rounded_to_bf16(randn(size_t(n * s.kv_dim()), 2)),
+               v = rounded_to_bf16(randn(size_t(n * s.kv_dim()), 3));
+    const auto dout = randn(q.size(), 4);
+    std::vector<float> rq(q.size()), rk(k.size()), rv(v.size()), ref_out(q.size());
+    for (int64_t b = 0; b < c.batch; ++b) {
+      const int64_t qo = b * c.T * s.q_dim(), ko = b * c.T * s.kv_dim();
+      attention_backward_reference(dout.data() + qo, q.data() + qo, k.data() + ko, v.data() + ko, rq.data() + qo,
+                                   rk.data() + ko, rv.data() + ko, c.T, s);
+      attention_forward_reference(q.data() + qo, k.data() + ko, v.data() + ko, ref_out.data() + qo, c.T, 0, s);
+    }
+    // f32
+    std::vector<float> out(q.size()), stats(size_t(2 * c.batch * s.n_heads * c.T)), dq(q.size()), dk(k.size()), dv(v.size());
+    attention_forward(q.data(), k.data(), v.data(), out.data(), c.T, 0, s, stats.data(), c.batch);
+    attention_backward(dout.data(), q.data(), k.data(), v.data(), out.data(), stats.data(), dq.data(), dk.data(),
+                       dv.data(), c.T, s, c.batch);
+    EXPECT_LT(max_abs_diff(dq, rq), 2e-4) << "dq, T " << c.T << " window " << c.window;
+    EXPECT_LT(max_abs_diff(dk, rk), 2e-4) << "dk, T " << c.T << " window " << c.window;
+    EXPECT_LT(max_abs_diff(dv, rv), 2e-4) << "dv, T " << c.T << " window " << c.window;
+    // bf16 storage (AMX / AVX512-BF16 tiles where the CPU has them): relative L2 error as the causal bf16 test
+    const auto q16 = to_bf16(q), k16 = to_bf16(k), v16 = to_bf16(v);
+    std::vector<bf16> out16(q.size());
+    attention_forward(q16.data(), k16.data(), v16.data(), out16.data(), c.T, 0, s, stats.data(), c.batch);
+    attention_backward(dout.data(), q16.data(), k16.data(), v16.data(), out16.data(), stats.data(), dq.data(), dk.data(),
+                       dv.data(), c.T, s, c.batch);
+    auto rel = [](const std::vector<float>& a, const std::vector<float>& b) {
+      double num = 0, den = 0;
+      for (size_t i = 0; i < a.size(); ++i) {
+        num += double(a[i] - b[i]) * (a[i] - b[i]);
+        den += double(b[i]) * b[i];
+      }
+      return std::sqrt(num / std::max(den, 1e-4 * double(a.size())));
+    };
+    for (size_t i = 0; i < out.size(); ++i) out[i] = bf16_to_f32(out16[i]);
+    EXPECT_LT(rel(out, ref_out), 1.5e-2) << "bf16 out, T " << c.T << " window " << c.window;
+    EXPECT_LT(rel(dq, rq), 1.5e-2) << "bf16 dq, T " << c.T << " window " << c.window;
+    EXPECT_LT(rel(dk, rk), 1.5e-2) << "bf16 dk, T " << c.T << " window " << c.window;
+    EXPECT_LT(rel(dv, rv), 1.5e-2) << "bf16 dv, T " << c.T << " window " << c.window;
+  }
+}
+
+TEST(Attention, SlidingWindowGradientsMatchFiniteDifferences) {
+  // A window of 20 over 70 positions: the window's far edge falls inside the first tile for the queries of the
+  // second, so key tiles are partly seen, partly skipped.
+  AttentionShape s{3, 1, 4};
+  s.window = 20;
+  const int64_t T = 70;
+  auto q = randn(size_t(T * s.q_dim()), 9), k = randn(size_t(T * s.kv_dim()), 10), v = randn(size_t(T * s.kv_dim()), 11);
+  auto r = randn(q.size(), 12);
+  std::vector<float> out(q.size()), lse(size_t(2 * s.n_heads * T)), dq(q.size()), dk(k.size()), dv(v.size());
+  auto loss = [&] {
+    attention_forward(q.data(), k.data(), v.data(), out.data(), T, 0, s);
+    return dot(out, r);
+  };
+  attention_forward(q.data(), k.data(), v.data(), out.data(), T, 0, s, lse.data());
+  attention_backward(r.data(), q.data(), k.data(), v.data(), out.data(), lse.data(), dq.data(), dk.data(), dv.data(), T, s);
+  expect_gradient(q, dq, loss, "dq");
+  expect_gradient(k, dk, loss, "dk");
+  expect_gradient(v, dv, loss, "dv");
 }
 
 // The bf16 kernels (AMX tiles where the CPU has them, head_dim padded to 32) on the edge cases of the f32

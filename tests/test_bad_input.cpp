@@ -593,38 +593,6 @@ TEST_F(BadHfFolder, Gemma3FieldsThatContradictTheWeightsOrAreNotSupported) {
   expect_format_error([&] { load_model(dir(), no_tokenizer()); }, {"config.json", "query_pre_attn_scalar must be positive"});
 }
 
-// Sliding-window attention is not implemented: a Gemma 3 model with local layers refuses sequences beyond the window
-// (training and inference alike) instead of attending to keys its local layers must not see.
-TEST(BadInput, Gemma3SequencesBeyondTheWindow) {
-  ModelConfig c;
-  c.hidden_size = 32;
-  c.intermediate_size = 48;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 2;
-  c.num_key_value_heads = 1;
-  c.head_dim = 16;
-  c.vocab_size = 50;
-  c.max_position_embeddings = 64;
-  apply_family(model_family("gemma3_text"), c);
-  c.sliding_window = 8;
-  const Model m = random_model(c, 1);
-  std::vector<int32_t> tokens(9, 3);
-  Transformer t(m, 1, 16);
-  t.forward(tokens.data(), 1, 8, false);  // up to the window: fine
-  EXPECT_NE(error_of([&] { t.forward(tokens.data(), 1, 1, false); })
-                .find("gemma3_text: a sequence of 9 positions is longer than the sliding window (8) of its local layers; "
-                      "sliding-window attention is not implemented yet"),
-            std::string::npos);
-  TrainableModel full = TrainableModel::full(m);
-  std::vector<int32_t> targets(9, 4);
-  EXPECT_NE(error_of([&] { full.forward_backward(tokens.data(), targets.data(), 1, 9, 1.0f); }).find("longer than the sliding window (8)"),
-            std::string::npos);
-  c.layer_types = {"full_attention", "full_attention"};  // all global: no window applies
-  const Model global = random_model(c, 1);
-  Transformer tg(global, 1, 16);
-  EXPECT_EQ(tg.forward(tokens.data(), 1, 9, false).dim(1), 50);
-}
-
 TEST_F(BadHfFolder, BrokenWeightsFiles) {
   const std::string st = dir() + "/model.safetensors";
   const std::string whole = test::read_text(st);

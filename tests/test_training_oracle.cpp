@@ -113,11 +113,12 @@ void run_case(const std::string& model_path, TrainableModel& m, const nlohmann::
     // Every other tensor carries the same effect at the fp32 rounding floor: Adam divides each element's
     // gradient by its own √v, so elements with tiny gradients turn fp32-vs-fp64 rounding into relative step
     // differences. Measured: the same run gives 7e-6 with one set of fp32 kernels and 1.1e-5 when only the
-    // exp inside attention is perturbed by ±1 ulp (1.5e-5 with the blocked attention); 3e-5 leaves room for any
-    // correctly rounded fp32 kernel order. A wrong gradient is caught by the 1e-4 check above.
+    // exp inside attention is perturbed by ±1 ulp (1.5e-5 with the blocked attention, 3.2e-5 on Gemma 3 with DoRA
+    // and a sliding window, whose gradients agree to 2e-6); 5e-5 leaves room for any correctly rounded fp32 kernel
+    // order. A wrong gradient is caught by the 1e-4 check above.
     const bool key_bias = p.name.ends_with("k_proj.bias");
     if (!key_bias) worst = std::max(worst, e);
-    EXPECT_LE(e, key_bias ? 2e-3 : 3e-5) << "weights of " << p.name << " after " << kSteps << " steps";
+    EXPECT_LE(e, key_bias ? 2e-3 : 5e-5) << "weights of " << p.name << " after " << kSteps << " steps";
   }
   std::printf("  after %d AdamW steps: worst weight relative error %.2e (key biases excluded)\n", kSteps, worst);
 }

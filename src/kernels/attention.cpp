@@ -76,20 +76,20 @@ void attention_forward(const E* q, const E* keys, const E* values, E* out, int64
       std::fill(m, m + nq, -INFINITY);
       std::fill(l, l + nq, 0.0f);
       std::fill(o, o + nq * hd, 0.0f);
-      for (int64_t k0 = 0; k0 < n_keys; k0 += kBlock) {
+      for (int64_t k0 = first_key_block(pos0 + q0, shape.window, kBlock); k0 < n_keys; k0 += kBlock) {
         const int64_t nk = std::min(kBlock, n_keys - k0);
         transpose_block(K + k0 * kv_dim, kv_dim, nk, hd, kt, kBlock);
         tile_gemm(nq, nk, hd, Q, ldq, false, kt, kBlock, s, kBlock, scale, false);  // S = Q Kᵀ / √d
         for (int64_t r = 0; r < nq; ++r) {
           float* sr = s + r * kBlock;
-          const int64_t visible = std::min(nk, pos0 + q0 + r - k0 + 1);  // causal: keys up to the query's position
-          if (visible <= 0) {
+          const VisibleKeys vis = visible_keys(pos0 + q0 + r, k0, nk, shape.window);
+          if (vis.hi <= vis.lo) {
             std::fill(sr, sr + nk, 0.0f);
             continue;
           }
-          const float m_new = std::max(m[r], simd::max_of(sr, visible));
+          const float m_new = std::max(m[r], simd::max_of(sr + vis.lo, vis.hi - vis.lo));
           const float corr = std::exp(m[r] - m_new);  // 0 on the first block (m = -inf)
-          l[r] = l[r] * corr + exp_row(sr, sr, visible, nk, m_new, exact);
+          l[r] = l[r] * corr + exp_row(sr, sr, vis, nk, m_new, exact);
           if (corr != 1.0f) scale_row(o + r * hd, hd, corr);
           m[r] = m_new;
         }
@@ -161,8 +161,9 @@ void attention_backward(const float* dout, const E* q, const E* keys, const E* v
       const float* K32 = f32_block(Kj, ldk, nk, hd, k32);
       std::fill(dk_acc, dk_acc + nk * hd, 0.0f);
       std::fill(dv_acc, dv_acc + nk * hd, 0.0f);
+      const int64_t last_qb = last_query_block(k0 + nk - 1, shape.window, n_blocks, kBlock);
       for (int64_t h = g * group; h < (g + 1) * group; ++h)
-        for (int64_t qb = kb; qb < n_blocks; ++qb) {
+        for (int64_t qb = kb; qb <= last_qb; ++qb) {
           const int64_t q0 = qb * kBlock, nq = std::min(kBlock, T - q0);
           int64_t ldq = q_dim;
           const float* Qi = f32_block(q + (b * T + q0) * q_dim + h * hd, ldq, nq, hd, q32);
@@ -172,8 +173,7 @@ void attention_backward(const float* dout, const E* q, const E* keys, const E* v
           const float* D_i = D.data() + (b * H + h) * T + q0;
           tile_gemm(nq, nk, hd, Qi, ldq, false, kt, kBlock, p, kBlock, scale, false);   // S = Q Kᵀ / √d
           for (int64_t r = 0; r < nq; ++r) {
-            const int64_t visible = std::min(nk, q0 + r - k0 + 1);
-            exp_row(p + r * kBlock, p + r * kBlock, std::max<int64_t>(visible, 0), nk, max_i[r], exact);
+            exp_row(p + r * kBlock, p + r * kBlock, visible_keys(q0 + r, k0, nk, shape.window), nk, max_i[r], exact);
             scale_row(p + r * kBlock, nk, inv_sum_i[r]);  // P, exactly as the forward formed it
           }
           tile_gemm(nq, nk, hd, dOi, q_dim, false, vt, kBlock, ds, kBlock, 1.0f, false);  // dP = dO Vᵀ

@@ -21,6 +21,10 @@ namespace lora {
 
 struct AttentionShape {
   int64_t n_heads = 0, n_kv_heads = 0, head_dim = 0;
+  // Sliding-window attention (Gemma's and Mistral's local layers): a query at position p sees the keys
+  // p − window < j <= p only; 0 for plain causal attention (every key up to p). Key blocks wholly outside
+  // every window of a query block are skipped, forward and backward.
+  int64_t window = 0;
   int64_t q_dim() const { return n_heads * head_dim; }
   int64_t kv_dim() const { return n_kv_heads * head_dim; }
 };
@@ -28,7 +32,8 @@ struct AttentionShape {
 // `batch` sequences: q and out are [batch·T, q_dim], the queries of each sequence at positions
 // pos0 .. pos0+T-1; keys/values hold, per sequence, every position up to its last query, [pos0+T, kv_dim],
 // consecutive sequences kv_stride rows apart (0: pos0 + T, i.e. packed). Query head h reads kv head
-// h / (n_heads / n_kv_heads). out[t] = softmax(q_t · K[0..pos0+t]ᵀ / √head_dim) · V.
+// h / (n_heads / n_kv_heads). out[t] = softmax(q_t · K[0..pos0+t]ᵀ / √head_dim) · V (keys from
+// pos0 + t − window + 1 on with a window).
 // stats, when given, receives what the backward needs, [2, batch, n_heads, T]: the largest scaled score m of
 // each query, then 1/l with l = Σ_j e^(s_j − m). (Kept apart rather than as log-sum-exp m + log l, whose
 // rounding at |m + log l| would make the recomputed probabilities several times less exact.)
@@ -53,10 +58,14 @@ void attention_backward_reference(const float* dout, const float* q, const float
                                   float* dk, float* dv, int64_t T, const AttentionShape& shape);
 
 // FLOPs of one causal sequence of T positions (pos0 = 0), for profiles and benchmarks: the forward is two
-// products (q·kᵀ, p·v) over the T(T+1)/2 visible pairs per head; the backward recomputes q·kᵀ and forms dv,
-// dp, dq and dk: five.
+// products (q·kᵀ, p·v) over the visible pairs per head (T(T+1)/2 without a window, W(W+1)/2 + (T−W)·W with a
+// window W < T); the backward recomputes q·kᵀ and forms dv, dp, dq and dk: five.
+inline double attention_visible_pairs(int64_t T, int64_t window) {
+  if (window <= 0 || window >= T) return double(T) * double(T + 1) / 2.0;
+  return double(window) * double(window + 1) / 2.0 + double(T - window) * double(window);
+}
 inline double attention_forward_flops(int64_t T, const AttentionShape& s) {
-  return 2.0 * 2.0 * double(T) * double(T + 1) / 2.0 * double(s.head_dim) * double(s.n_heads);
+  return 2.0 * 2.0 * attention_visible_pairs(T, s.window) * double(s.head_dim) * double(s.n_heads);
 }
 inline double attention_backward_flops(int64_t T, const AttentionShape& s) { return 2.5 * attention_forward_flops(T, s); }
 

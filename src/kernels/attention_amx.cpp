@@ -22,12 +22,12 @@ int64_t round32(int64_t n) { return (n + 31) / 32 * 32; }
 
 // Forward, one score row: p = e^(scale·s − m) over the visible keys, 0 up to n_pad, written as bf16 (the A
 // operand of P·V); returns Σ p (of the f32 values).
-float exp_row_to_bf16(const float* s, bf16* p, int64_t visible, int64_t n_pad, float scale, float m) {
+float exp_row_to_bf16(const float* s, bf16* p, VisibleKeys vis, int64_t n_pad, float scale, float m) {
 #ifdef LORA_SIMD_AVX512
   const __m512 sc = _mm512_set1_ps(scale), sh = _mm512_set1_ps(m);
   __m512 sum = _mm512_setzero_ps();
   for (int64_t j = 0; j < n_pad; j += 16) {
-    const __mmask16 keep = simd::first_lanes(std::max<int64_t>(0, visible - j));
+    const __mmask16 keep = lanes_in(vis.lo, vis.hi, j);
     const __m512 e = _mm512_maskz_mov_ps(keep, simd::exp_fast(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(keep, s + j), sc, sh)));
     simd::store(p + j, e);
     sum = _mm512_add_ps(sum, e);
@@ -36,7 +36,7 @@ float exp_row_to_bf16(const float* s, bf16* p, int64_t visible, int64_t n_pad, f
 #else
   float sum = 0;
   for (int64_t j = 0; j < n_pad; ++j) {
-    const float e = j < visible ? std::exp(s[j] * scale - m) : 0.0f;
+    const float e = j >= vis.lo && j < vis.hi ? std::exp(s[j] * scale - m) : 0.0f;
     p[j] = f32_to_bf16(e);
     sum += e;
   }
@@ -46,12 +46,12 @@ float exp_row_to_bf16(const float* s, bf16* p, int64_t visible, int64_t n_pad, f
 
 // Backward, one row: p = e^(scale·s − m) / l over the visible keys (the forward's probabilities), then
 // dp <- dS = p ⊙ (dp − D) · scale; both over n values (0 past the visible ones).
-void probabilities_and_grad_row(float* s, float* dp, int64_t visible, int64_t n, float scale, float m, float inv_l,
+void probabilities_and_grad_row(float* s, float* dp, VisibleKeys vis, int64_t n, float scale, float m, float inv_l,
                                 float d) {
 #ifdef LORA_SIMD_AVX512
   const __m512 sc = _mm512_set1_ps(scale), sh = _mm512_set1_ps(m), il = _mm512_set1_ps(inv_l), dd = _mm512_set1_ps(d);
   for (int64_t j = 0; j < n; j += 16) {
-    const __mmask16 keep = simd::first_lanes(std::max<int64_t>(0, visible - j)), in = simd::first_lanes(n - j);
+    const __mmask16 keep = lanes_in(vis.lo, vis.hi, j), in = simd::first_lanes(n - j);
     const __m512 e = _mm512_maskz_mov_ps(keep, simd::exp_fast(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(keep, s + j), sc, sh)));
     const __m512 pv = _mm512_mul_ps(e, il);
     _mm512_mask_storeu_ps(s + j, in, pv);
@@ -60,7 +60,7 @@ void probabilities_and_grad_row(float* s, float* dp, int64_t visible, int64_t n,
   }
 #else
   for (int64_t j = 0; j < n; ++j) {
-    s[j] = j < visible ? std::exp(s[j] * scale - m) * inv_l : 0.0f;
+    s[j] = j >= vis.lo && j < vis.hi ? std::exp(s[j] * scale - m) * inv_l : 0.0f;
     dp[j] = s[j] * (dp[j] - d) * scale;
   }
 #endif
@@ -117,20 +117,20 @@ void attention_forward_amx(const bf16* q, const bf16* keys, const bf16* values, 
       std::fill(m, m + nq, -INFINITY);
       std::fill(l, l + nq, 0.0f);
       std::fill(o, o + kBlock * hp, 0.0f);
-      for (int64_t k0 = 0; k0 < n_keys; k0 += kBlock) {
+      for (int64_t k0 = first_key_block(pos0 + q0, shape.window, kBlock); k0 < n_keys; k0 += kBlock) {
         const int64_t nk = std::min(kBlock, n_keys - k0), packed = (b * KV + g) * nkb + k0 / kBlock;
         amx_gemm(kBlock, kBlock, hp, qa, hp, kt_all + packed * tile, s, kBlock, false);  // S = Q Kᵀ
         for (int64_t r = 0; r < nq; ++r) {
           const float* sr = s + r * kBlock;
           bf16* pr = pa + r * kBlock;  // P in bf16, its padding zero
-          const int64_t visible = std::min(nk, pos0 + q0 + r - k0 + 1);  // causal
-          if (visible <= 0) {
+          const VisibleKeys vis = visible_keys(pos0 + q0 + r, k0, nk, shape.window);
+          if (vis.hi <= vis.lo) {
             std::fill(pr, pr + kBlock, bf16(0));
             continue;
           }
-          const float m_new = std::max(m[r], simd::max_of(sr, visible) * scale);  // scale > 0
+          const float m_new = std::max(m[r], simd::max_of(sr + vis.lo, vis.hi - vis.lo) * scale);  // scale > 0
           const float corr = std::exp(m[r] - m_new);
-          l[r] = l[r] * corr + exp_row_to_bf16(sr, pr, visible, kBlock, scale, m_new);
+          l[r] = l[r] * corr + exp_row_to_bf16(sr, pr, vis, kBlock, scale, m_new);
           if (corr != 1.0f) scale_row(o + r * hp, hd, corr);
           m[r] = m_new;
         }
@@ -222,8 +222,9 @@ void attention_backward_amx(const float* dout, const bf16* q, const bf16* keys, 
       pack_b(Kj, kv_dim, false, nk, hd, kBlock, hp, kp);  // B = K for dQ = dS K
       std::fill(dkt, dkt + tile, 0.0f);
       std::fill(dvt, dvt + tile, 0.0f);
+      const int64_t last_qb = last_query_block(k0 + nk - 1, shape.window, nb, kBlock);
       for (int64_t h = g * group; h < (g + 1) * group; ++h)
-        for (int64_t qb = kb; qb < nb; ++qb) {
+        for (int64_t qb = kb; qb <= last_qb; ++qb) {
           const int64_t q0 = qb * kBlock, nq = std::min(kBlock, T - q0), t = (b * H + h) * nb + qb;
           const float* max_i = stats + (b * H + h) * T + q0;
           const float* inv_sum_i = stats + (batch + b) * H * T + h * T + q0;
@@ -231,8 +232,8 @@ void attention_backward_amx(const float* dout, const bf16* q, const bf16* keys, 
           amx_gemm(kBlock, kBlock, hp, qa_all + t * tile, hp, kt, p, kBlock, false);   // S = Q Kᵀ
           amx_gemm(kBlock, kBlock, hp, da_all + t * tile, hp, vt, ds, kBlock, false);  // dP = dO Vᵀ
           for (int64_t r = 0; r < nq; ++r)  // P as the forward formed it, and dS
-            probabilities_and_grad_row(p + r * kBlock, ds + r * kBlock, std::min(nk, q0 + r - k0 + 1), nk, scale,
-                                       max_i[r], inv_sum_i[r], D_i[r]);
+            probabilities_and_grad_row(p + r * kBlock, ds + r * kBlock, visible_keys(q0 + r, k0, nk, shape.window), nk,
+                                       scale, max_i[r], inv_sum_i[r], D_i[r]);
           pack_b(p, kBlock, false, nq, nk, kBlock, kBlock, pb);
           amx_gemm(hp, kBlock, kBlock, dt_all + t * tile, kBlock, pb, dvt, kBlock, true);  // dVᵀ += dOᵀ P
           pack_b(ds, kBlock, false, nq, nk, kBlock, kBlock, pb);

@@ -2,6 +2,7 @@
 // blocked kernels of attention.cpp are tested against.
 #include "kernels/attention.h"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -22,9 +23,10 @@ void attention_forward_reference(const float* q, const float* keys, const float*
       for (int64_t h = 0; h < shape.n_heads; ++h) {
         const float* qv = q + t * q_dim + h * hd;
         const int64_t kv_off = (h / group) * hd;
-        const int64_t n_keys = pos0 + t + 1;  // causal: this query sees itself and everything before
+        const int64_t n_keys = pos0 + t + 1;  // causal: this query sees itself and everything before,
+        const int64_t first = shape.window > 0 ? std::max<int64_t>(0, n_keys - shape.window) : 0;  // or its window
         float max_score = -INFINITY;
-        for (int64_t j = 0; j < n_keys; ++j) {
+        for (int64_t j = first; j < n_keys; ++j) {
           const float* kv = keys + j * kv_dim + kv_off;
           float dot = 0;
           for (int64_t i = 0; i < hd; ++i) dot += qv[i] * kv[i];
@@ -32,14 +34,14 @@ void attention_forward_reference(const float* q, const float* keys, const float*
           max_score = std::max(max_score, scores[j]);
         }
         float sum = 0;
-        for (int64_t j = 0; j < n_keys; ++j) {
+        for (int64_t j = first; j < n_keys; ++j) {
           scores[j] = std::exp(scores[j] - max_score);
           sum += scores[j];
         }
         const float inv_sum = 1.0f / sum;
         float* o = out + t * q_dim + h * hd;
         for (int64_t i = 0; i < hd; ++i) o[i] = 0;
-        for (int64_t j = 0; j < n_keys; ++j) {
+        for (int64_t j = first; j < n_keys; ++j) {
           const float p = scores[j] * inv_sum;
           const float* vv = values + j * kv_dim + kv_off;
           for (int64_t i = 0; i < hd; ++i) o[i] += p * vv[i];
@@ -73,9 +75,10 @@ void attention_backward_reference(const float* dout, const float* q, const float
           const float* qt = q + t * q_dim + h * hd;
           const float* dot = dout + t * q_dim + h * hd;
           float* dqt = dq + t * q_dim + h * hd;
-          // recompute p_t
+          // recompute p_t over the keys it sees: first .. t
+          const int64_t first = shape.window > 0 ? std::max<int64_t>(0, t + 1 - shape.window) : 0;
           float max_score = -INFINITY;
-          for (int64_t j = 0; j <= t; ++j) {
+          for (int64_t j = first; j <= t; ++j) {
             const float* kj = keys + j * kv_dim + kv_off;
             float s = 0;
             for (int64_t i = 0; i < hd; ++i) s += qt[i] * kj[i];
@@ -83,9 +86,9 @@ void attention_backward_reference(const float* dout, const float* q, const float
             max_score = std::max(max_score, p[j]);
           }
           float sum = 0;
-          for (int64_t j = 0; j <= t; ++j) sum += p[j] = std::exp(p[j] - max_score);
+          for (int64_t j = first; j <= t; ++j) sum += p[j] = std::exp(p[j] - max_score);
           float pdp = 0;  // Σ_j p_j dp_j
-          for (int64_t j = 0; j <= t; ++j) {
+          for (int64_t j = first; j <= t; ++j) {
             p[j] /= sum;
             const float* vj = values + j * kv_dim + kv_off;
             float d = 0;
@@ -94,7 +97,7 @@ void attention_backward_reference(const float* dout, const float* q, const float
             pdp += p[j] * d;
           }
           for (int64_t i = 0; i < hd; ++i) dqt[i] = 0.0f;
-          for (int64_t j = 0; j <= t; ++j) {
+          for (int64_t j = first; j <= t; ++j) {
             const float ds = p[j] * (dp[j] - pdp) * scale;
             const float* kj = keys + j * kv_dim + kv_off;
             float* dkj = dk + j * kv_dim + kv_off;

@@ -65,14 +65,44 @@ class DqPartials {
   std::vector<float*> copies_;
 };
 
-// p[j] = e^(s[j] − shift) for j < visible and 0 up to n; returns Σ p. `exact`: std::exp's rounding (f32
-// attention), else single-precision exp (bf16 attention, whose results are rounded to bf16 anyway).
-inline float exp_row(const float* s, float* p, int64_t visible, int64_t n, float shift, bool exact) {
+// The keys a query at position `pos` sees inside the key block [k0, k0 + nk): [lo, hi), empty when hi <= lo.
+// Causal (keys up to the query's own position), and with a sliding window (window > 0) only the last `window`
+// positions: key j is seen when pos − window < j <= pos (transformers' and llama.cpp's sliding_window).
+struct VisibleKeys {
+  int64_t lo, hi;
+};
+inline VisibleKeys visible_keys(int64_t pos, int64_t k0, int64_t nk, int64_t window) {
+  const int64_t lo = window > 0 ? std::max<int64_t>(0, pos - window + 1 - k0) : 0;
+  return {std::min(lo, nk), std::min(nk, pos - k0 + 1)};
+}
+
+// The first key a query block starting at position `pos` can see, rounded down to a block boundary
+// (key blocks start at multiples of `block`): 0 without a window.
+inline int64_t first_key_block(int64_t pos, int64_t window, int64_t block) {
+  return window > 0 ? std::max<int64_t>(0, pos - window + 1) / block * block : 0;
+}
+
+// The last query block (of n_blocks of `block` queries) whose window still reaches key `last_key`.
+inline int64_t last_query_block(int64_t last_key, int64_t window, int64_t n_blocks, int64_t block) {
+  return window > 0 ? std::min(n_blocks - 1, (last_key + window - 1) / block) : n_blocks - 1;
+}
+
+#ifdef LORA_SIMD_AVX512
+// The lanes j .. j+15 that fall in [lo, hi).
+inline __mmask16 lanes_in(int64_t lo, int64_t hi, int64_t j) {
+  return __mmask16(simd::first_lanes(std::max<int64_t>(0, hi - j)) & ~simd::first_lanes(std::max<int64_t>(0, lo - j)));
+}
+#endif
+
+// p[j] = e^(s[j] − shift) for the visible keys lo <= j < hi and 0 elsewhere up to n; returns Σ p. `exact`:
+// std::exp's rounding (f32 attention), else single-precision exp (bf16 attention, whose results are rounded to
+// bf16 anyway).
+inline float exp_row(const float* s, float* p, VisibleKeys vis, int64_t n, float shift, bool exact) {
 #ifdef LORA_SIMD_AVX512
   const __m512 sh = _mm512_set1_ps(shift);
   __m512 sum = _mm512_setzero_ps();
   for (int64_t j = 0; j < n; j += 16) {
-    const __mmask16 keep = simd::first_lanes(std::max<int64_t>(0, visible - j));
+    const __mmask16 keep = lanes_in(vis.lo, vis.hi, j);
     const __m512 x = _mm512_sub_ps(_mm512_maskz_loadu_ps(keep, s + j), sh);
     const __m512 e = _mm512_maskz_mov_ps(keep, exact ? simd::exp(x) : simd::exp_fast(x));
     _mm512_mask_storeu_ps(p + j, simd::first_lanes(n - j), e);
@@ -82,7 +112,7 @@ inline float exp_row(const float* s, float* p, int64_t visible, int64_t n, float
 #else
   float sum = 0;
   for (int64_t j = 0; j < n; ++j) {
-    p[j] = j < visible ? std::exp(s[j] - shift) : 0.0f;
+    p[j] = j >= vis.lo && j < vis.hi ? std::exp(s[j] - shift) : 0.0f;
     sum += p[j];
   }
   return sum;

@@ -316,10 +316,4 @@ ModelConfig ModelConfig::local_rope_config() const {
   return local;
 }
 
-void ModelConfig::check_window(int64_t positions) const {
-  if (positions > sliding_window && has_sliding_layers())
-    fail("{}: a sequence of {} positions is longer than the sliding window ({}) of its local layers; sliding-window "
-         "attention is not implemented yet (sequences up to the window are exact)", model_type, positions, sliding_window);
-}
-
 }  // namespace lora

@@ -52,6 +52,9 @@ struct ModelConfig {
   bool uses_rope(int64_t layer) const { return no_rope_layers.empty() || no_rope_layers[size_t(layer)] != 0; }
   bool is_sliding(int64_t layer) const { return !layer_types.empty() && layer_types[size_t(layer)] == "sliding_attention"; }
   bool has_sliding_layers() const;
+  // The keys a query of the layer sees: the last sliding_window positions on a sliding_attention layer, 0 (all
+  // up to its own) on the others.
+  int64_t attention_window(int64_t layer) const { return is_sliding(layer) ? sliding_window : 0; }
   // What q is multiplied by so that the attention kernels' 1/sqrt(head_dim) becomes query_pre_attn_scalar^-1/2.
   float query_scale() const;
   // What the embeddings are multiplied by: sqrt(hidden_size) for Gemma, rounded to the embedding's dtype as
@@ -59,9 +62,6 @@ struct ModelConfig {
   float embedding_scale(bool bf16_embeddings) const;
   // The config of the local layers' RoPE: base rope_local_base_freq, no scaling (Gemma 3).
   ModelConfig local_rope_config() const;
-  // Fails, naming the model type, when a sequence reaching `positions` positions would need the sliding window
-  // of the local layers (not implemented: exact up to sliding_window positions, refused beyond).
-  void check_window(int64_t positions) const;
 
   // Parses config.json; a missing required field or an unsupported architecture throws a
   // FormatError naming `path` and the field.

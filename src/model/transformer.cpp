@@ -48,7 +48,6 @@ const Tensor& Transformer::forward(const int32_t* tokens, int64_t B, int64_t T, 
   if (B > max_batch_) fail("batch of {} exceeds the session's maximum of {}", B, max_batch_);
   if (n_past_ + T > max_seq_)
     fail("sequence would reach {} tokens, beyond the context of {}", n_past_ + T, max_seq_);
-  model_.config.check_window(n_past_ + T);
   std::vector<SequenceStep> steps(static_cast<size_t>(B));
   for (int64_t b = 0; b < B; ++b) steps[size_t(b)] = {b, n_past_, tokens + b * T, T, adapters_};
   const Tensor& logits = run(steps, all_logits);
@@ -67,7 +66,6 @@ const Tensor& Transformer::forward_steps(const std::vector<SequenceStep>& steps)
     if (s.n_past + s.n_tokens > max_seq_)
       fail("slot {}: sequence would reach {} tokens, beyond the context of {}", s.slot, s.n_past + s.n_tokens, max_seq_);
     if (s.adapters && &s.adapters->base() != &model_) fail("Transformer: the adapters were loaded for another model");
-    model_.config.check_window(s.n_past + s.n_tokens);
   }
   return run(steps, false);
 }
@@ -136,7 +134,6 @@ const Tensor& Transformer::run(const std::vector<SequenceStep>& steps, bool all_
     for (size_t i = 0; i < adapted.size(); ++i) add_run(*adapted[i]);
   };
 
-  const AttentionShape shape{c.num_attention_heads, c.num_key_value_heads, c.head_dim};
   const int64_t hidden = c.hidden_size, kv_dim = c.kv_dim();
 
   for (const AdapterRun& r : runs) {
@@ -169,6 +166,7 @@ const Tensor& Transformer::run(const std::vector<SequenceStep>& steps, bool all_
       rope_forward(k.f32(), positions_.data(), rows, c.num_key_value_heads, c.head_dim, table);
     }
     if (c.query_scale() != 1.0f) scale_in_place(q.f32(), c.query_scale(), q.numel());  // query_pre_attn_scalar
+    const AttentionShape shape{c.num_attention_heads, c.num_key_value_heads, c.head_dim, c.attention_window(l)};
     for (int64_t s = 0; s < n_steps; ++s) {
       const SequenceStep& st = steps[size_t(s)];
       const int64_t r0 = first_row_[size_t(s)];

@@ -150,7 +150,7 @@ void TrainableModel::layer_forward_as(int64_t l, LayerActivations& a, int64_t B,
     auto t = timed(Phase::Elementwise);
     store_as(v32.f32(), data<E>(a.v), v32.numel());
   }
-  const AttentionShape shape{c.num_attention_heads, c.num_key_value_heads, c.head_dim};
+  const AttentionShape shape{c.num_attention_heads, c.num_key_value_heads, c.head_dim, c.attention_window(l)};
   {
     auto t = timed(Phase::AttentionForward, double(B) * attention_forward_flops(T, shape));
     attention_forward(data<E>(a.q), data<E>(a.k), data<E>(a.v), data<E>(a.att), T, 0, shape, a.attn_stats.f32(), B);
@@ -276,7 +276,7 @@ void TrainableModel::layer_backward_as(int64_t l, LayerActivations& a, Tensor& d
   Tensor &datt = g.datt, &dq = g.dq, &dk = g.dk, &dv = g.dv;
   back(kO, a.att, c.gemma_block ? through_post_norm(a.o_out, w.post_attn_norm, a.rstd_post_attn, kPostAttnNorm) : dx_e,
        &datt, false);
-  const AttentionShape shape{c.num_attention_heads, c.num_key_value_heads, c.head_dim};
+  const AttentionShape shape{c.num_attention_heads, c.num_key_value_heads, c.head_dim, c.attention_window(l)};
   {
     auto t = timed(Phase::AttentionBackward, double(B) * attention_backward_flops(T, shape));
     attention_backward(datt.f32(), data<E>(a.q), data<E>(a.k), data<E>(a.v), data<E>(a.att), a.attn_stats.f32(),
@@ -348,7 +348,6 @@ TrainableModel::Result TrainableModel::run(const int32_t* tokens, const int32_t*
   if (B < 1 || T < 1) fail("a batch needs at least one sequence of one token");
   if (T > c.max_position_embeddings)
     fail("sequence length {} exceeds the model's context ({})", T, c.max_position_embeddings);
-  c.check_window(T);
   if (rope_.max_positions < T) rope_ = RopeTable(c, std::max<int64_t>(T, 256));
   if (c.has_sliding_layers() && rope_local_.max_positions < T)
     rope_local_ = RopeTable(c.local_rope_config(), std::max<int64_t>(T, 256));

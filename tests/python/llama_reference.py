@@ -270,13 +270,14 @@ FAMILIES = {
                 "torch_dtype": "float32", "bos_token_id": 1, "eos_token_id": 2},
     # Gemma 3 as google/gemma-3-1b's block (tied, GQA, q/k norms, sandwich norms, GeGLU), with q wider than the
     # hidden size, two local layers and a global one (linear RoPE scaling as the 4B+ have, on the global layer only),
-    # and query_pre_attn_scalar 32 != head_dim 24 (as the 27B's 168 != 128). The window holds the tests' sequences.
+    # and query_pre_attn_scalar 32 != head_dim 24 (as the 27B's 168 != 128). The local layers' window of 10 is
+    # shorter than the tests' sequences (24 and 64 positions), so it cuts in.
     "gemma3": {"architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text", "hidden_size": 64,
                "intermediate_size": 96, "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 2,
                "head_dim": 24, "vocab_size": 300, "max_position_embeddings": 512, "rms_norm_eps": 1e-6,
                "rope_theta": 1000000.0, "rope_local_base_freq": 10000.0,
                "rope_scaling": {"rope_type": "linear", "factor": 4.0}, "query_pre_attn_scalar": 32,
-               "sliding_window": 64, "layer_types": ["sliding_attention", "full_attention", "sliding_attention"],
+               "sliding_window": 10, "layer_types": ["sliding_attention", "full_attention", "sliding_attention"],
                "hidden_activation": "gelu_pytorch_tanh", "final_logit_softcapping": None,
                "attn_logit_softcapping": None, "tie_word_embeddings": True, "attention_bias": False,
                "torch_dtype": "float32", "bos_token_id": 2, "eos_token_id": 1},
