@@ -282,6 +282,109 @@ TEST(Attention, SlidingWindowGradientsMatchFiniteDifferences) {
   expect_gradient(v, dv, loss, "dv");
 }
 
+// Soft-capped scores (Gemma 2): s -> c·tanh(s / c) before the softmax, alone and with a sliding window, across
+// tiles, f32 and bf16, forward and backward; the last query's output against the formula written out in double.
+TEST(Attention, SoftCappedScoresMatchTheFormulaAndTheReference) {
+  struct CapCase {
+    int64_t T, batch, window;
+    float cap;
+    AttentionShape shape;
+  };
+  const CapCase cases[] = {{7, 1, 0, 1.5f, {4, 2, 8}}, {70, 2, 0, 2.0f, {3, 1, 32}}, {130, 1, 40, 3.0f, {4, 2, 64}}};
+  for (const CapCase& c : cases) {
+    AttentionShape s = c.shape;
+    s.window = c.window;
+    s.softcap = c.cap;
+    const int64_t n = c.batch * c.T;
+    // scores of a few units (q scaled up), so the cap bends them
+    const auto q = rounded_to_bf16(randn(size_t(n * s.q_dim()), 1, 2.0f)), k = rounded_to_bf16(randn(size_t(n * s.kv_dim()), 2)),
+               v = rounded_to_bf16(randn(size_t(n * s.kv_dim()), 3));
+    const auto dout = randn(q.size(), 4);
+    std::vector<float> out(q.size()), ref(q.size()), stats(size_t(2 * c.batch * s.n_heads * c.T));
+    attention_forward(q.data(), k.data(), v.data(), out.data(), c.T, 0, s, stats.data(), c.batch);
+    for (int64_t b = 0; b < c.batch; ++b)
+      attention_forward_reference(q.data() + b * c.T * s.q_dim(), k.data() + b * c.T * s.kv_dim(),
+                                  v.data() + b * c.T * s.kv_dim(), ref.data() + b * c.T * s.q_dim(), c.T, 0, s);
+    EXPECT_LT(max_abs_diff(out, ref), 2e-5) << "T " << c.T << " cap " << c.cap;
+
+    // The last query of the last head of the last sequence, written out: p_j ∝ e^(c·tanh(q·k_j / √d / c)).
+    const int64_t b = c.batch - 1, h = s.n_heads - 1, t = c.T - 1, g = h / (s.n_heads / s.n_kv_heads);
+    const int64_t first = c.window > 0 ? std::max<int64_t>(0, t + 1 - c.window) : 0;
+    std::vector<double> w;
+    double z = 0;
+    for (int64_t j = first; j <= t; ++j) {
+      const double x = dot(q.data() + (b * c.T + t) * s.q_dim() + h * s.head_dim,
+                           k.data() + (b * c.T + j) * s.kv_dim() + g * s.head_dim, size_t(s.head_dim)) /
+                       std::sqrt(double(s.head_dim));
+      w.push_back(std::exp(c.cap * std::tanh(x / c.cap)));
+      z += w.back();
+    }
+    double worst = 0;
+    for (int64_t i = 0; i < s.head_dim; ++i) {
+      double o = 0;
+      for (int64_t j = first; j <= t; ++j) o += w[size_t(j - first)] / z * v[size_t((b * c.T + j) * s.kv_dim() + g * s.head_dim + i)];
+      worst = std::max(worst, std::fabs(o - out[size_t((b * c.T + t) * s.q_dim() + h * s.head_dim + i)]));
+    }
+    EXPECT_LT(worst, 1e-5) << "T " << c.T << " cap " << c.cap;
+    AttentionShape uncapped = s;
+    uncapped.softcap = 0;
+    std::vector<float> plain(q.size());
+    attention_forward(q.data(), k.data(), v.data(), plain.data(), c.T, 0, uncapped, nullptr, c.batch);
+    EXPECT_GT(max_abs_diff(plain, out), 1e-2) << "the cap changes the output, T " << c.T;
+
+    std::vector<float> dq(q.size()), dk(k.size()), dv(v.size()), rq(q.size()), rk(k.size()), rv(v.size());
+    attention_backward(dout.data(), q.data(), k.data(), v.data(), out.data(), stats.data(), dq.data(), dk.data(),
+                       dv.data(), c.T, s, c.batch);
+    for (int64_t bb = 0; bb < c.batch; ++bb) {
+      const int64_t qo = bb * c.T * s.q_dim(), ko = bb * c.T * s.kv_dim();
+      attention_backward_reference(dout.data() + qo, q.data() + qo, k.data() + ko, v.data() + ko, rq.data() + qo,
+                                   rk.data() + ko, rv.data() + ko, c.T, s);
+    }
+    EXPECT_LT(max_abs_diff(dq, rq), 2e-4) << "dq, T " << c.T;
+    EXPECT_LT(max_abs_diff(dk, rk), 2e-4) << "dk, T " << c.T;
+    EXPECT_LT(max_abs_diff(dv, rv), 2e-4) << "dv, T " << c.T;
+
+    // bf16 storage
+    const auto q16 = to_bf16(q), k16 = to_bf16(k), v16 = to_bf16(v);
+    std::vector<bf16> out16(q.size());
+    attention_forward(q16.data(), k16.data(), v16.data(), out16.data(), c.T, 0, s, stats.data(), c.batch);
+    attention_backward(dout.data(), q16.data(), k16.data(), v16.data(), out16.data(), stats.data(), dq.data(), dk.data(),
+                       dv.data(), c.T, s, c.batch);
+    auto rel = [](const std::vector<float>& a, const std::vector<float>& r) {
+      double num = 0, den = 0;
+      for (size_t i = 0; i < a.size(); ++i) {
+        num += double(a[i] - r[i]) * (a[i] - r[i]);
+        den += double(r[i]) * r[i];
+      }
+      return std::sqrt(num / std::max(den, 1e-4 * double(a.size())));
+    };
+    for (size_t i = 0; i < out.size(); ++i) out[i] = bf16_to_f32(out16[i]);
+    EXPECT_LT(rel(out, ref), 1.5e-2) << "bf16 out, T " << c.T;
+    EXPECT_LT(rel(dq, rq), 1.5e-2) << "bf16 dq, T " << c.T;
+    EXPECT_LT(rel(dk, rk), 1.5e-2) << "bf16 dk, T " << c.T;
+    EXPECT_LT(rel(dv, rv), 1.5e-2) << "bf16 dv, T " << c.T;
+  }
+}
+
+TEST(Attention, SoftCappedGradientsMatchFiniteDifferences) {
+  AttentionShape s{3, 1, 4};
+  s.softcap = 1.0f;
+  s.window = 30;
+  const int64_t T = 70;
+  auto q = randn(size_t(T * s.q_dim()), 9, 2.0f), k = randn(size_t(T * s.kv_dim()), 10), v = randn(size_t(T * s.kv_dim()), 11);
+  auto r = randn(q.size(), 12);
+  std::vector<float> out(q.size()), lse(size_t(2 * s.n_heads * T)), dq(q.size()), dk(k.size()), dv(v.size());
+  auto loss = [&] {
+    attention_forward(q.data(), k.data(), v.data(), out.data(), T, 0, s);
+    return dot(out, r);
+  };
+  attention_forward(q.data(), k.data(), v.data(), out.data(), T, 0, s, lse.data());
+  attention_backward(r.data(), q.data(), k.data(), v.data(), out.data(), lse.data(), dq.data(), dk.data(), dv.data(), T, s);
+  expect_gradient(q, dq, loss, "dq");
+  expect_gradient(k, dk, loss, "dk");
+  expect_gradient(v, dv, loss, "dv");
+}
+
 // The bf16 kernels (AMX tiles where the CPU has them, head_dim padded to 32) on the edge cases of the f32
 // tests: one query, partial tiles, GQA, a KV cache offset with strided sequences, a batch, 1000 positions,
 // head_dim 8/16/32/64. Against the f32 reference on the same bf16-rounded inputs, within what bf16 operands

@@ -2,6 +2,7 @@
 // problem — never crash, read out of bounds, or allocate what a bogus count asks for.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <functional>
@@ -252,7 +253,7 @@ TEST(BadInput, GgufModelProblems) {
 
   rewrite_stories(tmp / "arch.gguf", [](GGUFWriter& w) { w.set_string("general.architecture", "gpt2"); });
   expect_format_error([&] { load_model(tmp / "arch.gguf", no_tokenizer()); },
-                      {"arch.gguf", "unsupported GGUF architecture 'gpt2' (supported: llama, qwen2, qwen3, smollm3, gemma3)"});
+                      {"arch.gguf", "unsupported GGUF architecture 'gpt2' (supported: llama, qwen2, qwen3, smollm3, gemma2, gemma3)"});
   rewrite_stories(tmp / "missing.gguf", [](GGUFWriter&) {}, "blk.3.ffn_up.weight");
   expect_format_error([&] { load_model(tmp / "missing.gguf", no_tokenizer()); },
                       {"missing.gguf", "missing tensor 'blk.3.ffn_up.weight'"});
@@ -311,6 +312,46 @@ TEST(BadInput, GgufGemma3Problems) {
   odd.config.query_pre_attn_scalar = 20.0f;
   const std::string e = error_of([&] { save_gguf_model(odd, tmp / "odd.gguf"); });
   EXPECT_NE(e.find("query_pre_attn_scalar 20 cannot be written as GGUF: llama.cpp scales attention by 32^-1/2"), std::string::npos) << e;
+}
+
+// A gemma2 GGUF written here: its caps and window come back, a file without the cap keys takes llama.cpp's defaults
+// (50 and 30), one without its window is refused, and a Gemma 2 without caps is a model llama.cpp cannot run.
+TEST(BadInput, GgufGemma2Problems) {
+  TempDir tmp;
+  ASSERT_EQ(test::run_cli("init --arch gemma2 -o " + (tmp / "g") + " --tokenizer " + test::stories_tokenizer() +
+                          " --hidden-size 32 --intermediate-size 48 --layers 2 --heads 2 --kv-heads 1 --head-dim 32"
+                          " --attn-softcap 7 --final-softcap 9 --sliding-window 64")
+                .exit_code, 0);
+  ASSERT_EQ(test::run_cli("convert -m " + (tmp / "g") + " -o " + (tmp / "g.gguf")).exit_code, 0);
+  const Model m = load_model(tmp / "g.gguf", no_tokenizer());
+  EXPECT_EQ(m.config.model_type, "gemma2");
+  EXPECT_EQ(m.config.sliding_window, 64);
+  EXPECT_EQ(m.config.attn_logit_softcapping, 7.0f);
+  EXPECT_EQ(m.config.final_logit_softcapping, 9.0f);
+  EXPECT_TRUE(m.config.is_sliding(0) && !m.config.is_sliding(1));
+  EXPECT_EQ(m.config.rope_local_base_freq, m.config.rope_theta);
+  const GGUFFile g = GGUFFile::open(tmp / "g.gguf");
+  const auto without = [&](const std::string& out, const std::vector<std::string>& keys) {
+    GGUFWriter w;
+    for (auto it = g.metadata().begin(); it != g.metadata().end(); ++it)
+      if (std::find(keys.begin(), keys.end(), it.key()) == keys.end())
+        w.set(it.key(), g.value_type(it.key()), *it,
+              g.value_type(it.key()) == GGUFValueType::ARRAY ? g.array_type(it.key()) : g.value_type(it.key()));
+    for (const GGUFTensorInfo& t : g.tensors()) w.add_tensor(t.name, g.load_tensor(t.name));
+    w.write(out);
+  };
+  without(tmp / "nocaps.gguf", {"gemma2.attn_logit_softcapping", "gemma2.final_logit_softcapping"});
+  const Model d = load_model(tmp / "nocaps.gguf", no_tokenizer());
+  EXPECT_EQ(d.config.attn_logit_softcapping, 50.0f);
+  EXPECT_EQ(d.config.final_logit_softcapping, 30.0f);
+  without(tmp / "nowindow.gguf", {"gemma2.attention.sliding_window"});
+  expect_format_error([&] { load_model(tmp / "nowindow.gguf", no_tokenizer()); },
+                      {"nowindow.gguf", "missing key 'gemma2.attention.sliding_window'"});
+  Model uncapped = load_model(tmp / "g", no_tokenizer());
+  uncapped.tokenizer = load_model(tmp / "g").tokenizer;
+  uncapped.config.final_logit_softcapping = 0.0f;
+  const std::string e = error_of([&] { save_gguf_model(uncapped, tmp / "uncapped.gguf"); });
+  EXPECT_NE(e.find("gemma2 without logit soft-capping cannot be written as GGUF"), std::string::npos) << e;
 }
 
 // ---------------------------------------------------------------- safetensors
@@ -561,14 +602,14 @@ TEST_F(BadHfFolder, Gemma3FieldsThatContradictTheWeightsOrAreNotSupported) {
   write_config(j);
   expect_format_error([&] { load_model(dir(), no_tokenizer()); }, {"config.json", "unsupported model_type 'gemma3'"});
   j["model_type"] = "gemma3_text";
-  j["final_logit_softcapping"] = 30.0;
+  j["final_logit_softcapping"] = -30.0;
   write_config(j);
   expect_format_error([&] { load_model(dir(), no_tokenizer()); },
-                      {"config.json", "field 'final_logit_softcapping' is 30.0: logit soft-capping is not supported for gemma3_text"});
-  j.erase("final_logit_softcapping");
-  j["attn_logit_softcapping"] = 50.0;
+                      {"config.json", "field 'final_logit_softcapping' must be positive or null, found -30.0"});
+  j["final_logit_softcapping"] = nullptr;
+  j["attn_logit_softcapping"] = "50";
   write_config(j);
-  expect_format_error([&] { load_model(dir(), no_tokenizer()); }, {"config.json", "field 'attn_logit_softcapping' is 50.0"});
+  expect_format_error([&] { load_model(dir(), no_tokenizer()); }, {"config.json", "attn_logit_softcapping"});
   j.erase("attn_logit_softcapping");
   j["hidden_activation"] = "silu";
   write_config(j);
@@ -591,6 +632,19 @@ TEST_F(BadHfFolder, Gemma3FieldsThatContradictTheWeightsOrAreNotSupported) {
   j["query_pre_attn_scalar"] = -1;
   write_config(j);
   expect_format_error([&] { load_model(dir(), no_tokenizer()); }, {"config.json", "query_pre_attn_scalar must be positive"});
+}
+
+TEST_F(BadHfFolder, Gemma2FieldsThatContradictTheWeights) {
+  json j = config_;
+  j["architectures"] = {"Gemma2ForCausalLM"};
+  j["model_type"] = "gemma2";
+  write_config(j);  // Llama weights called Gemma 2: no sandwich norms (and no head norms asked for)
+  expect_format_error([&] { load_model(dir(), no_tokenizer()); },
+                      {"model", "missing tensor 'model.layers.0.pre_feedforward_layernorm.weight'"});
+  j["attn_logit_softcapping"] = 0;
+  write_config(j);
+  expect_format_error([&] { load_model(dir(), no_tokenizer()); },
+                      {"config.json", "field 'attn_logit_softcapping' must be positive or null, found 0"});
 }
 
 TEST_F(BadHfFolder, BrokenWeightsFiles) {

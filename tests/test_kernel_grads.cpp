@@ -171,6 +171,48 @@ TEST(KernelGrads, ChunkedLmHeadCrossEntropyIgnoresMinus100) {
   expect_gradient(wv, dW, loss, "dlm_head", 1e-2f, 2e-3);
 }
 
+// Gemma 2's final soft cap: the loss is token_nll of c·tanh(h·Wᵀ / c), the gradients through the cap match finite
+// differences, f32 and bf16 heads, and the cap changes the loss.
+TEST(KernelGrads, LmHeadCrossEntropyWithASoftCap) {
+  const int64_t n = 6, dim = 8, vocab = 37;
+  auto h = randn(n * dim, 31, 2.0f);  // logits of several units: the cap of 3 bends them
+  auto wv = randn(vocab * dim, 32);
+  Tensor W(DType::F32, {vocab, dim});
+  const std::vector<int32_t> targets = {3, kIgnoreIndex, 0, 36, 20, 20};
+  const float cap = 3.0f;
+  auto loss = [&] {
+    std::copy(wv.begin(), wv.end(), W.f32());
+    const auto r = lm_head_cross_entropy(h.data(), W, targets.data(), n, 4, 0.0f, nullptr, nullptr, nullptr, nullptr, cap);
+    return r.loss_sum;
+  };
+  std::copy(wv.begin(), wv.end(), W.f32());
+  std::vector<float> dh(h.size()), dW(wv.size(), 0.0f);
+  const auto r = lm_head_cross_entropy(h.data(), W, targets.data(), n, 4, 1.0f, dh.data(), dW.data(), nullptr, nullptr, cap);
+  double want = 0;
+  std::vector<float> logits(vocab);
+  for (int64_t i = 0; i < n; ++i) {
+    if (targets[i] == kIgnoreIndex) continue;
+    for (int64_t v = 0; v < vocab; ++v) logits[v] = float(dot(h.data() + i * dim, wv.data() + v * dim, dim));
+    softcap_logits(logits.data(), vocab, cap);
+    for (float l : logits) EXPECT_LE(std::fabs(l), cap);
+    want += token_nll(logits.data(), vocab, targets[i]);
+  }
+  EXPECT_NEAR(r.loss_sum, want, 1e-4);
+  EXPECT_GT(std::fabs(lm_head_cross_entropy(h.data(), W, targets.data(), n, 4).loss_sum - want), 0.1);
+  expect_gradient(h, dh, loss, "dh", 1e-2f, 2e-3);
+  expect_gradient(wv, dW, loss, "dlm_head", 1e-2f, 2e-3);
+  // A bf16 head: dlogits stored in bf16, the same gradient within bf16 rounding.
+  std::copy(wv.begin(), wv.end(), W.f32());
+  std::vector<float> dh16(h.size());
+  lm_head_cross_entropy(h.data(), W.to(DType::BF16), targets.data(), n, 4, 1.0f, dh16.data(), nullptr, nullptr, nullptr, cap);
+  double num = 0, den = 0;
+  for (size_t i = 0; i < dh.size(); ++i) {
+    num += double(dh16[i] - dh[i]) * (dh16[i] - dh[i]);
+    den += double(dh[i]) * dh[i];
+  }
+  EXPECT_LT(std::sqrt(num / den), 2e-2);
+}
+
 // A vocabulary of many vector widths plus a tail: the vectorized softmax gives token_nll's loss and the
 // gradient (softmax − onehot) · W computed plainly in double; with a bf16 head (dlogits stored in bf16 for
 // its GEMMs) the gradient stays within bf16 rounding of it.

@@ -84,7 +84,8 @@ TEST(Oracle, RandomHfFolderWithGqaBiasesUntiedHeadLlama3Rope) {
 }
 
 // The families beyond Llama, each written by the reference as its own config.json says: Qwen3's per-head q/k
-// RMSNorm (with q wider than the hidden state) and SmolLM3's layer without RoPE.
+// RMSNorm (with q wider than the hidden state), SmolLM3's layer without RoPE, Gemma 2's soft-capped scores and
+// logits with its local layers, Gemma 3's local and global RoPE bases.
 class FamilyLogits : public ::testing::TestWithParam<const char*> {};
 TEST_P(FamilyLogits, MatchTheReference) {
   TempDir tmp;
@@ -97,6 +98,13 @@ TEST_P(FamilyLogits, MatchTheReference) {
   if (m.config.model_type == "qwen3") {
     EXPECT_TRUE(m.config.qk_norm);
     EXPECT_EQ(m.config.q_dim(), 96);
+  } else if (family == "gemma2") {
+    EXPECT_TRUE(m.config.gemma_block && !m.config.qk_norm && m.config.tie_word_embeddings);
+    // no layer_types in the config: every other layer is local, the first included (Gemma2Config's default)
+    EXPECT_TRUE(m.config.is_sliding(0) && !m.config.is_sliding(1) && m.config.is_sliding(2) && !m.config.is_sliding(3));
+    EXPECT_EQ(m.config.sliding_window, 10);
+    EXPECT_EQ(m.config.attn_logit_softcapping, 5.0f);
+    EXPECT_EQ(m.config.final_logit_softcapping, 3.0f);
   } else if (family == "gemma3") {
     EXPECT_TRUE(m.config.gemma_block && m.config.qk_norm && m.config.tie_word_embeddings);
     EXPECT_TRUE(m.config.is_sliding(0) && !m.config.is_sliding(1) && m.config.is_sliding(2));
@@ -111,7 +119,7 @@ TEST_P(FamilyLogits, MatchTheReference) {
   }
   expect_matches_reference(folder, 2, 64, 4);
 }
-INSTANTIATE_TEST_SUITE_P(Oracle, FamilyLogits, ::testing::Values("qwen3", "smollm3", "gemma3"),
+INSTANTIATE_TEST_SUITE_P(Oracle, FamilyLogits, ::testing::Values("qwen3", "smollm3", "gemma2", "gemma3"),
                          [](const ::testing::TestParamInfo<const char*>& i) { return std::string(i.param); });
 
 }  // namespace

@@ -224,7 +224,8 @@ TEST_P(FamilyTraining, MatchesAutograd) {
   }
 }
 INSTANTIATE_TEST_SUITE_P(Oracle, FamilyTraining,
-                         ::testing::Combine(::testing::Values("qwen3", "smollm3", "gemma3"), ::testing::Values("lora", "dora", "full")),
+                         ::testing::Combine(::testing::Values("qwen3", "smollm3", "gemma2", "gemma3"),
+                                            ::testing::Values("lora", "dora", "full")),
                          [](const auto& i) { return std::string(std::get<0>(i.param)) + "_" + std::get<1>(i.param); });
 
 // Gemma scales the embedding module's output by sqrt(hidden); a PEFT embedding LoRA adds its part unscaled.

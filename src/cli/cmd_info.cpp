@@ -66,6 +66,10 @@ void register_info(CLI::App& app) {
                  "attention scale query_pre_attn_scalar {}^-1/2\n",
                  global.empty() ? "none" : global, c.rope_theta, c.rope_scaling.type.empty() ? "" : ", " + c.rope_scaling.type + " scaling",
                  c.sliding_window, c.rope_local_base_freq, c.query_pre_attn_scalar);
+      if (c.attn_logit_softcapping > 0 || c.final_logit_softcapping > 0)
+        fmt::print("soft-capping:    attention scores {}, final logits {} (c·tanh(x/c))\n",
+                   c.attn_logit_softcapping > 0 ? fmt::format("{}", c.attn_logit_softcapping) : "none",
+                   c.final_logit_softcapping > 0 ? fmt::format("{}", c.final_logit_softcapping) : "none");
     }
     fmt::print("parameters:      {} ({:.2f} M)\n", m.parameter_count(), double(m.parameter_count()) / 1e6);
     std::string dt;

@@ -3,6 +3,7 @@
 // training from scratch with `lora train --finetuning-type full`. With --shape it takes the architecture
 // of a published model (for benchmarks), and with --quantize its linear layers are created directly in
 // bitsandbytes' quantized form, so a Llama-2-7B-shaped QLoRA base never exists in full precision.
+#include <optional>
 #include <fmt/format.h>
 
 #include "cli/commands.h"
@@ -21,7 +22,8 @@ namespace {
 struct InitOptions {
   std::string output, tokenizer, template_name, shape, quantize, dtype = "f32", arch = "llama";
   int64_t head_dim = 0;  // 0: hidden_size / heads
-  int64_t sliding_window = 0;  // 0: the family's default (Gemma 3: 512)
+  int64_t sliding_window = 0;  // 0: the family's default (Gemma 3: 512, Gemma 2: 4096)
+  std::optional<float> attn_softcap, final_softcap;  // none: the family's (Gemma 2: 50 and 30)
   bool rope_theta_given = false;
   bool no_double_quant = false;
   ModelConfig config;
@@ -40,8 +42,13 @@ void run_init(InitOptions o) {
     const ModelFamily& f = init_family(o.arch);
     apply_family(f, o.config);
     if (!o.rope_theta_given) o.config.rope_theta = float(f.default_rope_theta);
+    if (!f.local_rope_base) o.config.rope_local_base_freq = o.config.rope_theta;  // (Gemma 2: one RoPE base)
     if (f.gemma_block) o.config.rms_norm_eps = 1e-6f;
     if (o.sliding_window > 0) o.config.sliding_window = o.sliding_window;
+    if ((o.attn_softcap || o.final_softcap) && f.default_attn_softcap == 0)
+      fail("--attn-softcap and --final-softcap are for Gemma 2 (the family of --arch {} caps nothing)", o.arch);
+    if (o.attn_softcap) o.config.attn_logit_softcapping = *o.attn_softcap;
+    if (o.final_softcap) o.config.final_logit_softcapping = *o.final_softcap;
   } else {
     o.config = model_config_by_name(o.shape);
   }
@@ -56,7 +63,7 @@ void run_init(InitOptions o) {
     if (o.head_dim == 0 && c.hidden_size % c.num_attention_heads != 0)
       fail("--hidden-size {} is not a multiple of --heads {} (or give --head-dim)", c.hidden_size, c.num_attention_heads);
     c.head_dim = o.head_dim > 0 ? o.head_dim : c.hidden_size / c.num_attention_heads;
-    if (c.gemma_block) c.query_pre_attn_scalar = float(c.head_dim);  // as the published Gemma 3 1B, 4B, 12B
+    if (c.gemma_block) c.query_pre_attn_scalar = float(c.head_dim);  // as the published Gemma 2 2B/9B, Gemma 3 1B-12B
   }
   c.validate("lora init");
   const DType dtype = dtype_from_name(o.dtype);
@@ -114,17 +121,24 @@ void register_init(CLI::App& app) {
   cmd->add_option("--context", c.max_position_embeddings, "context length (max_position_embeddings)")
       ->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--rope-theta", c.rope_theta, "RoPE base (default: the family's, 1e6 for Gemma 3)")->capture_default_str();
-  cmd->add_option("--sliding-window", o->sliding_window, "Gemma 3: the local layers' window (default 512)")
+  cmd->add_option("--sliding-window", o->sliding_window, "Gemma 2/3: the local layers' window (default 4096 / 512)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--attn-softcap", o->attn_softcap, "Gemma 2: the cap c of the attention scores, c·tanh(s/c) (default 50)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--final-softcap", o->final_softcap, "Gemma 2: the cap c of the logits, c·tanh(z/c) (default 30)")
       ->check(CLI::PositiveNumber);
   cmd->add_flag("--tie-embeddings,!--no-tie-embeddings", c.tie_word_embeddings,
                 "share the embedding with the output head (default: on)");
   cmd->add_option("--seed", o->seed, "seed of the random weights")->capture_default_str();
   auto* shape = cmd->add_option("--shape", o->shape,
                                 "the architecture of a published model instead of --arch and the size options: smollm2-135m, "
-                                "qwen2.5-0.5b, qwen3-0.6b, smollm3-3b, gemma3-1b or llama2-7b (the vocabulary is still the tokenizer's)")
-                    ->check(CLI::IsMember({"smollm2-135m", "qwen2.5-0.5b", "qwen3-0.6b", "smollm3-3b", "gemma3-1b", "llama2-7b"}));
+                                "qwen2.5-0.5b, qwen3-0.6b, smollm3-3b, gemma2-2b, gemma3-1b or llama2-7b (the vocabulary is still the "
+                                "tokenizer's)")
+                    ->check(CLI::IsMember({"smollm2-135m", "qwen2.5-0.5b", "qwen3-0.6b", "smollm3-3b", "gemma2-2b", "gemma3-1b",
+                                           "llama2-7b"}));
   for (const char* size : {"--arch", "--head-dim", "--hidden-size", "--intermediate-size", "--layers", "--heads", "--kv-heads",
-                           "--context", "--rope-theta", "--tie-embeddings", "--sliding-window"})
+                           "--context", "--rope-theta", "--tie-embeddings", "--sliding-window", "--attn-softcap",
+                           "--final-softcap"})
     shape->excludes(size);
   cmd->add_option("--quantize", o->quantize,
                   "create the linear layers directly quantized: nf4 or fp4 (bitsandbytes 4-bit) or int8 (LLM.int8 rows)")

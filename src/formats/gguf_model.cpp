@@ -47,21 +47,32 @@ RopeScaling llama3_scaling_from_rope_freqs(const GGUFFile& g, const ModelConfig&
   return rs;
 }
 
-// Gemma 3 as llama.cpp reads it: the window is required, the local layers are every 6th's complement with RoPE
-// base 1e4 (unless the file says otherwise), and the attention scale is head_dim^-1/2, hidden/heads for the 27B
-// (62 layers): what stands for config.json's query_pre_attn_scalar, which GGUF does not carry.
-void read_gemma_keys(const GGUFFile& g, const std::string& p, ModelConfig& c) {
+// Gemma 2 and 3 as llama.cpp reads them: the window is required; the local layers are every pattern-th's
+// complement (Gemma 3: 6, Gemma 2: 2), Gemma 3's with RoPE base 1e4 unless the file says otherwise, Gemma 2's with
+// the global base; Gemma 2's soft caps default to 50 and 30 as in llama.cpp; and the attention scale stands for
+// config.json's query_pre_attn_scalar, which GGUF does not carry (gguf_query_pre_attn_scalar).
+void read_gemma_keys(const GGUFFile& g, const std::string& p, const ModelFamily& f, ModelConfig& c) {
   if (!g.has(p + "attention.sliding_window"))
     fail_format(g.path(), "missing key '{}attention.sliding_window' (the local layers' window)", p);
   c.sliding_window = g.get_int(p + "attention.sliding_window");
-  const int64_t pattern = g.get_int(p + "attention.sliding_window_pattern", 6);
+  const int64_t pattern = g.get_int(p + "attention.sliding_window_pattern", f.sliding_window_pattern);
   if (pattern < 1) fail_format(g.path(), "key '{}attention.sliding_window_pattern' must be positive, found {}", p, pattern);
   c.layer_types = sliding_layer_types(c.num_hidden_layers, pattern);
-  c.rope_local_base_freq = float(g.get_float(p + "rope.freq_base_swa", 10000.0));
-  c.query_pre_attn_scalar = float(c.num_hidden_layers == 62 ? c.hidden_size / c.num_attention_heads : c.head_dim);
+  c.rope_local_base_freq = f.local_rope_base ? float(g.get_float(p + "rope.freq_base_swa", 10000.0)) : c.rope_theta;
+  c.query_pre_attn_scalar = gguf_query_pre_attn_scalar(c);
+  if (f.default_attn_softcap > 0) {  // (llama.cpp's gemma3 graph has no soft caps)
+    c.attn_logit_softcapping = float(g.get_float(p + "attn_logit_softcapping", f.default_attn_softcap));
+    c.final_logit_softcapping = float(g.get_float(p + "final_logit_softcapping", f.default_final_softcap));
+  }
 }
 
 }  // namespace
+
+float gguf_query_pre_attn_scalar(const ModelConfig& c) {
+  // llama.cpp: hidden/heads for the 27B models (Gemma 2: 46 layers, Gemma 3: 62), else head_dim
+  const int64_t layers_27b = model_family(c.model_type).local_rope_base ? 62 : 46;
+  return float(c.num_hidden_layers == layers_27b ? c.hidden_size / c.num_attention_heads : c.head_dim);
+}
 
 ModelConfig gguf_model_config(const GGUFFile& g) {
   const ModelFamily& a = find_architecture(g);
@@ -89,7 +100,7 @@ ModelConfig gguf_model_config(const GGUFFile& g) {
   c.tie_word_embeddings = g.find_tensor("output.weight") == nullptr;
   // (llama.cpp has no key for the NoPE layers: its smollm3 graph skips RoPE on every 4th layer, as the family does)
   apply_family(a, c);
-  if (c.gemma_block) read_gemma_keys(g, p, c);
+  if (c.gemma_block) read_gemma_keys(g, p, a, c);
   c.bos_token_id = g.get_int("tokenizer.ggml.bos_token_id", c.bos_token_id);
   c.eos_token_id = g.get_int("tokenizer.ggml.eos_token_id", c.eos_token_id);
 

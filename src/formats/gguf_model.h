@@ -11,6 +11,10 @@ namespace lora {
 // naming the file for an unsupported architecture or a missing key.
 ModelConfig gguf_model_config(const GGUFFile& gguf);
 
+// The query_pre_attn_scalar llama.cpp's Gemma 2 / 3 graphs use (GGUF has no key for it): hidden/heads for the
+// 27B models, head_dim for the others.
+float gguf_query_pre_attn_scalar(const ModelConfig& c);
+
 // F32/BF16 tensors stay views into the mapped file; F16 and quantized tensors become f32. For the
 // llama architecture wq/wk (stored in interleaved RoPE order) are permuted to rotate_half order; qwen2
 // files already use that order (llama.cpp runs them with NEOX RoPE).

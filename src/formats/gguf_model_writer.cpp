@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "core/quant.h"
+#include "formats/gguf_model.h"
 #include "formats/gguf_writer.h"
 #include "formats/rope_layout.h"
 #include "kernels/rope.h"
@@ -24,11 +25,16 @@ const ModelFamily& family_of(const ModelConfig& c) {
          "that pattern)", c.model_type, f.nope_interval);
   if (f.nope_interval == 0 && !c.no_rope_layers.empty())
     fail("model type '{}' with layers without RoPE cannot be written as GGUF", c.model_type);
-  if (c.gemma_block) {  // what llama.cpp's gemma3 graph fixes (see gguf_model.cpp's read_gemma_keys)
+  if (c.gemma_block) {  // what llama.cpp's gemma2 / gemma3 graphs fix (see gguf_model.cpp's read_gemma_keys)
     if (c.layer_types != sliding_layer_types(c.num_hidden_layers, f.sliding_window_pattern))
       fail("{} with layer_types other than every {}th layer global cannot be written as GGUF (llama.cpp fixes that "
            "pattern)", c.model_type, f.sliding_window_pattern);
-    const float scalar = float(c.num_hidden_layers == 62 ? c.hidden_size / c.num_attention_heads : c.head_dim);
+    if (f.default_attn_softcap == 0 && (c.attn_logit_softcapping > 0 || c.final_logit_softcapping > 0))
+      fail("{} with logit soft-capping cannot be written as GGUF: llama.cpp's {} graph has none", c.model_type, f.gguf_arch);
+    if (f.default_attn_softcap > 0 && (c.attn_logit_softcapping <= 0 || c.final_logit_softcapping <= 0))
+      fail("{} without logit soft-capping cannot be written as GGUF: llama.cpp's {} graph always caps", c.model_type,
+           f.gguf_arch);
+    const float scalar = gguf_query_pre_attn_scalar(c);
     if (c.query_pre_attn_scalar != scalar)
       fail("{} with query_pre_attn_scalar {} cannot be written as GGUF: llama.cpp scales attention by {}^-1/2", c.model_type,
            c.query_pre_attn_scalar, scalar);
@@ -117,7 +123,11 @@ void save_gguf_model(const Model& model, const std::string& path, std::optional<
   }
   if (c.gemma_block) {
     g.set_u32(p + "attention.sliding_window", uint32_t(c.sliding_window));
-    g.set_f32(p + "rope.freq_base_swa", c.rope_local_base_freq);
+    if (family.local_rope_base) g.set_f32(p + "rope.freq_base_swa", c.rope_local_base_freq);
+    if (family.default_attn_softcap > 0) {
+      g.set_f32(p + "attn_logit_softcapping", c.attn_logit_softcapping);
+      g.set_f32(p + "final_logit_softcapping", c.final_logit_softcapping);
+    }
   }
   write_gguf_tokenizer(*model.tokenizer, g);
 

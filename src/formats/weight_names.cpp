@@ -7,8 +7,8 @@ namespace lora {
 std::vector<LayerTensorSpec> layer_tensor_specs(const ModelConfig& config) {
   using K = WeightKind;
   using R = RopeRows;
-  if (config.gemma_block)  // Gemma's post_attention_layernorm is the attention output's, not the MLP input's
-    return {
+  if (config.gemma_block) {  // Gemma's post_attention_layernorm is the attention output's, not the MLP input's
+    std::vector<LayerTensorSpec> gemma = {
         {"input_layernorm.weight", "attn_norm.weight", &LayerWeights::attn_norm, K::Norm, R::None},
         {"self_attn.q_proj.weight", "attn_q.weight", &LayerWeights::wq, K::Linear, R::QueryHeads},
         {"self_attn.k_proj.weight", "attn_k.weight", &LayerWeights::wk, K::Linear, R::KeyValueHeads},
@@ -23,6 +23,9 @@ std::vector<LayerTensorSpec> layer_tensor_specs(const ModelConfig& config) {
         {"mlp.down_proj.weight", "ffn_down.weight", &LayerWeights::w_down, K::Linear, R::None},
         {"post_feedforward_layernorm.weight", "post_ffw_norm.weight", &LayerWeights::post_ffn_norm, K::Norm, R::None},
     };
+    if (!config.qk_norm) gemma.erase(gemma.begin() + 5, gemma.begin() + 7);  // Gemma 2 has no head norms
+    return gemma;
+  }
   std::vector<LayerTensorSpec> specs = {
       {"input_layernorm.weight", "attn_norm.weight", &LayerWeights::attn_norm, K::Norm, R::None},
       {"self_attn.q_proj.weight", "attn_q.weight", &LayerWeights::wq, K::Linear, R::QueryHeads},

@@ -80,6 +80,7 @@ void attention_forward(const E* q, const E* keys, const E* values, E* out, int64
         const int64_t nk = std::min(kBlock, n_keys - k0);
         transpose_block(K + k0 * kv_dim, kv_dim, nk, hd, kt, kBlock);
         tile_gemm(nq, nk, hd, Q, ldq, false, kt, kBlock, s, kBlock, scale, false);  // S = Q Kᵀ / √d
+        if (shape.softcap > 0) softcap_tile(s, nq, nk, kBlock, shape.softcap, 1.0f, nullptr);
         for (int64_t r = 0; r < nq; ++r) {
           float* sr = s + r * kBlock;
           const VisibleKeys vis = visible_keys(pos0 + q0 + r, k0, nk, shape.window);
@@ -139,7 +140,8 @@ void attention_backward(const float* dout, const E* q, const E* keys, const E* v
       for (int64_t h = 0; h < H; ++h) D[size_t((b * H + h) * T + t)] = simd::dot(dout + row * q_dim + h * hd, out + row * q_dim + h * hd, hd);
     }
 
-    thread_local std::vector<float> kt_buf, vt_buf, s_buf, dp_buf, dk_buf, dv_buf, q_buf, k_buf;
+    thread_local std::vector<float> kt_buf, vt_buf, s_buf, dp_buf, dk_buf, dv_buf, q_buf, k_buf, slope_buf;
+    float* slope = shape.softcap > 0 ? grown(slope_buf, size_t(kBlock * kBlock)) : nullptr;
     float* q32 = grown(q_buf, size_t(kBlock * hd));
     float* k32 = grown(k_buf, size_t(kBlock * hd));
     float* kt = grown(kt_buf, size_t(hd * kBlock));
@@ -172,13 +174,16 @@ void attention_backward(const float* dout, const E* q, const E* keys, const E* v
           const float* inv_sum_i = stats + (batch + b) * H * T + h * T + q0;
           const float* D_i = D.data() + (b * H + h) * T + q0;
           tile_gemm(nq, nk, hd, Qi, ldq, false, kt, kBlock, p, kBlock, scale, false);   // S = Q Kᵀ / √d
+          if (slope) softcap_tile(p, nq, nk, kBlock, shape.softcap, 1.0f, slope);
           for (int64_t r = 0; r < nq; ++r) {
             exp_row(p + r * kBlock, p + r * kBlock, visible_keys(q0 + r, k0, nk, shape.window), nk, max_i[r], exact);
             scale_row(p + r * kBlock, nk, inv_sum_i[r]);  // P, exactly as the forward formed it
           }
           tile_gemm(nq, nk, hd, dOi, q_dim, false, vt, kBlock, ds, kBlock, 1.0f, false);  // dP = dO Vᵀ
-          for (int64_t r = 0; r < nq; ++r)
+          for (int64_t r = 0; r < nq; ++r) {
             softmax_grad_row(p + r * kBlock, ds + r * kBlock, ds + r * kBlock, nk, D_i[r], scale);  // dS
+            if (slope) times_row(ds + r * kBlock, slope + r * kBlock, nk);  // through the soft cap
+          }
           tile_gemm(nk, hd, nq, p, kBlock, true, dOi, q_dim, dv_acc, hd, 1.0f, true);   // dV += Pᵀ dO
           tile_gemm(nk, hd, nq, ds, kBlock, true, Qi, ldq, dk_acc, hd, 1.0f, true);     // dK += dSᵀ Q
           tile_gemm(nq, hd, nk, ds, kBlock, false, K32, ldk, my_dq + (b * T + q0) * q_dim + h * hd, q_dim, 1.0f,

@@ -25,6 +25,9 @@ struct AttentionShape {
   // p − window < j <= p only; 0 for plain causal attention (every key up to p). Key blocks wholly outside
   // every window of a query block are skipped, forward and backward.
   int64_t window = 0;
+  // Soft-capping (Gemma 2's attn_logit_softcapping): every scaled score s becomes softcap · tanh(s / softcap)
+  // before the softmax; 0 for none.
+  float softcap = 0.0f;
   int64_t q_dim() const { return n_heads * head_dim; }
   int64_t kv_dim() const { return n_kv_heads * head_dim; }
 };

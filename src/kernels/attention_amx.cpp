@@ -120,6 +120,7 @@ void attention_forward_amx(const bf16* q, const bf16* keys, const bf16* values, 
       for (int64_t k0 = first_key_block(pos0 + q0, shape.window, kBlock); k0 < n_keys; k0 += kBlock) {
         const int64_t nk = std::min(kBlock, n_keys - k0), packed = (b * KV + g) * nkb + k0 / kBlock;
         amx_gemm(kBlock, kBlock, hp, qa, hp, kt_all + packed * tile, s, kBlock, false);  // S = Q Kᵀ
+        if (shape.softcap > 0) softcap_tile(s, nq, nk, kBlock, shape.softcap, scale, nullptr);
         for (int64_t r = 0; r < nq; ++r) {
           const float* sr = s + r * kBlock;
           bf16* pr = pa + r * kBlock;  // P in bf16, its padding zero
@@ -199,7 +200,8 @@ void attention_backward_amx(const float* dout, const bf16* q, const bf16* keys, 
     }
 
     thread_local std::vector<bf16> kt_buf, vt_buf, k_buf, pb_buf, dsa_buf;
-    thread_local std::vector<float> p_buf, ds_buf, dkt_buf, dvt_buf, dqb_buf;
+    thread_local std::vector<float> p_buf, ds_buf, dkt_buf, dvt_buf, dqb_buf, slope_buf;
+    float* slope = shape.softcap > 0 ? grown(slope_buf, size_t(kBlock * kBlock)) : nullptr;
     bf16* kt = grown(kt_buf, size_t(tile));
     bf16* vt = grown(vt_buf, size_t(tile));
     bf16* kp = grown(k_buf, size_t(tile));
@@ -231,9 +233,12 @@ void attention_backward_amx(const float* dout, const bf16* q, const bf16* keys, 
           const float* D_i = D.data() + (b * H + h) * T + q0;
           amx_gemm(kBlock, kBlock, hp, qa_all + t * tile, hp, kt, p, kBlock, false);   // S = Q Kᵀ
           amx_gemm(kBlock, kBlock, hp, da_all + t * tile, hp, vt, ds, kBlock, false);  // dP = dO Vᵀ
-          for (int64_t r = 0; r < nq; ++r)  // P as the forward formed it, and dS
+          if (slope) softcap_tile(p, nq, nk, kBlock, shape.softcap, scale, slope);
+          for (int64_t r = 0; r < nq; ++r) {  // P as the forward formed it, and dS
             probabilities_and_grad_row(p + r * kBlock, ds + r * kBlock, visible_keys(q0 + r, k0, nk, shape.window), nk,
                                        scale, max_i[r], inv_sum_i[r], D_i[r]);
+            if (slope) times_row(ds + r * kBlock, slope + r * kBlock, nk);  // through the soft cap
+          }
           pack_b(p, kBlock, false, nq, nk, kBlock, kBlock, pb);
           amx_gemm(hp, kBlock, kBlock, dt_all + t * tile, kBlock, pb, dvt, kBlock, true);  // dVᵀ += dOᵀ P
           pack_b(ds, kBlock, false, nq, nk, kBlock, kBlock, pb);

@@ -31,6 +31,7 @@ void attention_forward_reference(const float* q, const float* keys, const float*
           float dot = 0;
           for (int64_t i = 0; i < hd; ++i) dot += qv[i] * kv[i];
           scores[j] = dot * scale;
+          if (shape.softcap > 0) scores[j] = shape.softcap * std::tanh(scores[j] / shape.softcap);
           max_score = std::max(max_score, scores[j]);
         }
         float sum = 0;
@@ -64,7 +65,7 @@ void attention_backward_reference(const float* dout, const float* q, const float
   // the same element.
 #pragma omp parallel
   {
-    std::vector<float> p(static_cast<size_t>(T)), dp(static_cast<size_t>(T));
+    std::vector<float> p(static_cast<size_t>(T)), dp(static_cast<size_t>(T)), slope(static_cast<size_t>(T), 1.0f);
 #pragma omp for
     for (int64_t g = 0; g < shape.n_kv_heads; ++g) {
       const int64_t kv_off = g * hd;
@@ -83,6 +84,11 @@ void attention_backward_reference(const float* dout, const float* q, const float
             float s = 0;
             for (int64_t i = 0; i < hd; ++i) s += qt[i] * kj[i];
             p[j] = s * scale;
+            if (shape.softcap > 0) {  // capped score c·tanh(s/c), slope 1 − tanh²
+              const float t = std::tanh(p[j] / shape.softcap);
+              p[j] = shape.softcap * t;
+              slope[j] = 1.0f - t * t;
+            }
             max_score = std::max(max_score, p[j]);
           }
           float sum = 0;
@@ -98,7 +104,7 @@ void attention_backward_reference(const float* dout, const float* q, const float
           }
           for (int64_t i = 0; i < hd; ++i) dqt[i] = 0.0f;
           for (int64_t j = first; j <= t; ++j) {
-            const float ds = p[j] * (dp[j] - pdp) * scale;
+            const float ds = p[j] * (dp[j] - pdp) * slope[j] * scale;
             const float* kj = keys + j * kv_dim + kv_off;
             float* dkj = dk + j * kv_dim + kv_off;
             float* dvj = dv + j * kv_dim + kv_off;

@@ -119,6 +119,24 @@ inline float exp_row(const float* s, float* p, VisibleKeys vis, int64_t n, float
 #endif
 }
 
+// Soft-capping of attention scores (Gemma 2): the score x = in_scale · s becomes cap · tanh(x / cap), written back
+// in the tile's own units (divided by in_scale again: the AMX form scales its scores later, the f32 form has
+// in_scale 1), over a rows x n tile of row stride ld; `slope`, when given, receives d(capped)/dx = 1 − tanh²
+// (same layout) for the backward.
+inline void softcap_tile(float* s, int64_t rows, int64_t n, int64_t ld, float cap, float in_scale, float* slope) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < n; ++j) {
+      const float t = std::tanh(s[r * ld + j] * in_scale / cap);
+      s[r * ld + j] = cap * t / in_scale;
+      if (slope) slope[r * ld + j] = 1.0f - t * t;
+    }
+}
+
+// ds[j] *= slope[j]: the gradient of the capped score carried to the raw one.
+inline void times_row(float* ds, const float* slope, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) ds[j] *= slope[j];
+}
+
 inline void scale_row(float* x, int64_t n, float a) {
   for (int64_t i = 0; i < n; ++i) x[i] *= a;
 }

@@ -65,9 +65,11 @@ void scale_into(const float* e, int64_t n, float s, D* dl) {
 // overwritten element by element; a bf16 row fills the first half of its bytes, each vector stored after it
 // was loaded, never ahead of what is still to be read), so dlogits is a [rows, vocab] D matrix with a row
 // stride of `vocab · sizeof(float) / sizeof(D)` elements.
+// With a soft cap (Gemma 2's final_logit_softcapping) c > 0 the logits are capped first, l <- c·tanh(l / c), and
+// the gradient is carried back through the cap (times 1 − tanh²).
 template <class D>
 void softmax_rows(float* logits, const int32_t* targets, int64_t rows, int64_t vocab, float grad_scale, bool grad,
-                  CrossEntropyResult& out) {
+                  float softcap, CrossEntropyResult& out) {
   double loss = 0;
   int64_t count = 0;
 #pragma omp parallel for reduction(+ : loss, count) schedule(static)
@@ -79,11 +81,25 @@ void softmax_rows(float* logits, const int32_t* targets, int64_t rows, int64_t v
       if (grad) std::fill(drow, drow + vocab, D(0));
       continue;
     }
+    thread_local std::vector<float> tanh_buf;
+    if (softcap > 0) {
+      if (tanh_buf.size() < size_t(vocab)) tanh_buf.resize(size_t(vocab));
+      for (int64_t i = 0; i < vocab; ++i) {
+        tanh_buf[size_t(i)] = std::tanh(row[i] / softcap);
+        row[i] = softcap * tanh_buf[size_t(i)];
+      }
+    }
     const float m = simd::max_of(row, vocab), target_logit = row[target];
     const double z = exp_shifted<std::is_same_v<D, bf16>>(row, vocab, m);
     loss += std::log(z) + double(m) - double(target_logit);
     ++count;
-    if (grad) {
+    if (grad && softcap > 0) {  // d/dl = grad_scale · (softmax − onehot) · (1 − tanh²), element by element
+      const float s = float(double(grad_scale) / z);
+      for (int64_t i = 0; i < vocab; ++i) {
+        const float t = tanh_buf[size_t(i)];
+        simd::put(drow[i], (row[i] * s - (i == target ? grad_scale : 0.0f)) * (1.0f - t * t));
+      }
+    } else if (grad) {
       const float s = float(double(grad_scale) / z);
       const float e_target = row[target];
       scale_into(row, vocab, s, drow);
@@ -96,9 +112,15 @@ void softmax_rows(float* logits, const int32_t* targets, int64_t rows, int64_t v
 
 }  // namespace
 
+void softcap_logits(float* logits, int64_t n, float softcap) {
+  if (softcap <= 0) return;
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) logits[i] = softcap * std::tanh(logits[i] / softcap);
+}
+
 CrossEntropyResult lm_head_cross_entropy(const float* h, const Tensor& lm_head, const int32_t* targets, int64_t n,
                                          int64_t chunk, float grad_scale, float* dh, float* dlm_head,
-                                         const LowRankLogits* low_rank, std::vector<float>* workspace) {
+                                         const LowRankLogits* low_rank, std::vector<float>* workspace, float softcap) {
   const int64_t vocab = lm_head.dim(0), dim = lm_head.dim(1);
   const MatView W = mat(lm_head);
   for (int64_t r = 0; r < n; ++r)  // checked here: an exception must not leave an OpenMP region
@@ -123,9 +145,9 @@ CrossEntropyResult lm_head_cross_entropy(const float* h, const Tensor& lm_head, 
       matmul(MatView{low_rank->u + r0 * r, DType::F32, rows, r, r}, false, mat(*low_rank->b), true, lc, low_rank->scale,
              1.0f);
     if (bf16_grad)
-      softmax_rows<bf16>(logits.data(), targets + r0, rows, vocab, grad_scale, dh != nullptr, result);
+      softmax_rows<bf16>(logits.data(), targets + r0, rows, vocab, grad_scale, dh != nullptr, softcap, result);
     else
-      softmax_rows<float>(logits.data(), targets + r0, rows, vocab, grad_scale, dh != nullptr, result);
+      softmax_rows<float>(logits.data(), targets + r0, rows, vocab, grad_scale, dh != nullptr, softcap, result);
     if (!dh) continue;
     const MatView dl = bf16_grad ? MatView{logits.data(), DType::BF16, rows, vocab, 2 * vocab}
                                  : MatView{logits.data(), DType::F32, rows, vocab, vocab};

@@ -34,10 +34,15 @@ struct LowRankLogits {
 // If dh is given, the backward runs in the same pass with dloss/dlogits = grad_scale · (softmax − onehot):
 // dh = dlogits · lm_head (overwritten, zero on ignored rows), dlm_head += dlogitsᵀ · h (if not null).
 // dlogits is stored in bf16 when lm_head is bf16 or quantized (its GEMMs would round it anyway), else f32.
-// `workspace`, if given, holds the chunk's logits and is kept (grown only) for the next call.
+// `workspace`, if given, holds the chunk's logits and is kept (grown only) for the next call. `softcap` > 0 caps
+// the logits first (Gemma 2's final_logit_softcapping: l <- softcap · tanh(l / softcap)), the gradient through it.
 CrossEntropyResult lm_head_cross_entropy(const float* h, const Tensor& lm_head, const int32_t* targets, int64_t n,
                                          int64_t chunk, float grad_scale = 0.0f, float* dh = nullptr,
                                          float* dlm_head = nullptr, const LowRankLogits* low_rank = nullptr,
-                                         std::vector<float>* workspace = nullptr);
+                                         std::vector<float>* workspace = nullptr, float softcap = 0.0f);
+
+// Soft-capping of n logits in place, l <- softcap · tanh(l / softcap) (nothing when softcap <= 0): what the
+// inference pass applies to the logits of a Gemma 2 model, as the loss above does.
+void softcap_logits(float* logits, int64_t n, float softcap);
 
 }  // namespace lora

@@ -94,18 +94,26 @@ std::vector<int64_t> parse_no_rope_layers(const json& j, int64_t default_interva
   return nope_layers(n_layers, interval);
 }
 
-// Gemma 3's own fields, with Gemma3TextConfig's defaults. Soft-capping (Gemma 2's, null in Gemma 3) is refused.
+// A soft-capping field: null (0, none), a positive number, or absent (the family's default).
+float parse_softcap(const json& j, const char* key, double default_value, const std::string& path) {
+  if (!j.contains(key)) return float(default_value);
+  if (j.at(key).is_null()) return 0.0f;
+  const double v = optional_number(j, key, default_value, path);
+  if (!(v > 0.0)) fail_format(path, "field '{}' must be positive or null, found {}", key, j.at(key).dump());
+  return float(v);
+}
+
+// Gemma 2's and 3's own fields, with Gemma2Config's / Gemma3TextConfig's defaults.
 void parse_gemma_fields(const json& j, const ModelFamily& family, ModelConfig& c, const std::string& path) {
   c.gemma_block = true;
-  for (const char* key : {"attn_logit_softcapping", "final_logit_softcapping"})
-    if (present(j, key))
-      fail_format(path, "field '{}' is {}: logit soft-capping is not supported for {} (Gemma 3 has none)", key,
-                  j.at(key).dump(), family.model_type);
+  c.attn_logit_softcapping = parse_softcap(j, "attn_logit_softcapping", family.default_attn_softcap, path);
+  c.final_logit_softcapping = parse_softcap(j, "final_logit_softcapping", family.default_final_softcap, path);
   if (present(j, "rope_parameters"))
     fail_format(path, "field 'rope_parameters' is not supported (give rope_theta, rope_local_base_freq, rope_scaling)");
   c.query_pre_attn_scalar = float(optional_number(j, "query_pre_attn_scalar", 256.0, path));
   c.sliding_window = optional_int(j, "sliding_window", 4096, path);
-  c.rope_local_base_freq = float(optional_number(j, "rope_local_base_freq", 10000.0, path));
+  c.rope_local_base_freq = family.local_rope_base ? float(optional_number(j, "rope_local_base_freq", 10000.0, path))
+                                                  : c.rope_theta;
   if (present(j, "layer_types")) {
     const json& v = j.at("layer_types");
     if (!v.is_array()) fail_format(path, "field 'layer_types' must be a list of attention types per layer, found {}", v.dump());
@@ -227,14 +235,15 @@ json ModelConfig::to_hf_json() const {
   if (gemma_block) {
     j["query_pre_attn_scalar"] = shortest(query_pre_attn_scalar);
     j["sliding_window"] = sliding_window;
-    j["rope_local_base_freq"] = shortest(rope_local_base_freq);
+    const ModelFamily& f = model_family(model_type);
+    if (f.local_rope_base) j["rope_local_base_freq"] = shortest(rope_local_base_freq);
     j["layer_types"] = layer_types;
     // (transformers before layer_types read the pattern; written only when it says the same)
-    const ModelFamily& f = model_family(model_type);
     if (layer_types == sliding_layer_types(num_hidden_layers, f.sliding_window_pattern))
       j["sliding_window_pattern"] = f.sliding_window_pattern;
-    j["attn_logit_softcapping"] = nullptr;
-    j["final_logit_softcapping"] = nullptr;
+    auto softcap = [](float v) { return v > 0 ? json(shortest(v)) : json(nullptr); };
+    j["attn_logit_softcapping"] = softcap(attn_logit_softcapping);
+    j["final_logit_softcapping"] = softcap(final_logit_softcapping);
   }
   j["bos_token_id"] = bos_token_id;
   j["eos_token_id"] = eos_token_id;
@@ -276,6 +285,9 @@ void ModelConfig::validate(const std::string& path) const {
       fail_format(path, "sliding_window must be positive when layers are sliding_attention, found {}", sliding_window);
     if (!(rope_local_base_freq > 0.0f))
       fail_format(path, "rope_local_base_freq must be positive, found {}", rope_local_base_freq);
+    if (!(attn_logit_softcapping >= 0.0f) || !(final_logit_softcapping >= 0.0f))
+      fail_format(path, "attn_logit_softcapping and final_logit_softcapping must be positive or none, found {} and {}",
+                  attn_logit_softcapping, final_logit_softcapping);
   }
   if (head_dim % 2 != 0) fail_format(path, "head_dim ({}) must be even for rotary embeddings", head_dim);
   if (!(rms_norm_eps > 0.0f)) fail_format(path, "rms_norm_eps must be positive, found {}", rms_norm_eps);
@@ -310,6 +322,7 @@ float ModelConfig::embedding_scale(bool bf16_embeddings) const {
 }
 
 ModelConfig ModelConfig::local_rope_config() const {
+  if (!model_family(model_type).local_rope_base) return *this;
   ModelConfig local = *this;
   local.rope_theta = rope_local_base_freq;
   local.rope_scaling = RopeScaling{};

@@ -42,8 +42,12 @@ struct ModelConfig {
   std::string hidden_act = "silu";   // "silu" (SwiGLU) or "gelu_pytorch_tanh" (GeGLU, Gemma)
   float query_pre_attn_scalar = 0;   // 0: head_dim
   int64_t sliding_window = 0;        // 0: none
-  float rope_local_base_freq = 10000.0f;
+  float rope_local_base_freq = 10000.0f;  // (Gemma 3; Gemma 2's local layers use rope_theta as the global ones)
   std::vector<std::string> layer_types;  // empty: every layer "full_attention"
+  // Gemma 2: every attention score s becomes c·tanh(s / c) (attn_logit_softcapping), every logit l becomes
+  // c·tanh(l / c) (final_logit_softcapping); 0: none (config.json null, as in Gemma 3).
+  float attn_logit_softcapping = 0.0f;
+  float final_logit_softcapping = 0.0f;
   int64_t bos_token_id = 1;
   int64_t eos_token_id = 2;
 
@@ -60,7 +64,8 @@ struct ModelConfig {
   // What the embeddings are multiplied by: sqrt(hidden_size) for Gemma, rounded to the embedding's dtype as
   // transformers does (a bf16 checkpoint's 33.94 is 34), else 1.
   float embedding_scale(bool bf16_embeddings) const;
-  // The config of the local layers' RoPE: base rope_local_base_freq, no scaling (Gemma 3).
+  // The config of the local layers' RoPE: base rope_local_base_freq, no scaling (Gemma 3); the config itself for
+  // a family whose local layers share the global RoPE (Gemma 2).
   ModelConfig local_rope_config() const;
 
   // Parses config.json; a missing required field or an unsupported architecture throws a

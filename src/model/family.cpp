@@ -18,11 +18,18 @@ constexpr ModelFamily kFamilies[] = {
      "Llama block with an RMSNorm of every query and key head before RoPE (q_norm, k_norm)"},
     {"smollm3", "SmolLM3ForCausalLM", "smollm3", true, false, false, 4, 32768,
      "Llama block without RoPE on every 4th layer (NoPE)"},
+    {"gemma2", "Gemma2ForCausalLM", "gemma2", false, false, false, 0, 8192,
+     "Gemma 2 block: (1+w) RMSNorms before and after attention and MLP, GeGLU (tanh GELU), embeddings x sqrt(hidden), "
+     "local (sliding-window) and global layers alternating, attention and final logit soft-capping, "
+     "query_pre_attn_scalar",
+     /*gemma_block=*/true, /*default_rope_theta=*/10000.0, /*default_tie_word_embeddings=*/true,
+     /*sliding_window_pattern=*/2, /*local_rope_base=*/false, /*default_attn_softcap=*/50.0,
+     /*default_final_softcap=*/30.0},
     {"gemma3_text", "Gemma3ForCausalLM", "gemma3", false, false, true, 0, 131072,
      "Gemma 3 block: (1+w) RMSNorms before and after attention and MLP, q/k head norms, GeGLU (tanh GELU), "
      "embeddings x sqrt(hidden), 5 local (sliding-window) layers to 1 global, query_pre_attn_scalar",
      /*gemma_block=*/true, /*default_rope_theta=*/1000000.0, /*default_tie_word_embeddings=*/true,
-     /*sliding_window_pattern=*/6},
+     /*sliding_window_pattern=*/6, /*local_rope_base=*/true},
 };
 
 template <class Key>
@@ -82,9 +89,11 @@ void apply_family(const ModelFamily& f, ModelConfig& c) {
   c.hidden_act = f.gemma_block ? "gelu_pytorch_tanh" : "silu";
   c.layer_types = f.sliding_window_pattern > 0 ? sliding_layer_types(c.num_hidden_layers, f.sliding_window_pattern)
                                                : std::vector<std::string>{};
-  if (f.gemma_block) {  // Gemma 3 1B's values; lora init's options may set them after
-    if (c.sliding_window == 0) c.sliding_window = 512;
+  if (f.gemma_block) {  // Gemma 3 1B's values (Gemma 2: its 2B's window); lora init's options may set them after
+    if (c.sliding_window == 0) c.sliding_window = f.local_rope_base ? 512 : 4096;
     if (c.query_pre_attn_scalar == 0) c.query_pre_attn_scalar = float(c.head_dim > 0 ? c.head_dim : 256);
+    c.attn_logit_softcapping = float(f.default_attn_softcap);
+    c.final_logit_softcapping = float(f.default_final_softcap);
   }
 }
 

@@ -9,9 +9,14 @@
 //   mistral    MistralForCausalLM         llama      interleaved       -
 //   qwen3      Qwen3ForCausalLM           qwen3      as in HF (NEOX)   RMSNorm of every q and k head before RoPE
 //   smollm3    SmolLM3ForCausalLM         smollm3    interleaved       no RoPE on every 4th layer (NoPE)
+//   gemma2     Gemma2ForCausalLM          gemma2     as in HF (NEOX)   (1+w) RMSNorms, sandwich norms, GeGLU (tanh GELU),
+//                                                                      embeddings x sqrt(hidden), local (sliding-window)
+//                                                                      and global layers alternating, attention and
+//                                                                      final logit soft-capping
 //   gemma3_text Gemma3ForCausalLM         gemma3     as in HF (NEOX)   (1+w) RMSNorms, sandwich norms, q/k head norms,
 //                                                                      GeGLU (tanh GELU), embeddings x sqrt(hidden),
-//                                                                      local (sliding-window) and global layers
+//                                                                      local (sliding-window) and global layers, the
+//                                                                      local ones with their own RoPE base
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -37,6 +42,9 @@ struct ModelFamily {
   double default_rope_theta = 10000.0;  // transformers' default when config.json leaves it out
   bool default_tie_word_embeddings = false;
   int64_t sliding_window_pattern = 0;   // every pattern-th layer global, the others local (0: all global)
+  bool local_rope_base = false;         // local layers with their own RoPE base, rope_local_base_freq (Gemma 3)
+  // transformers' defaults of attn_logit_softcapping and final_logit_softcapping (0: null, no capping)
+  double default_attn_softcap = 0.0, default_final_softcap = 0.0;
 };
 
 // By config.json model_type, by architecture name, by GGUF architecture: null when unknown.

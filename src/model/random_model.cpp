@@ -248,14 +248,42 @@ ModelConfig gemma3_1b_config() {
   return c;
 }
 
+// google/gemma-2-2b's config.json: head_dim 256 with 8 heads over a hidden size of 2304, 4 key/value heads,
+// local (window 4096) and global layers alternating, one RoPE base (1e4), scores capped at 50 and logits at 30.
+ModelConfig gemma2_2b_config() {
+  ModelConfig c;
+  c.hidden_size = 2304;
+  c.intermediate_size = 9216;
+  c.num_hidden_layers = 26;
+  c.num_attention_heads = 8;
+  c.num_key_value_heads = 4;
+  c.head_dim = 256;
+  apply_family(model_family("gemma2"), c);
+  c.vocab_size = 256000;
+  c.max_position_embeddings = 8192;
+  c.rms_norm_eps = 1e-6f;
+  c.rope_theta = 10000.0f;
+  c.rope_local_base_freq = c.rope_theta;
+  c.query_pre_attn_scalar = 256.0f;
+  c.sliding_window = 4096;
+  c.attn_logit_softcapping = 50.0f;
+  c.final_logit_softcapping = 30.0f;
+  c.tie_word_embeddings = true;
+  c.bos_token_id = 2;
+  c.eos_token_id = 1;
+  return c;
+}
+
 ModelConfig model_config_by_name(const std::string& name) {
+  if (name == "gemma2-2b") return gemma2_2b_config();
   if (name == "gemma3-1b") return gemma3_1b_config();
   if (name == "smollm2-135m") return smollm2_135m_config();
   if (name == "qwen2.5-0.5b") return qwen25_05b_config();
   if (name == "qwen3-0.6b") return qwen3_06b_config();
   if (name == "smollm3-3b") return smollm3_3b_config();
   if (name == "llama2-7b") return llama2_7b_config();
-  fail("unknown model shape '{}' (known: smollm2-135m, qwen2.5-0.5b, qwen3-0.6b, smollm3-3b, gemma3-1b, llama2-7b)", name);
+  fail("unknown model shape '{}' (known: smollm2-135m, qwen2.5-0.5b, qwen3-0.6b, smollm3-3b, gemma2-2b, gemma3-1b, "
+       "llama2-7b)", name);
 }
 
 }  // namespace lora

@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "core/matmul.h"
 #include "kernels/attention.h"
+#include "kernels/cross_entropy.h"
 #include "kernels/elementwise.h"
 #include "kernels/embedding.h"
 #include "kernels/geglu.h"
@@ -166,7 +167,8 @@ const Tensor& Transformer::run(const std::vector<SequenceStep>& steps, bool all_
       rope_forward(k.f32(), positions_.data(), rows, c.num_key_value_heads, c.head_dim, table);
     }
     if (c.query_scale() != 1.0f) scale_in_place(q.f32(), c.query_scale(), q.numel());  // query_pre_attn_scalar
-    const AttentionShape shape{c.num_attention_heads, c.num_key_value_heads, c.head_dim, c.attention_window(l)};
+    const AttentionShape shape{c.num_attention_heads, c.num_key_value_heads, c.head_dim, c.attention_window(l),
+                               c.attn_logit_softcapping};
     for (int64_t s = 0; s < n_steps; ++s) {
       const SequenceStep& st = steps[size_t(s)];
       const int64_t r0 = first_row_[size_t(s)];
@@ -243,6 +245,7 @@ const Tensor& Transformer::run(const std::vector<SequenceStep>& steps, bool all_
     }
   }
   add_adapters(0, LinearSite::Head, head_in, logits_);
+  softcap_logits(logits_.f32(), logits_.numel(), c.final_logit_softcapping);  // (Gemma 2)
   return logits_;
 }
 

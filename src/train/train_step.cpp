@@ -150,7 +150,8 @@ void TrainableModel::layer_forward_as(int64_t l, LayerActivations& a, int64_t B,
     auto t = timed(Phase::Elementwise);
     store_as(v32.f32(), data<E>(a.v), v32.numel());
   }
-  const AttentionShape shape{c.num_attention_heads, c.num_key_value_heads, c.head_dim, c.attention_window(l)};
+  const AttentionShape shape{c.num_attention_heads, c.num_key_value_heads, c.head_dim, c.attention_window(l),
+                             c.attn_logit_softcapping};
   {
     auto t = timed(Phase::AttentionForward, double(B) * attention_forward_flops(T, shape));
     attention_forward(data<E>(a.q), data<E>(a.k), data<E>(a.v), data<E>(a.att), T, 0, shape, a.attn_stats.f32(), B);
@@ -276,7 +277,8 @@ void TrainableModel::layer_backward_as(int64_t l, LayerActivations& a, Tensor& d
   Tensor &datt = g.datt, &dq = g.dq, &dk = g.dk, &dv = g.dv;
   back(kO, a.att, c.gemma_block ? through_post_norm(a.o_out, w.post_attn_norm, a.rstd_post_attn, kPostAttnNorm) : dx_e,
        &datt, false);
-  const AttentionShape shape{c.num_attention_heads, c.num_key_value_heads, c.head_dim, c.attention_window(l)};
+  const AttentionShape shape{c.num_attention_heads, c.num_key_value_heads, c.head_dim, c.attention_window(l),
+                             c.attn_logit_softcapping};
   {
     auto t = timed(Phase::AttentionBackward, double(B) * attention_backward_flops(T, shape));
     attention_backward(datt.f32(), data<E>(a.q), data<E>(a.k), data<E>(a.v), data<E>(a.att), a.attn_stats.f32(),
@@ -421,7 +423,8 @@ TrainableModel::Result TrainableModel::run(const int32_t* tokens, const int32_t*
   timed.emplace(profiler, Phase::LmHeadLoss, (backward ? 4.0 : 2.0) * double(n) * double(c.vocab_size) * double(hidden));
   const CrossEntropyResult ce = lm_head_cross_entropy(
       xn_final_.f32(), weights_.lm_head, targets, n, loss_chunk_rows, grad_scale, backward ? dxn_final.f32() : nullptr,
-      backward && head_grad ? head_grad->f32() : nullptr, head_lora_ ? &head_lr : nullptr, &logits_workspace_);
+      backward && head_grad ? head_grad->f32() : nullptr, head_lora_ ? &head_lr : nullptr, &logits_workspace_,
+      c.final_logit_softcapping);
   timed.reset();
   Result result{ce.loss_sum, ce.count};
   if (!backward) return result;

@@ -7,12 +7,17 @@ loader's q/k permutation is checked too.
 
   llama_reference.py logits   --model M --tokens "1 5 9,1 7 3" --out logits.f32
   llama_reference.py nll      --model M --ids-file ids.txt --ctx N          (prints JSON)
-  llama_reference.py make-hf  --out DIR --seed S [--family qwen3|smollm3|gemma3]   (random-weight HF folder)
+  llama_reference.py make-hf  --out DIR --seed S [--family qwen3|smollm3|gemma2|gemma3]   (random-weight HF folder)
 
 Gemma 3 (model_type gemma3_text) follows transformers' modeling_gemma3: its checkpoints' norm weights w are read
 as the factors 1 + w (Gemma3RMSNorm), embeddings are scaled by sqrt(hidden_size), every block has post-attention
 and post-MLP norms, the MLP is GeGLU with tanh-GELU, scores are scaled by query_pre_attn_scalar^-1/2, and the
 "sliding_attention" layers use rope_local_base_freq without scaling and see keys j > i - sliding_window.
+
+Gemma 2 (model_type gemma2) follows modeling_gemma2: the same block without q/k norms, one RoPE base for every
+layer, every other layer (the first included) sliding, and soft-capping: the scaled scores become
+attn_logit_softcapping * tanh(s / attn_logit_softcapping) before the mask, the logits
+final_logit_softcapping * tanh(z / final_logit_softcapping).
 """
 import argparse
 import json
@@ -87,21 +92,26 @@ def read_hf(folder):
                 T.update(read_safetensors(os.path.join(folder, shard)))
     else:
         T.update(read_safetensors(os.path.join(folder, "model.safetensors")))
-    gemma = cfg.get("model_type") == "gemma3_text"
+    gemma = is_gemma(cfg)
+    gemma2 = cfg.get("model_type") == "gemma2"
     cfg.setdefault("num_key_value_heads", cfg["num_attention_heads"])
     cfg.setdefault("head_dim", cfg["hidden_size"] // cfg["num_attention_heads"])
-    cfg.setdefault("rope_theta", 1000000.0 if gemma else 10000.0)
+    cfg.setdefault("rope_theta", 1000000.0 if gemma and not gemma2 else 10000.0)
     cfg.setdefault("rms_norm_eps", 1e-6)
-    if gemma:  # Gemma3TextConfig's defaults
+    if gemma:  # Gemma3TextConfig's and Gemma2Config's defaults
         cfg.setdefault("tie_word_embeddings", True)
         cfg.setdefault("query_pre_attn_scalar", 256)
         cfg.setdefault("sliding_window", 4096)
-        cfg.setdefault("rope_local_base_freq", 10000.0)
+        cfg.setdefault("rope_local_base_freq", cfg["rope_theta"] if gemma2 else 10000.0)
         if not cfg.get("layer_types"):
-            pattern = cfg.get("sliding_window_pattern", 6)
+            pattern = 2 if gemma2 else cfg.get("sliding_window_pattern", 6)
             cfg["layer_types"] = ["sliding_attention" if (i + 1) % pattern else "full_attention"
                                   for i in range(cfg["num_hidden_layers"])]
-        assert cfg.get("final_logit_softcapping") is None and cfg.get("attn_logit_softcapping") is None
+        if gemma2:
+            cfg.setdefault("attn_logit_softcapping", 50.0)
+            cfg.setdefault("final_logit_softcapping", 30.0)
+        else:
+            assert cfg.get("final_logit_softcapping") is None and cfg.get("attn_logit_softcapping") is None
         T = {k: (v + 1 if k.endswith("norm.weight") else v) for k, v in T.items()}  # Gemma3RMSNorm: x̂ (1 + w)
     W = {"embed": T["model.embed_tokens.weight"], "norm": T["model.norm.weight"]}
     W["lm_head"] = T.get("lm_head.weight", W["embed"]) if not cfg.get("tie_word_embeddings") else W["embed"]
@@ -186,7 +196,12 @@ def plain_linear(layer, name, x, weight, bias):
 
 
 def is_gemma(cfg):
-    return cfg.get("model_type") == "gemma3_text"
+    return cfg.get("model_type") in ("gemma3_text", "gemma2")
+
+
+def softcap(x, cap):
+    """Gemma 2's soft-capping cap * tanh(x / cap); no cap (None or 0) leaves x as it is."""
+    return cap * torch.tanh(x / cap) if cap else x
 
 
 def embed_scale(cfg, dtype):
@@ -195,7 +210,9 @@ def embed_scale(cfg, dtype):
 
 
 def local_rope_cfg(cfg):
-    """Gemma 3's sliding_attention layers: their own RoPE base, no scaling."""
+    """Gemma 3's sliding_attention layers: their own RoPE base, no scaling (Gemma 2's: the one base)."""
+    if cfg.get("model_type") == "gemma2":
+        return cfg
     return dict(cfg, rope_theta=cfg["rope_local_base_freq"], rope_scaling=None)
 
 
@@ -227,7 +244,8 @@ def forward(cfg, W, layout, tokens, linear=plain_linear, embed=None, head=None):
         q = q.transpose(1, 2)
         k = k.transpose(1, 2).repeat_interleave(H // KV, dim=1)
         v = v.view(B, T, KV, d).transpose(1, 2).repeat_interleave(H // KV, dim=1)
-        att = torch.softmax(q @ k.transpose(-1, -2) * score_scale + (local_mask if local else mask), dim=-1) @ v
+        scores = softcap(q @ k.transpose(-1, -2) * score_scale, cfg.get("attn_logit_softcapping"))
+        att = torch.softmax(scores + (local_mask if local else mask), dim=-1) @ v
         o = linear(l, "self_attn.o_proj", att.transpose(1, 2).reshape(B, T, H * d), L["wo"], None)
         x = x + (rmsnorm(o, L["post_attn_norm"], eps) if gemma else o)
         h = rmsnorm(x, L["ffn_norm"], eps)
@@ -237,7 +255,7 @@ def forward(cfg, W, layout, tokens, linear=plain_linear, embed=None, head=None):
         down = linear(l, "mlp.down_proj", act, L["w_down"], None)
         x = x + (rmsnorm(down, L["post_ffn_norm"], eps) if gemma else down)
     h = rmsnorm(x, W["norm"], eps)
-    return head(h) if head else h @ W["lm_head"].T
+    return softcap(head(h) if head else h @ W["lm_head"].T, cfg.get("final_logit_softcapping"))
 
 
 def interleaved_to_rotate_half(w, n_heads):
@@ -281,6 +299,16 @@ FAMILIES = {
                "hidden_activation": "gelu_pytorch_tanh", "final_logit_softcapping": None,
                "attn_logit_softcapping": None, "tie_word_embeddings": True, "attention_bias": False,
                "torch_dtype": "float32", "bos_token_id": 2, "eos_token_id": 1},
+    # Gemma 2 as google/gemma-2-2b's block (tied, GQA, sandwich norms, GeGLU, no q/k norms), four layers alternating
+    # local and global from the first, query_pre_attn_scalar 32 != head_dim 24, a window of 10 shorter than the
+    # tests' sequences, and caps small enough (5 on the scores, 3 on the logits) that tanh bends them.
+    "gemma2": {"architectures": ["Gemma2ForCausalLM"], "model_type": "gemma2", "hidden_size": 64,
+               "intermediate_size": 96, "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2,
+               "head_dim": 24, "vocab_size": 300, "max_position_embeddings": 512, "rms_norm_eps": 1e-6,
+               "rope_theta": 10000.0, "query_pre_attn_scalar": 32, "sliding_window": 10,
+               "hidden_activation": "gelu_pytorch_tanh", "final_logit_softcapping": 3.0,
+               "attn_logit_softcapping": 5.0, "tie_word_embeddings": True, "attention_bias": False,
+               "torch_dtype": "float32", "bos_token_id": 2, "eos_token_id": 1},
 }
 
 
@@ -295,7 +323,7 @@ def make_family(out, seed, family):
     def r(*shape, mean=0.0, std=0.1):
         return torch.randn(*shape, generator=g) * std + mean
 
-    gemma = family == "gemma3"
+    gemma = family in ("gemma2", "gemma3")
     norm_mean = 0.0 if gemma else 1.0  # (Gemma's checkpoints hold w of the factor 1 + w)
     T = {"model.embed_tokens.weight": r(v, h, std=0.5 / math.sqrt(h) if gemma else 0.5),
          "model.norm.weight": r(h, mean=norm_mean)}
