@@ -29,12 +29,12 @@ DT_SIZE = {"F32": 4, "F16": 2, "BF16": 2, "U8": 1, "I8": 1, "I32": 4, "I64": 8, 
 
 def safetensors(tensors, metadata=None):
     header, data = {}, b""
-    for name, dtype, shape in tensors:
+    for name, dtype, shape, *given in tensors:  # (a fourth element: the tensor's own bytes)
         n = DT_SIZE[dtype]
         for s in shape:
             n *= s
         header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [len(data), len(data) + n]}
-        data += bytes((i * 37 + 11) % 256 for i in range(n))
+        data += given[0] if given else bytes((i * 37 + 11) % 256 for i in range(n))
     if metadata:
         header["__metadata__"] = metadata
     h = json.dumps(header).encode()
@@ -301,6 +301,65 @@ st = safetensors([("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weig
                   ("base_model.model.model.layers.0.self_attn.q_proj.lora_magnitude_vector", "F32", [8]),
                   ("base_model.model.lm_head.weight", "F32", [4, 8])], {"format": "pt"})
 put("fuzz_peft_adapter", "dora", json.dumps(dora).encode() + b"LORAFUZZST" + st)
+
+# --- Hugging Face model folder: config.json LORAFUZZST model.safetensors ----------------------------------
+# A one-layer model of every family at hidden 8, vocabulary 16, every tensor the family needs (BF16 to keep
+# the seeds small), and a bitsandbytes 4-bit one.
+def hf_seed(name, config, extra=(), untied=False, gemma=False, biases=False, head_norms=False):
+    h, f, v = 8, 16, 16
+    cfg = dict({"hidden_size": h, "intermediate_size": f, "num_hidden_layers": 1, "num_attention_heads": 2,
+                "num_key_value_heads": 1, "vocab_size": v, "max_position_embeddings": 64, "rms_norm_eps": 1e-6,
+                "tie_word_embeddings": not untied, "torch_dtype": "bfloat16"}, **config)
+    d, kv = 4, 4
+    p = "model.layers.0."
+    t = [("model.embed_tokens.weight", "BF16", [v, h]), ("model.norm.weight", "BF16", [h]),
+         (p + "input_layernorm.weight", "BF16", [h]), (p + "post_attention_layernorm.weight", "BF16", [h]),
+         (p + "self_attn.q_proj.weight", "BF16", [h, h]), (p + "self_attn.k_proj.weight", "BF16", [kv, h]),
+         (p + "self_attn.v_proj.weight", "BF16", [kv, h]), (p + "self_attn.o_proj.weight", "BF16", [h, h]),
+         (p + "mlp.gate_proj.weight", "BF16", [f, h]), (p + "mlp.up_proj.weight", "BF16", [f, h]),
+         (p + "mlp.down_proj.weight", "BF16", [h, f])]
+    if untied:
+        t.append(("lm_head.weight", "BF16", [v, h]))
+    if gemma:
+        t += [(p + "pre_feedforward_layernorm.weight", "BF16", [h]), (p + "post_feedforward_layernorm.weight", "BF16", [h])]
+    if biases:
+        t += [(p + "self_attn.q_proj.bias", "BF16", [h]), (p + "self_attn.k_proj.bias", "BF16", [kv]),
+              (p + "self_attn.v_proj.bias", "BF16", [kv])]
+    if head_norms:
+        t += [(p + "self_attn.q_norm.weight", "BF16", [d]), (p + "self_attn.k_norm.weight", "BF16", [d])]
+    own = {e[0] for e in extra}
+    t = [e for e in t if e[0] not in own] + list(extra)
+    put("fuzz_hf_folder", name, json.dumps(cfg).encode() + b"LORAFUZZST" + safetensors(t, {"format": "pt"}))
+
+
+hf_seed("llama", {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "rope_theta": 10000.0,
+                  "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                   "original_max_position_embeddings": 16}, "bos_token_id": 1, "eos_token_id": [2, 3]},
+        untied=True)
+hf_seed("qwen2", {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "rope_theta": 1e6,
+                  "rope_scaling": {"type": "linear", "factor": 2.0}, "attention_bias": True}, biases=True)
+hf_seed("qwen3", {"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "head_dim": 4,
+                  "use_sliding_window": False}, head_norms=True)
+hf_seed("smollm3", {"architectures": ["SmolLM3ForCausalLM"], "model_type": "smollm3", "no_rope_layers": [1],
+                    "no_rope_layer_interval": 4})
+hf_seed("gemma2", {"architectures": ["Gemma2ForCausalLM"], "model_type": "gemma2", "head_dim": 4,
+                   "query_pre_attn_scalar": 4, "sliding_window": 4, "attn_logit_softcapping": 50.0,
+                   "final_logit_softcapping": 30.0, "hidden_activation": "gelu_pytorch_tanh"}, gemma=True)
+hf_seed("gemma3", {"architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text", "head_dim": 4,
+                   "query_pre_attn_scalar": 4, "sliding_window": 4, "layer_types": ["sliding_attention"],
+                   "rope_local_base_freq": 10000.0, "final_logit_softcapping": None, "attn_logit_softcapping": None},
+        gemma=True, head_norms=True)
+# bitsandbytes NF4 with double quantization on q_proj: packed 4-bit data, absmax as uint8 with its own
+# absmax and code, the quant_state JSON as a U8 tensor (as transformers writes them)
+qs = json.dumps({"quant_type": "nf4", "blocksize": 64, "dtype": "bfloat16", "shape": [8, 8],
+                 "nested_blocksize": 256, "nested_offset": 0.0, "nested_dtype": "float32"}).encode()
+q = "model.layers.0.self_attn.q_proj.weight"
+bnb = [(q, "U8", [32, 1]), (q + ".absmax", "U8", [1]), (q + ".nested_absmax", "F32", [1]), (q + ".nested_quant_map", "F32", [256]),
+       (q + ".quant_map", "F32", [16]), (q + ".quant_state.bitsandbytes__nf4", "U8", [len(qs)], qs)]
+hf_seed("llama-nf4", {"architectures": ["LlamaForCausalLM"], "model_type": "llama",
+                      "quantization_config": {"quant_method": "bitsandbytes", "load_in_4bit": True,
+                                              "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": True,
+                                              "bnb_4bit_compute_dtype": "bfloat16"}}, extra=bnb)
 
 # --- request bodies (first byte: 0 chat, 1 completions, 2 load adapter, 3 unload) ---------------------------
 chat = {"model": "m", "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "hi"}],

@@ -558,6 +558,25 @@ TEST_F(BadHfFolder, TensorShapeMismatchAndMissingTensor) {
   expect_format_error([&] { load_model(dir(), no_tokenizer()); }, {"model", "missing tensor 'model.layers.5.input_layernorm.weight'"});
 }
 
+TEST_F(BadHfFolder, ConfigNumbersPastAFloatAndQuantizationFieldsOfTheWrongType) {
+  json j = config_;
+  j["rope_theta"] = 1e39;  // held as a float: the cast would be undefined
+  write_config(j);
+  expect_format_error([&] { load_model(dir(), no_tokenizer()); }, {"config.json", "field 'rope_theta' = 1e+39 is out of range"});
+  j = config_;
+  j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", -1e300}};
+  write_config(j);
+  expect_format_error([&] { load_model(dir(), no_tokenizer()); }, {"config.json", "field 'factor' = -1e+300 is out of range"});
+  j = config_;
+  j["quantization_config"] = "bitsandbytes";
+  write_config(j);
+  expect_format_error([&] { load_model(dir(), no_tokenizer()); },
+                      {"config.json", "quantization_config must be an object, found \"bitsandbytes\""});
+  j["quantization_config"] = {{"quant_method", 4}};
+  write_config(j);
+  expect_format_error([&] { load_model(dir(), no_tokenizer()); }, {"config.json", "quant_method '4' is not supported"});
+}
+
 TEST_F(BadHfFolder, FamilyFieldsThatContradictTheWeights) {
   json j = config_;
   j["architectures"] = {"Qwen3ForCausalLM"};

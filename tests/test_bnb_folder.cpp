@@ -260,6 +260,12 @@ TEST_F(BnbFolderBadInput, InconsistentStateIsAClearError) {
                "\"blocksize\" must be a positive integer");
   expect_error([&](auto& t) { t[state] = bytes(R"({"quant_type": "nf4", "blocksize": 64, "dtype": "int4", "shape": [64, 64]})"); },
                "\"dtype\" \"int4\" is not float32, bfloat16 or float16");
+  expect_error([&](auto& t) { t[state] = bytes(R"({"quant_type": "nf4", "blocksize": 64, "dtype": 4, "shape": [64, 64]})"); },
+               "\"dtype\" must be a string, found 4");
+  expect_error([&](auto& t) { t[state] = bytes(R"({"quant_type": "nf4", "blocksize": 64, "dtype": "float32", "shape": [64, 64], "nested_blocksize": 256, "nested_dtype": ["float32"], "nested_offset": 0.1})"); },
+               "\"nested_dtype\" must be a string, found [\"float32\"]");
+  expect_error([&](auto& t) { t[state] = bytes(R"({"quant_type": "nf4", "blocksize": 64, "dtype": "float32", "shape": [64, 64], "nested_blocksize": 256, "nested_dtype": "float32", "nested_offset": 1e300})"); },
+               "\"nested_offset\" must be a number in float range");
   expect_error([&](auto& t) { t.erase(w_ + ".quant_map"); }, "missing tensor '" + w_ + ".quant_map'");
   expect_error([&](auto& t) { t[w_ + ".absmax"] = Tensor(DType::U8, {63}); }, "'" + w_ + ".absmax' has 63 elements, expected 64");
   expect_error([&](auto& t) { t[w_ + ".nested_absmax"] = Tensor(DType::F16, {1}); }, "has dtype f16, expected f32");

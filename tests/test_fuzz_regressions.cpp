@@ -8,6 +8,7 @@
 #include "adapters/adapter_io.h"
 #include "core/error.h"
 #include "data/dataset_reader.h"
+#include "formats/model_loader.h"
 #include "serve/api_error.h"
 #include "serve/openai_request.h"
 #include "test_util.h"
@@ -100,6 +101,22 @@ TEST(FuzzRegression, SentencePieceModelTheLibraryThrowsOnNamesTheFile) {
   const std::string e = error_of([&] { load_tokenizer(tmp / "tokenizer.model"); });
   EXPECT_TRUE(has(e, tmp / "tokenizer.model")) << e;
   EXPECT_TRUE(has(e, "zero-length key")) << e;
+}
+
+// A config.json whose quantization_config.quant_method is `true`: nlohmann's type_error escaped the reader.
+// The committed fuzz input, its two parts written as a folder's config.json and model.safetensors.
+TEST(FuzzRegression, HfFolderWithAQuantMethodNotAStringNamesTheField) {
+  TempDir tmp;
+  const std::string bytes =
+      test::read_text(std::string(LORA_SOURCE_DIR) + "/fuzz/regressions/fuzz_hf_folder/finding-7-quant-method-not-a-string");
+  const size_t cut = bytes.find("LORAFUZZST");
+  ASSERT_NE(cut, std::string::npos);
+  test::write_text(tmp / "config.json", bytes.substr(0, cut));
+  test::write_text(tmp / "model.safetensors", bytes.substr(cut + 10));
+  LoadOptions options;
+  options.load_tokenizer = false;
+  const std::string e = error_of([&] { load_model(tmp.path(), options); });
+  EXPECT_TRUE(has(e, tmp / "config.json: quantization_config.quant_method 'true' is not supported")) << e;
 }
 
 TEST(FuzzRegression, TokenizerJsonNestedTooDeepIsAnError) {

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -73,6 +74,14 @@ std::string shape_str(const std::vector<int64_t>& s) {
   return r + "]";
 }
 
+// A string field of a quant_state, or `fallback` when it is absent; any other type is refused.
+std::string json_string(const json& j, const char* key, const std::string& fallback, const std::string& where,
+                        const std::string& state_key) {
+  if (!j.contains(key)) return fallback;
+  if (!j[key].is_string()) fail_format(where, "'{}': \"{}\" must be a string, found {}", state_key, key, j[key].dump());
+  return j[key].get<std::string>();
+}
+
 int64_t json_int(const json& j, const char* key, const std::string& where, const std::string& state_key) {
   if (!j.contains(key) || !j[key].is_number_integer() || j[key].get<int64_t>() <= 0)
     fail_format(where, "'{}': \"{}\" must be a positive integer", state_key, key);
@@ -103,7 +112,7 @@ std::optional<Tensor> load_4bit(const TensorLookup& find, const std::string& whe
   auto s = std::make_shared<QuantState>();
   s->type = type;
   s->blocksize = json_int(j, "blocksize", where, state_key);
-  const auto source = dtype_from_torch(j.value("dtype", std::string()));
+  const auto source = dtype_from_torch(json_string(j, "dtype", "", where, state_key));
   if (!source) fail_format(where, "'{}': \"dtype\" {} is not float32, bfloat16 or float16", state_key, j.value("dtype", json()).dump());
   s->source_dtype = *source;
   const int64_t n = product(shape), blocks = (n + s->blocksize - 1) / s->blocksize;
@@ -120,9 +129,10 @@ std::optional<Tensor> load_4bit(const TensorLookup& find, const std::string& whe
   s->nested = j.contains("nested_offset") || find(name + ".nested_absmax").has_value();
   if (s->nested) {
     s->nested_blocksize = json_int(j, "nested_blocksize", where, state_key);
-    if (!j.contains("nested_offset") || !j["nested_offset"].is_number())
-      fail_format(where, "'{}': \"nested_offset\" must be a number", state_key);
-    if (j.value("nested_dtype", std::string("float32")) != "float32")
+    if (!j.contains("nested_offset") || !j["nested_offset"].is_number() ||
+        !(std::fabs(j["nested_offset"].get<double>()) <= double(std::numeric_limits<float>::max())))
+      fail_format(where, "'{}': \"nested_offset\" must be a number in float range", state_key);
+    if (json_string(j, "nested_dtype", "float32", where, state_key) != "float32")
       fail_format(where, "'{}': nested_dtype {} is not float32", state_key, j["nested_dtype"].dump());
     s->offset = float(j["nested_offset"].get<double>());
     s->absmax = require(find, where, name + ".absmax", DType::U8, blocks);

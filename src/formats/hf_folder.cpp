@@ -136,7 +136,9 @@ Model load_hf_folder(const std::string& dir, const LoadOptions& options) {
   m.config = ModelConfig::from_hf_json(config_json, config_path);
   if (config_json.contains("quantization_config")) {
     const json& q = config_json["quantization_config"];
-    const std::string method = q.is_object() ? q.value("quant_method", std::string("bitsandbytes")) : "";
+    if (!q.is_object()) fail_format(config_path, "quantization_config must be an object, found {}", q.dump());
+    const json method_field = q.value("quant_method", json("bitsandbytes"));
+    const std::string method = method_field.is_string() ? method_field.get<std::string>() : method_field.dump();
     if (method != "bitsandbytes")
       fail_format(config_path, "quantization_config.quant_method '{}' is not supported (bitsandbytes 4-bit and 8-bit are)",
                   method);

@@ -1,6 +1,7 @@
 #include "model/config.h"
 
 #include <cmath>
+#include <limits>
 
 #include <nlohmann/json.hpp>
 
@@ -31,11 +32,15 @@ int64_t optional_int(const json& j, const char* key, int64_t fallback, const std
   return present(j, key) ? get_int(j, key, path) : fallback;
 }
 
-double optional_number(const json& j, const char* key, double fallback, const std::string& path) {
-  if (!present(j, key)) return fallback;
+// Every number of a config is held as a float: one past its range is refused here (the cast would be undefined).
+float optional_float(const json& j, const char* key, double fallback, const std::string& path) {
+  if (!present(j, key)) return float(fallback);
   const json& v = j.at(key);
   if (!v.is_number()) fail_format(path, "field '{}' must be a number, found {}", key, v.dump());
-  return v.get<double>();
+  const double d = v.get<double>();
+  if (!(std::fabs(d) <= double(std::numeric_limits<float>::max())))
+    fail_format(path, "field '{}' = {} is out of range", key, v.dump());
+  return float(d);
 }
 
 bool optional_bool(const json& j, const char* key, bool fallback, const std::string& path) {
@@ -65,9 +70,9 @@ RopeScaling parse_rope_scaling(const json& j, const std::string& path) {
   if (type != "llama3" && type != "linear")
     fail_format(path, "rope_scaling type '{}' is not supported (supported: llama3, linear)", type);
   rs.type = type;
-  rs.factor = float(optional_number(j, "factor", 1.0, path));
-  rs.low_freq_factor = float(optional_number(j, "low_freq_factor", rs.low_freq_factor, path));
-  rs.high_freq_factor = float(optional_number(j, "high_freq_factor", rs.high_freq_factor, path));
+  rs.factor = optional_float(j, "factor", 1.0, path);
+  rs.low_freq_factor = optional_float(j, "low_freq_factor", rs.low_freq_factor, path);
+  rs.high_freq_factor = optional_float(j, "high_freq_factor", rs.high_freq_factor, path);
   rs.original_max_position_embeddings =
       optional_int(j, "original_max_position_embeddings", rs.original_max_position_embeddings, path);
   return rs;
@@ -98,9 +103,9 @@ std::vector<int64_t> parse_no_rope_layers(const json& j, int64_t default_interva
 float parse_softcap(const json& j, const char* key, double default_value, const std::string& path) {
   if (!j.contains(key)) return float(default_value);
   if (j.at(key).is_null()) return 0.0f;
-  const double v = optional_number(j, key, default_value, path);
-  if (!(v > 0.0)) fail_format(path, "field '{}' must be positive or null, found {}", key, j.at(key).dump());
-  return float(v);
+  const float v = optional_float(j, key, default_value, path);
+  if (!(v > 0.0f)) fail_format(path, "field '{}' must be positive or null, found {}", key, j.at(key).dump());
+  return v;
 }
 
 // Gemma 2's and 3's own fields, with Gemma2Config's / Gemma3TextConfig's defaults.
@@ -110,9 +115,9 @@ void parse_gemma_fields(const json& j, const ModelFamily& family, ModelConfig& c
   c.final_logit_softcapping = parse_softcap(j, "final_logit_softcapping", family.default_final_softcap, path);
   if (present(j, "rope_parameters"))
     fail_format(path, "field 'rope_parameters' is not supported (give rope_theta, rope_local_base_freq, rope_scaling)");
-  c.query_pre_attn_scalar = float(optional_number(j, "query_pre_attn_scalar", 256.0, path));
+  c.query_pre_attn_scalar = optional_float(j, "query_pre_attn_scalar", 256.0, path);
   c.sliding_window = optional_int(j, "sliding_window", 4096, path);
-  c.rope_local_base_freq = family.local_rope_base ? float(optional_number(j, "rope_local_base_freq", 10000.0, path))
+  c.rope_local_base_freq = family.local_rope_base ? optional_float(j, "rope_local_base_freq", 10000.0, path)
                                                   : c.rope_theta;
   if (present(j, "layer_types")) {
     const json& v = j.at("layer_types");
@@ -187,8 +192,8 @@ ModelConfig ModelConfig::from_hf_json(const json& j, const std::string& path) {
   if (c.head_dim == 0 && c.num_attention_heads > 0) c.head_dim = c.hidden_size / c.num_attention_heads;
   c.max_position_embeddings =
       optional_int(j, "max_position_embeddings", family->default_max_position_embeddings, path);
-  c.rms_norm_eps = float(optional_number(j, "rms_norm_eps", 1e-6, path));
-  c.rope_theta = float(optional_number(j, "rope_theta", family->default_rope_theta, path));
+  c.rms_norm_eps = optional_float(j, "rms_norm_eps", 1e-6, path);
+  c.rope_theta = optional_float(j, "rope_theta", family->default_rope_theta, path);
   if (present(j, "rope_scaling")) c.rope_scaling = parse_rope_scaling(j.at("rope_scaling"), path);
   c.tie_word_embeddings = optional_bool(j, "tie_word_embeddings", family->default_tie_word_embeddings, path);
   // Qwen2 always has q/k/v biases (its config has no switch for them).
