@@ -12,6 +12,7 @@
 #include <cmath>
 #include <filesystem>
 #include <thread>
+#include <tuple>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -174,6 +175,45 @@ TEST(TrainCli, ResumeGivesTheSameAdapterAndLossLog) {
   const auto d = run_cli("train --resume " + tmp / "resumed/checkpoint-10 -d " + data("zuzu_qa.jsonl") + " -o " + tmp / "other");
   EXPECT_NE(d.exit_code, 0);
   EXPECT_TRUE(has(d.err, "the checkpoint was trained on other data")) << d.err;
+}
+
+// A checkpoint edited by hand or by a broken tool: each bad field of trainer_state.json, and the optimizer's step
+// count, is named in a one-line error instead of being cast (a float or 1e300 as an integer is undefined).
+TEST(TrainCli, ResumeFromADamagedCheckpointNamesTheField) {
+  TempDir tmp;
+  ASSERT_EQ(run_cli(train_args(tmp / "run", 4) + " --save-steps 2").exit_code, 0);
+  const std::string ckpt = tmp / "run/checkpoint-2", state_path = ckpt + "/trainer_state.json";
+  const std::string original = test::read_text(state_path);
+  auto expect_refused = [&](const std::string& message) {
+    const auto r = run_cli("train --resume " + ckpt);
+    EXPECT_NE(r.exit_code, 0) << message;
+    EXPECT_TRUE(has(r.err, message)) << "expected '" << message << "' in: " << r.err;
+  };
+  const std::vector<std::tuple<std::string, nlohmann::json, std::string>> cases = {
+      {"global_step", 1e300, "field 'global_step' must be a non-negative integer, found 1e+300"},
+      {"micro_batch_cursor", -3, "field 'micro_batch_cursor' must be a non-negative integer, found -3"},
+      {"train_batch_size", 6.5, "field 'train_batch_size' must be a non-negative integer, found 6.5"},
+      {"dropout_rng", "not a generator", "field 'dropout_rng' is not a generator state"},
+  };
+  for (const auto& [field, value, message] : cases) {
+    nlohmann::json j = nlohmann::json::parse(original);
+    j[field] = value;
+    test::write_text(state_path, j.dump());
+    expect_refused(state_path + ": " + message);
+  }
+  nlohmann::json j = nlohmann::json::parse(original);
+  j["log_history"][0]["step"] = "one";
+  test::write_text(state_path, j.dump());
+  expect_refused(state_path + ": field 'step' must be a non-negative integer, found \"one\"");
+  test::write_text(state_path, original);
+
+  const std::string opt_path = ckpt + "/optimizer.safetensors";
+  std::string opt = test::read_text(opt_path);
+  const size_t at = opt.find(R"("adamw_steps":"2")");
+  ASSERT_NE(at, std::string::npos);
+  opt[at + 15] = 'x';  // the same length: the header stays valid JSON of the same size
+  test::write_text(opt_path, opt);
+  expect_refused(opt_path + ": metadata 'adamw_steps' must be a non-negative integer");
 }
 
 // Starts the CLI in the background with stdout/stderr to files.

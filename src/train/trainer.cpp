@@ -1,5 +1,6 @@
 #include "train/trainer.h"
 
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -44,6 +45,15 @@ uint64_t examples_fingerprint(const std::vector<TrainExample>& examples) {
     for (size_t i = 0; i < e.input_ids.size(); ++i) h.add(int64_t(e.input_ids[i])).add(int64_t(e.labels[i]));
   }
   return h.value;
+}
+
+// A count or position of a trainer_state.json: a non-negative integer (a float or a huge value would make get<int64_t>
+// undefined, a negative one would index before the data).
+int64_t state_count(const nlohmann::json& j, const char* key, const std::string& path) {
+  const nlohmann::json& v = j.at(key);
+  if (!v.is_number_integer() || v.get<int64_t>() < 0)
+    fail_format(path, "field '{}' must be a non-negative integer, found {}", key, v.dump());
+  return v.get<int64_t>();
 }
 
 }  // namespace
@@ -340,31 +350,33 @@ void Trainer::load_checkpoint(const std::string& dir) {
   nlohmann::json state;
   try {
     state = nlohmann::json::parse(in);
-    const int64_t batch = state.at("train_batch_size").get<int64_t>(), accum = state.at("gradient_accumulation_steps").get<int64_t>();
+    const int64_t batch = state_count(state, "train_batch_size", state_path),
+                  accum = state_count(state, "gradient_accumulation_steps", state_path);
     if (batch != args_.batch_size || accum != args_.grad_accum)
       fail_format(state_path, "the checkpoint was trained with batch size {} and gradient accumulation {}; this run has {} "
                               "and {}: the data position would not mean the same", batch, accum, args_.batch_size, args_.grad_accum);
     const std::string fingerprint = state.at("dataset_fingerprint").get<std::string>();
-    const size_t examples = state.at("num_examples").get<size_t>();
+    const int64_t examples = state_count(state, "num_examples", state_path);
     if (fingerprint != data_fingerprint_)
       fail_format(state_path, "the checkpoint was trained on other data ({} examples, fingerprint {}; this run has {}, {}): "
                               "check the data, template and sequence-length options", examples, fingerprint,
                   train_set_.size(), data_fingerprint_);
-    step_ = state.at("global_step").get<int64_t>();
-    micro_cursor_ = state.at("micro_batch_cursor").get<int64_t>();
+    step_ = state_count(state, "global_step", state_path);
+    micro_cursor_ = state_count(state, "micro_batch_cursor", state_path);
     std::istringstream rng_state(state.at("dropout_rng").get<std::string>());
-    rng_state >> model_.rng();
+    if (!(rng_state >> model_.rng())) fail_format(state_path, "field 'dropout_rng' is not a generator state");
     history_.clear();
     eval_history_.clear();
     for (const auto& h : state.at("log_history")) {
       if (h.contains("eval_loss"))
-        eval_history_.push_back({h.at("step").get<int64_t>(), EvalResult{h.at("eval_loss").get<double>(),
+        eval_history_.push_back({state_count(h, "step", state_path), EvalResult{h.at("eval_loss").get<double>(),
                                                                          h.at("eval_perplexity").get<double>(),
-                                                                         h.at("eval_tokens").get<int64_t>()}});
+                                                                         state_count(h, "eval_tokens", state_path)}});
       else
-        history_.push_back({h.at("step").get<int64_t>(), total_steps_, h.at("epoch").get<double>(), h.at("loss").get<double>(),
+        history_.push_back({state_count(h, "step", state_path), total_steps_, h.at("epoch").get<double>(), h.at("loss").get<double>(),
                             h.at("learning_rate").get<double>(), h.at("grad_norm").get<double>(), 0, 0, 0,
-                            h.value("budget", int64_t(-1)), h.value("orth_reg", 0.0)});
+                            h.contains("budget") && h["budget"].is_number_integer() ? h["budget"].get<int64_t>() : -1,
+                            h.value("orth_reg", 0.0)});
     }
   } catch (const nlohmann::json::exception& e) {
     fail_format(state_path, "invalid trainer state: {}", e.what());
@@ -392,7 +404,16 @@ void Trainer::load_checkpoint(const std::string& dir) {
     copy(opt, "exp_avg." + p.name, optimizer_->adamw.exp_avg()[i]);
     copy(opt, "exp_avg_sq." + p.name, optimizer_->adamw.exp_avg_sq()[i]);
   }
-  optimizer_->adamw.set_steps(std::stoll(opt.metadata().at("adamw_steps")));
+  const auto steps_field = opt.metadata().find("adamw_steps");
+  int64_t adamw_steps = -1;
+  if (steps_field != opt.metadata().end()) {
+    const std::string& v = steps_field->second;
+    const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), adamw_steps);
+    if (ec != std::errc() || end != v.data() + v.size()) adamw_steps = -1;
+  }
+  if (adamw_steps < 0)
+    fail_format(opt.path(), "metadata 'adamw_steps' must be a non-negative integer (the optimizer's step count)");
+  optimizer_->adamw.set_steps(adamw_steps);
   if (rank_allocator_) {
     const SafetensorsFile f = SafetensorsFile::open(dir + "/adalora_state.safetensors");
     std::map<std::string, Tensor> state;
