@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <filesystem>
 
 #include "core/error.h"
 #include "core/ggml_quant.h"
@@ -198,6 +199,33 @@ TEST(Gguf, F16AndBf16Tensors) {
   const Tensor bl = g.load_tensor("b");
   ASSERT_EQ(bl.dtype(), DType::BF16);
   for (int i = 0; i < 3; ++i) EXPECT_EQ(bf16_to_f32(bl.data_as<uint16_t>()[i]), float(i) * 1.5f);
+}
+
+// Lazy tensors are made only while the file is written, in order, and give the same bytes as eager ones; a
+// maker that returns another size or type is refused with the tensor named.
+TEST(Gguf, LazyTensorsAreMadeWhenWrittenAndMustMatchTheirEntry) {
+  TempDir tmp;
+  Tensor x(DType::F32, {4, 32});
+  for (int64_t i = 0; i < x.numel(); ++i) x.f32()[i] = float(i) * 0.25f - 3.0f;
+  GGUFWriter eager, lazy;
+  eager.add_tensor("x", x);
+  eager.add_tensor("q", ggml_quantize_tensor(x, DType::Q8_0));
+  std::vector<std::string> made;
+  lazy.add_tensor_lazy("x", DType::F32, {4, 32}, [&] { made.push_back("x"); return x; });
+  lazy.add_tensor_lazy("q", DType::Q8_0, {4, 32}, [&] { made.push_back("q"); return ggml_quantize_tensor(x, DType::Q8_0); });
+  EXPECT_TRUE(made.empty());
+  EXPECT_EQ(lazy.to_bytes(), eager.to_bytes());
+  EXPECT_EQ(made, (std::vector<std::string>{"x", "q"}));
+
+  GGUFWriter wrong;
+  wrong.add_tensor_lazy("w", DType::F32, {4, 32}, [&] { return Tensor(DType::F32, {4, 16}); });
+  try {
+    wrong.write(tmp / "w.gguf");
+    FAIL() << "wrote a tensor of the wrong size";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("GGUF tensor 'w': made 256 bytes of f32, its entry says 512"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(std::filesystem::exists(tmp / "w.gguf"));
 }
 
 TEST(Gguf, UnreadableTypeFailsOnLoadNotOnOpen) {

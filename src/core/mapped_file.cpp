@@ -45,6 +45,12 @@ MappedFile::~MappedFile() {
   if (data_) munmap(const_cast<uint8_t*>(data_), size_);
 }
 
+void release_resident_pages(const void* data, size_t bytes) {
+  const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = (uintptr_t(data) + page - 1) / page * page, end = (uintptr_t(data) + bytes) / page * page;
+  if (end > begin) (void)madvise(reinterpret_cast<void*>(begin), end - begin, MADV_PAGEOUT);  // advice: failure is harmless
+}
+
 void ByteReader::need(size_t n, const char* what) const {
   if (n > size_ - pos_)
     fail_format(path_, "truncated: needed {} bytes for {} at offset {}, only {} left", n, what, pos_, size_ - pos_);

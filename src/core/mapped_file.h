@@ -27,6 +27,12 @@ class MappedFile {
   size_t size_ = 0;
 };
 
+// Asks the kernel to reclaim the whole pages inside [data, data + bytes) (MADV_PAGEOUT): clean pages of a
+// mapped file (weights already read and no longer needed) leave the resident set and are read again from
+// the file if touched; other memory is swapped out or left alone, never lost. For passes over a model
+// that read each tensor once (quantizing, converting), so the whole mapped file is never resident at once.
+void release_resident_pages(const void* data, size_t bytes);
+
 // Bounds-checked little-endian reader over a byte range; every read past the end throws a
 // FormatError ("truncated: ...") naming the file, so corrupt headers never read out of bounds.
 class ByteReader {

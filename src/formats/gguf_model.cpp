@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "core/mapped_file.h"
 #include "formats/rope_layout.h"
 #include "kernels/rope.h"
 #include "formats/weight_names.h"
@@ -142,7 +143,11 @@ Model load_gguf_model(const std::string& path, const LoadOptions& options) {
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
     for (const LayerTensorSpec& s : specs) {
       Tensor t = load(gguf_layer_name(i, s), expected_shape(s, c), s.kind);
-      if (arch.interleaved_rope && s.rope != RopeRows::None) t = rope_interleaved_to_half(t, rope_heads(s, c));
+      if (arch.interleaved_rope && s.rope != RopeRows::None) {
+        Tensor permuted = rope_interleaved_to_half(t, rope_heads(s, c));
+        release_resident_pages(t.data(), t.nbytes());  // the file's order is not read again: only the copy stays resident
+        t = std::move(permuted);
+      }
       w.layers[size_t(i)].*s.member = std::move(t);
     }
   }

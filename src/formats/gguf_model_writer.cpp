@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <functional>
 
 #include "core/error.h"
 #include "core/quant.h"
@@ -73,6 +74,14 @@ Tensor llama3_rope_freqs(const ModelConfig& c) {
   return t;
 }
 
+Tensor as(const Tensor& t, DType d) { return t.dtype() == d ? t : t.to(d); }
+
+// Each tensor converted (and RoPE-permuted) only while it is written: one copy at a time, not a model's worth.
+void add(GGUFWriter& g, const std::string& name, const Tensor& t, DType d, std::function<Tensor(Tensor)> then = {}) {
+  if (t.dtype() == d && !then) return g.add_tensor(name, t);
+  g.add_tensor_lazy(name, d, t.shape(), [t, d, then] { return then ? then(as(t, d)) : as(t, d); });
+}
+
 }  // namespace
 
 void save_gguf_model(const Model& model, const std::string& path, std::optional<DType> dtype,
@@ -87,14 +96,12 @@ void save_gguf_model(const Model& model, const std::string& path, std::optional<
   if (dtype && is_quantized(*dtype)) fail("{}: GGUF weights are converted to f32, f16 or bf16 here, not {}", path, dtype_name(*dtype));
   // Without a dtype every weight keeps its own (ggml-quantized ones their blocks); bitsandbytes'
   // formats have no GGUF type and are decoded to their source dtype.
-  auto as_weight = [&](const Tensor& t) {
-    if (dtype) return t.dtype() == *dtype ? t : t.to(*dtype);
-    if (t.quantized() && !is_ggml_quant(t.dtype())) return t.to(t.quant()->source_dtype == DType::BF16 ? DType::BF16 : DType::F32);
-    return t;
+  auto weight_dtype = [&](const Tensor& t) {
+    if (dtype) return *dtype;
+    if (t.quantized() && !is_ggml_quant(t.dtype())) return t.quant()->source_dtype == DType::BF16 ? DType::BF16 : DType::F32;
+    return t.dtype();
   };
-  const DType weight_type = dtype.value_or(as_weight(w.layers.empty() ? w.tok_embeddings : w.layers[0].wq).dtype());
-  auto as_f32 = [](const Tensor& t) { return t.dtype() == DType::F32 ? t : t.to(DType::F32); };
-
+  const DType weight_type = weight_dtype(w.layers.empty() ? w.tok_embeddings : w.layers[0].wq);
   GGUFWriter g;
   const std::string p = arch + ".";
   g.set_string("general.architecture", arch);
@@ -131,18 +138,21 @@ void save_gguf_model(const Model& model, const std::string& path, std::optional<
   }
   write_gguf_tokenizer(*model.tokenizer, g);
 
-  g.add_tensor("token_embd.weight", as_weight(w.tok_embeddings));
+  add(g, "token_embd.weight", w.tok_embeddings, weight_dtype(w.tok_embeddings));
   if (c.rope_scaling.type == "llama3") g.add_tensor("rope_freqs.weight", llama3_rope_freqs(c));
-  g.add_tensor("output_norm.weight", as_f32(w.norm));
-  if (!tied) g.add_tensor("output.weight", as_weight(w.lm_head));
+  add(g, "output_norm.weight", w.norm, DType::F32);
+  if (!tied) add(g, "output.weight", w.lm_head, weight_dtype(w.lm_head));
   const std::vector<LayerTensorSpec> specs = layer_tensor_specs(c);
   for (int64_t l = 0; l < c.num_hidden_layers; ++l)
     for (const LayerTensorSpec& s : specs) {
-      Tensor t = w.layers[size_t(l)].*s.member;
+      const Tensor& t = w.layers[size_t(l)].*s.member;
       if (t.empty()) fail("{}: cannot save: layer {} has no {}", path, l, s.hf_name);
-      t = s.kind == WeightKind::Linear ? as_weight(t) : as_f32(t);
-      if (interleaved && s.rope != RopeRows::None) t = rope_half_to_interleaved(t, rope_heads(s, c));
-      g.add_tensor(gguf_layer_name(l, s), t);
+      std::function<Tensor(Tensor)> permute;
+      if (interleaved && s.rope != RopeRows::None) {
+        const int64_t heads = rope_heads(s, c);
+        permute = [heads](Tensor x) { return rope_half_to_interleaved(x, heads); };
+      }
+      add(g, gguf_layer_name(l, s), t, s.kind == WeightKind::Linear ? weight_dtype(t) : DType::F32, permute);
     }
   g.write(path);
 }

@@ -3,6 +3,7 @@
 #include <cctype>
 
 #include "core/error.h"
+#include "core/mapped_file.h"
 #include "core/ggml_quant.h"
 #include "formats/weight_names.h"
 
@@ -96,8 +97,11 @@ GGUFQuantSummary quantize_model_for_gguf(Model& m, const GGUFQuantRecipe& recipe
   GGUFQuantSummary summary;
   auto requantize = [&](Tensor& w, const std::string& gguf_name) {
     const DType t = gguf_tensor_type(recipe, gguf_name, w.dim(-1), m.config);
+    const Tensor original = w;
     const Tensor source = w.quantized() ? w.to(DType::F32) : w;
     w = t == DType::F16 ? source.to(DType::F16) : ggml_quantize_tensor(source, t);
+    // read once: a mapped file's pages of it need not stay resident (the model is quantized a tensor at a time)
+    release_resident_pages(original.data(), original.nbytes());
     auto it = summary.tensors_per_type.begin();
     while (it != summary.tensors_per_type.end() && it->first != t) ++it;
     if (it == summary.tensors_per_type.end()) summary.tensors_per_type.emplace_back(t, 1);

@@ -54,32 +54,44 @@ void GGUFWriter::set(const std::string& key, GGUFValueType type, json value, GGU
   kvs_.push_back({key, type, elem_type, std::move(value)});
 }
 
-void GGUFWriter::add_tensor(const std::string& name, const Tensor& t) {
-  GGMLType type;
-  switch (t.dtype()) {
-    case DType::F32: type = GGMLType::F32; break;
-    case DType::F16: type = GGMLType::F16; break;
-    case DType::BF16: type = GGMLType::BF16; break;
+namespace {
+
+GGMLType ggml_type_of(DType dtype, const std::string& name) {
+  switch (dtype) {
+    case DType::F32: return GGMLType::F32;
+    case DType::F16: return GGMLType::F16;
+    case DType::BF16: return GGMLType::BF16;
     default:
-      if (is_ggml_quant(t.dtype())) {
-        type = GGMLType(ggml_block(t.dtype()).ggml_type);
-        break;
-      }
-      fail("GGUF tensor '{}': dtype {} has no ggml type here", name, dtype_name(t.dtype()));
+      if (is_ggml_quant(dtype)) return GGMLType(ggml_block(dtype).ggml_type);
+      fail("GGUF tensor '{}': dtype {} has no ggml type here", name, dtype_name(dtype));
   }
-  add_tensor_raw(name, type, {t.shape().rbegin(), t.shape().rend()},
-                 std::string(static_cast<const char*>(t.data()), t.nbytes()));
+}
+
+}  // namespace
+
+void GGUFWriter::add_tensor(const std::string& name, const Tensor& t) {
+  add_entry({name, ggml_type_of(t.dtype(), name), {t.shape().rbegin(), t.shape().rend()}, 0, {}, [t] { return t; }});
+}
+
+void GGUFWriter::add_tensor_lazy(const std::string& name, DType dtype, std::vector<int64_t> shape,
+                                 std::function<Tensor()> make) {
+  add_entry({name, ggml_type_of(dtype, name), {shape.rbegin(), shape.rend()}, 0, {}, std::move(make)});
 }
 
 void GGUFWriter::add_tensor_raw(const std::string& name, GGMLType type, std::vector<int64_t> ne, std::string data) {
-  const auto traits = ggml_type_traits(uint32_t(type));
-  if (!traits || ne.empty() || ne[0] % traits->block_size != 0) fail("GGUF tensor '{}': bad type or dimensions", name);
-  uint64_t nbytes = uint64_t(ne[0] / traits->block_size) * traits->type_size;
-  for (size_t i = 1; i < ne.size(); ++i) nbytes *= uint64_t(ne[i]);
-  if (nbytes != data.size()) fail("GGUF tensor '{}': {} bytes of data, its shape needs {}", name, data.size(), nbytes);
+  add_entry({name, type, std::move(ne), 0, std::move(data), nullptr});
+}
+
+void GGUFWriter::add_entry(TensorEntry e) {
+  const auto traits = ggml_type_traits(uint32_t(e.type));
+  if (!traits || e.ne.empty() || e.ne[0] % traits->block_size != 0) fail("GGUF tensor '{}': bad type or dimensions", e.name);
+  e.nbytes = uint64_t(e.ne[0] / traits->block_size) * traits->type_size;
+  for (size_t i = 1; i < e.ne.size(); ++i) e.nbytes *= uint64_t(e.ne[i]);
+  if (!e.make && e.nbytes != e.raw.size())
+    fail("GGUF tensor '{}': {} bytes of data, its shape needs {}", e.name, e.raw.size(), e.nbytes);
   for (const TensorEntry& t : tensors_)
-    if (t.name == name) fail("GGUF tensor '{}' added twice", name);
-  tensors_.push_back({name, type, std::move(ne), std::move(data)});
+    if (t.name == e.name) fail("GGUF tensor '{}' added twice", e.name);
+  tensors_.push_back(std::move(e));
 }
 
 uint64_t GGUFWriter::alignment() const {
@@ -107,25 +119,33 @@ template <typename Sink> void GGUFWriter::emit(Sink&& sink) const {
     for (int64_t d : t.ne) put<uint64_t>(head, uint64_t(d));
     put(head, uint32_t(t.type));
     put<uint64_t>(head, offset);
-    offset = padded(offset + t.data.size());
+    offset = padded(offset + t.nbytes);
   }
   head.resize(padded(head.size()), '\0');
-  sink(head);
+  sink(head.data(), head.size());
+  const std::string zeros(align, '\0');
   for (const TensorEntry& t : tensors_) {
-    sink(t.data);
-    sink(std::string(padded(t.data.size()) - t.data.size(), '\0'));
+    if (t.make) {
+      const Tensor data = t.make();
+      if (uint64_t(data.nbytes()) != t.nbytes || ggml_type_of(data.dtype(), t.name) != t.type)
+        fail("GGUF tensor '{}': made {} bytes of {}, its entry says {}", t.name, data.nbytes(), dtype_name(data.dtype()), t.nbytes);
+      sink(data.data(), t.nbytes);
+    } else {
+      sink(t.raw.data(), t.raw.size());
+    }
+    sink(zeros.data(), padded(t.nbytes) - t.nbytes);
   }
 }
 
 std::string GGUFWriter::to_bytes() const {
   std::string out;
-  emit([&](const std::string& s) { out += s; });
+  emit([&](const void* p, size_t n) { out.append(static_cast<const char*>(p), n); });
   return out;
 }
 
 void GGUFWriter::write(const std::string& path) const {
   AtomicFile f(path);
-  emit([&](const std::string& s) { f.write(s); });
+  emit([&](const void* p, size_t n) { f.write(p, n); });
   f.commit();
 }
 

@@ -1,7 +1,9 @@
 #pragma once
 // GGUF v3 writer: typed metadata in insertion order, tensor infos, data aligned to general.alignment.
-// Used for LoRA adapters for llama.cpp and for test fixtures.
+// Used for models, LoRA adapters for llama.cpp and test fixtures. Tensors are held, not copied, and a lazy
+// tensor is made only when its bytes are written, so writing a model needs no second copy of it.
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -26,8 +28,12 @@ class GGUFWriter {
     set(key, GGUFValueType::ARRAY, std::move(values), elem_type);
   }
 
-  // An F32, F16 or BF16 tensor, stored with ne = shape reversed.
+  // An F32, F16, BF16 or ggml block-type tensor, stored with ne = shape reversed. The writer keeps a
+  // reference to `t` (its storage, not a copy) until the file is written.
   void add_tensor(const std::string& name, const Tensor& t);
+  // A tensor of `dtype` and `shape` that `make` produces when the file is written (and that is released
+  // right after): a transformed copy of a weight costs its memory one tensor at a time.
+  void add_tensor_lazy(const std::string& name, DType dtype, std::vector<int64_t> shape, std::function<Tensor()> make);
   // Already-encoded data of any ggml type (e.g. Q8_0 blocks); `data` must hold exactly its size.
   void add_tensor_raw(const std::string& name, GGMLType type, std::vector<int64_t> ne, std::string data);
 
@@ -46,8 +52,11 @@ class GGUFWriter {
     std::string name;
     GGMLType type;
     std::vector<int64_t> ne;
-    std::string data;
+    uint64_t nbytes = 0;
+    std::string raw;                // add_tensor_raw's bytes
+    std::function<Tensor()> make;   // add_tensor / add_tensor_lazy: the tensor whose bytes are written
   };
+  void add_entry(TensorEntry e);
   uint64_t alignment() const;
   template <typename Sink> void emit(Sink&& sink) const;
 
