@@ -1,6 +1,6 @@
 // Training throughput and peak memory of one configuration per process (peak RSS is per process):
 //
-//   ./build/bench/bench_train --shape smollm2|qwen|qwen3|smollm3|gemma3|llama2-7b|stories [--mode lora|full] [--checkpointing]
+//   ./build/bench/bench_train --shape smollm2|qwen|qwen3|smollm3|gemma3|phi3|llama2-7b|stories [--mode lora|full] [--checkpointing]
 //                             [--dtype f32|bf16] [--quantize nf4|fp4|int8 [--no-double-quant]] [--gguf q4_k_m|q8_0|...]
 //                             [--seq 256] [--batch 1] [--rank 16] [--steps 3] [--dora] [--profile]
 //                             [--model FILE]   (a model file instead of a random one: a GGUF as it is on disk)
@@ -61,6 +61,7 @@ int main(int argc, char** argv) {
                                    : shape == "qwen3"     ? qwen3_06b_config()
                                    : shape == "smollm3"   ? smollm3_3b_config()
                                    : shape == "gemma3"    ? gemma3_1b_config()
+                                   : shape == "phi3"      ? phi3_mini_config()
                                    : shape == "llama2-7b" ? llama2_7b_config()
                                                           : smollm2_135m_config();
   Model base = !model_path.empty() ? load_model(model_path, LoadOptions{.load_tokenizer = false})

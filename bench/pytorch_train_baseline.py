@@ -3,7 +3,7 @@
 clip, AdamW) of the same Llama-shaped random models, seq 256, batch 1, LoRA r=16 alpha 32 on every
 linear layer of every block (lm_head frozen), as `bench_train --shape S [--dtype f32|bf16]` runs it.
 
-  /usr/bin/python3 bench/pytorch_train_baseline.py --shape smollm2|qwen|qwen3|smollm3|gemma3 [--dtype f32|bf16] [--steps 3]
+  /usr/bin/python3 bench/pytorch_train_baseline.py --shape smollm2|qwen|qwen3|smollm3|gemma3|phi3 [--dtype f32|bf16] [--steps 3]
                                                    [--checkpointing]
 
 Frozen weights are stored in the given dtype; bf16 runs the whole step under torch.autocast (CPU,
@@ -28,6 +28,8 @@ SHAPES = {
     # Gemma-3-1B: head_dim 256 over 4 heads (q 1024 wide over a 1152 hidden state), one kv head, q/k norms, norms after
     # attention and MLP as well, GeGLU (tanh), embeddings x sqrt(hidden), 5 local layers (RoPE base 1e4) to 1 global
     "gemma3": dict(h=1152, f=6912, L=26, H=4, KV=1, d=256, V=262144, bias=False, theta=1e6, qk_norm=True, gemma=6),
+    # Phi-3-mini: q|k|v fused in one qkv_proj and gate|up in one gate_up_proj, each adapted as one module (one LoRA A)
+    "phi3": dict(h=3072, f=8192, L=32, H=32, KV=32, V=32064, bias=False, theta=1e4, fused=True),
 }
 LINEARS = ["wq", "wk", "wv", "wo", "wg", "wu", "wd"]
 
@@ -41,6 +43,8 @@ class LoraLlama:
         self.emb = r(c["V"], h)
         self.head = r(c["V"], h)
         shapes = dict(wq=(q, h), wk=(kv, h), wv=(kv, h), wo=(h, q), wg=(f, h), wu=(f, h), wd=(h, f))
+        if c.get("fused"):
+            shapes = dict(wqkv=(q + 2 * kv, h), wo=(h, q), wgu=(2 * f, h), wd=(h, f))
         self.layers = []
         self.params = []
         self.scaling = 2.0 * rank / rank
@@ -82,9 +86,13 @@ class LoraLlama:
         c, d = self.c, self.d
         B, T, _ = x.shape
         hN = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * L["n1"]
-        q = self.linear(L, "wq", hN, L.get("bq")).view(B, T, c["H"], d)
-        k = self.linear(L, "wk", hN, L.get("bk")).view(B, T, c["KV"], d)
-        v = self.linear(L, "wv", hN, L.get("bv")).view(B, T, c["KV"], d)
+        if c.get("fused"):
+            q, k, v = self.linear(L, "wqkv", hN).split([c["H"] * d, c["KV"] * d, c["KV"] * d], -1)
+            q, k, v = q.reshape(B, T, c["H"], d), k.reshape(B, T, c["KV"], d), v.reshape(B, T, c["KV"], d)
+        else:
+            q = self.linear(L, "wq", hN, L.get("bq")).view(B, T, c["H"], d)
+            k = self.linear(L, "wk", hN, L.get("bk")).view(B, T, c["KV"], d)
+            v = self.linear(L, "wv", hN, L.get("bv")).view(B, T, c["KV"], d)
         if "qn" in L:
             q = q * torch.rsqrt(q.pow(2).mean(-1, keepdim=True) + 1e-6) * L["qn"]
             k = k * torch.rsqrt(k.pow(2).mean(-1, keepdim=True) + 1e-6) * L["kn"]
@@ -100,9 +108,13 @@ class LoraLlama:
         o = self.linear(L, "wo", (att @ vv).transpose(1, 2).reshape(B, T, -1))
         x = x + (norm(o, L["pn1"]) if "pn1" in L else o)
         hN = norm(x, L["n2"])
-        gate = self.linear(L, "wg", hN)
-        act = F.gelu(gate, approximate="tanh") if "pn1" in L else F.silu(gate)
-        down = self.linear(L, "wd", act * self.linear(L, "wu", hN))
+        if c.get("fused"):
+            gate, up = self.linear(L, "wgu", hN).chunk(2, -1)
+            down = self.linear(L, "wd", F.silu(gate) * up)
+        else:
+            gate = self.linear(L, "wg", hN)
+            act = F.gelu(gate, approximate="tanh") if "pn1" in L else F.silu(gate)
+            down = self.linear(L, "wd", act * self.linear(L, "wu", hN))
         return x + (norm(down, L["pn2"]) if "pn2" in L else down)
 
     def loss(self, tokens, targets, checkpointing):

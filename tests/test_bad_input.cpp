@@ -253,7 +253,7 @@ TEST(BadInput, GgufModelProblems) {
 
   rewrite_stories(tmp / "arch.gguf", [](GGUFWriter& w) { w.set_string("general.architecture", "gpt2"); });
   expect_format_error([&] { load_model(tmp / "arch.gguf", no_tokenizer()); },
-                      {"arch.gguf", "unsupported GGUF architecture 'gpt2' (supported: llama, qwen2, qwen3, smollm3, gemma2, gemma3)"});
+                      {"arch.gguf", "unsupported GGUF architecture 'gpt2' (supported: llama, qwen2, qwen3, smollm3, gemma2, gemma3, phi3)"});
   rewrite_stories(tmp / "missing.gguf", [](GGUFWriter&) {}, "blk.3.ffn_up.weight");
   expect_format_error([&] { load_model(tmp / "missing.gguf", no_tokenizer()); },
                       {"missing.gguf", "missing tensor 'blk.3.ffn_up.weight'"});
@@ -609,6 +609,38 @@ TEST_F(BadHfFolder, FamilyFieldsThatContradictTheWeights) {
   write_config(j);
   const Model m = load_model(dir(), no_tokenizer());
   EXPECT_EQ(m.config.no_rope_layers, (std::vector<int64_t>{1, 1, 1, 0, 1}));
+}
+
+TEST_F(BadHfFolder, Phi3FieldsThatContradictTheWeightsOrAreNotSupported) {
+  json j = config_;
+  j["architectures"] = {"Phi3ForCausalLM"};
+  j["model_type"] = "phi3";
+  write_config(j);  // Llama weights called Phi-3: its checkpoints hold q|k|v as one qkv_proj
+  expect_format_error([&] { load_model(dir(), no_tokenizer()); }, {"model", "missing tensor 'model.layers.0.self_attn.qkv_proj.weight'"});
+  j["partial_rotary_factor"] = 1.5;
+  write_config(j);
+  expect_format_error([&] { load_model(dir(), no_tokenizer()); },
+                      {"config.json", "field 'partial_rotary_factor' must be in (0, 1], found 1.5"});
+  j["partial_rotary_factor"] = 0.375;  // 3 of head_dim 8
+  write_config(j);
+  expect_format_error([&] { load_model(dir(), no_tokenizer()); },
+                      {"config.json", "the rotary dimension (3 of head_dim 8) must be even and at most head_dim"});
+  j.erase("partial_rotary_factor");
+  j["rope_scaling"] = {{"type", "longrope"}, {"short_factor", {1.0, 1.0, 1.0}}};
+  write_config(j);
+  expect_format_error([&] { load_model(dir(), no_tokenizer()); }, {"config.json", "rope_scaling longrope needs a list 'long_factor'"});
+  j["rope_scaling"]["long_factor"] = {1.0, 2.0, -3.0};
+  write_config(j);
+  expect_format_error([&] { load_model(dir(), no_tokenizer()); },
+                      {"config.json", "rope_scaling 'long_factor' must hold positive numbers, found -3.0"});
+  j["rope_scaling"]["long_factor"] = {1.0, 2.0, 3.0};  // head_dim 8 has 4 frequencies
+  write_config(j);
+  expect_format_error([&] { load_model(dir(), no_tokenizer()); },
+                      {"config.json", "longrope needs head_dim/2 = 4 short_factor and long_factor values, found 3 and 3"});
+  j.erase("rope_scaling");
+  j["sliding_window"] = 0;
+  write_config(j);
+  expect_format_error([&] { load_model(dir(), no_tokenizer()); }, {"config.json", "'sliding_window' must be positive or null"});
 }
 
 TEST_F(BadHfFolder, Gemma3FieldsThatContradictTheWeightsOrAreNotSupported) {

@@ -196,6 +196,10 @@ TEST(ChatTemplate, RendersEachNamedTemplate) {
   EXPECT_EQ(rendered("gemma"),
             "<start_of_turn>user\nSYS\n\nQ1<end_of_turn>\n<start_of_turn>model\n[A1<end_of_turn>\n]"
             "<start_of_turn>user\nQ2<end_of_turn>\n<start_of_turn>model\n[A2<end_of_turn>\n]");
+  // Phi-3: <|system|>, <|user|> and <|assistant|> turns, each closed by <|end|>
+  EXPECT_EQ(rendered("phi3"),
+            "<|system|>\nSYS<|end|>\n<|user|>\nQ1<|end|>\n<|assistant|>\n[A1<|end|>\n]<|user|>\nQ2<|end|>\n<|assistant|>\n"
+            "[A2<|end|>\n]");
   // the generation prompt ends with the assistant header
   const auto prompt = render_chat(chat_template("chatml"), "", {{"user", "hi"}});
   ASSERT_EQ(prompt.size(), 1u);
@@ -206,9 +210,16 @@ TEST(ChatTemplate, RendersEachNamedTemplate) {
 
 TEST(ChatTemplate, NamesAndDetection) {
   EXPECT_EQ(chat_template_names(),
-            (std::vector<std::string>{"chatml", "qwen3", "gemma", "llama3", "llama2", "mistral", "alpaca", "vicuna", "plain"}));
+            (std::vector<std::string>{"chatml", "qwen3", "gemma", "phi3", "llama3", "llama2", "mistral", "alpaca", "vicuna",
+                                      "plain"}));
   const std::string e = error_of([] { chat_template("zephyr"); });
-  EXPECT_EQ(e, "unknown chat template 'zephyr' (valid: chatml, qwen3, gemma, llama3, llama2, mistral, alpaca, vicuna, plain)");
+  EXPECT_EQ(e, "unknown chat template 'zephyr' (valid: chatml, qwen3, gemma, phi3, llama3, llama2, mistral, alpaca, vicuna, "
+               "plain)");
+  // Phi-3.5-mini-instruct's own template (its markers)
+  EXPECT_EQ(detect_chat_template("{% for message in messages %}{% if message['role'] == 'user' %}{{'<|user|>\n' + "
+                                 "message['content'] + '<|end|>\n'}}{% elif message['role'] == 'assistant' %}{{'<|assistant|>"
+                                 "\n' + message['content'] + '<|end|>\n'}}{% endif %}{% endfor %}"),
+            "phi3");
   // the templates the real tokenizers record
   EXPECT_EQ(detect_chat_template(load_tokenizer(test::asset("tokenizers/llama3/tokenizer.json"))->chat_template()), "llama3");
   // (Qwen3's own template: chatml with thinking blocks)
@@ -258,6 +269,35 @@ TEST(ChatTemplate, GemmaRendersAsGemma3sOwnJinja) {
   const auto tok = load_tokenizer(test::asset("tokenizers/gemma3/tokenizer.json"));
   EXPECT_EQ(tok->encode("<start_of_turn>").size(), 1u);
   EXPECT_EQ(tok->encode("<end_of_turn>").size(), 1u);
+}
+
+// The phi3 template's Jinja text (what lora init records in tokenizer_config.json), rendered by jinja2, is the
+// conversation its segments make: with and without a system prompt (an empty one left out), and the generation prompt.
+TEST(ChatTemplate, Phi3JinjaRendersAsItsSegments) {
+  std::string python;
+  for (const std::string& p : {test::python(), std::string("python3")})
+    if (python.empty() && test::run(p + " -c 'import jinja2'").exit_code == 0) python = p;
+  if (python.empty()) GTEST_SKIP() << "no python3 with jinja2";
+  TempDir tmp;
+  write_text(tmp / "ours.json", nlohmann::json{{"chat_template", chat_template("phi3").jinja}}.dump());
+  const std::vector<std::pair<std::string, std::vector<ChatMessage>>> cases = {
+      {"", {{"user", "Hi there"}, {"assistant", "Hello! How can I help?"}, {"user", "2+2?"}, {"assistant", "4"}}},
+      {"You are terse.", {{"user", "Name a color."}, {"assistant", "Blue."}}},
+      {"Be kind.", {{"user", "Tell me a joke"}}},
+  };
+  for (const auto& [system, turns] : cases) {
+    std::string ours;
+    for (const Segment& s : render_chat(chat_template("phi3"), system, turns)) ours += s.text;
+    nlohmann::json messages = nlohmann::json::array();
+    messages.push_back({{"role", "system"}, {"content", system}});  // (empty: left out, as Phi-3.5's template does)
+    for (const ChatMessage& m : turns) messages.push_back({{"role", m.role}, {"content", m.content}});
+    write_text(tmp / "m.json", messages.dump());
+    const std::string prompt = turns.back().role == "user" ? " --generation-prompt" : "";
+    const auto r = test::run(python + " " + LORA_PYTHON_DIR + "/render_chat_template.py --config '" + (tmp / "ours.json") +
+                             "' --messages " + (tmp / "m.json") + prompt);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(ours, r.out);
+  }
 }
 
 TEST(Encode, ResponseOnlyLabelsAndTrainOnPrompt) {

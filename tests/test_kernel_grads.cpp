@@ -56,6 +56,55 @@ TEST(KernelGrads, Rope) {
   expect_gradient(x, dx, loss, "dx");
 }
 
+// Phi-4-mini's partial rotary embedding with LongRoPE: 6 of each head's 10 values rotate (with the attention
+// factor), the other 4 pass through; the gradient, in place and into a separate (bf16) output.
+TEST(KernelGrads, PartialRotaryLongRope) {
+  ModelConfig c;
+  c.head_dim = 10;
+  c.rotary_dim = 6;
+  c.max_position_embeddings = 64;
+  c.rope_scaling.type = "longrope";
+  c.rope_scaling.short_factor = {1.0f, 1.5f, 2.0f};
+  c.rope_scaling.long_factor = {1.0f, 3.0f, 9.0f};
+  c.rope_scaling.original_max_position_embeddings = 16;
+  c.rope_scaling.attention_factor = 1.2f;
+  const RopeTable table(c, 32);  // a context of 32 > 16: the long factors
+  ASSERT_TRUE(table.long_factors);
+  ASSERT_EQ(table.half, 3);
+  const int64_t rows = 3, heads = 2, d = 10;
+  const std::vector<int32_t> pos = {0, 5, 31};
+  auto x = randn(rows * heads * d, 14), r = randn(rows * heads * d, 15);
+  // the naive rotation: pairs (i, i + 3) for i < 3 by pos·θ^(-2i/6)/long_factor[i], scaled by 1.2; the rest as is
+  std::vector<float> want(x.size());
+  for (int64_t row = 0; row < rows; ++row)
+    for (int64_t h = 0; h < heads; ++h) {
+      const float* v = x.data() + (row * heads + h) * d;
+      float* o = want.data() + (row * heads + h) * d;
+      for (int64_t i = 0; i < d; ++i) o[i] = v[i];
+      for (int64_t i = 0; i < 3; ++i) {
+        const double a = pos[size_t(row)] * std::pow(10000.0, -2.0 * double(i) / 6.0) / c.rope_scaling.long_factor[size_t(i)];
+        o[i] = float(1.2 * (v[i] * std::cos(a) - v[i + 3] * std::sin(a)));
+        o[i + 3] = float(1.2 * (v[i + 3] * std::cos(a) + v[i] * std::sin(a)));
+      }
+    }
+  std::vector<float> got(x.size(), -7.0f);
+  rope_forward<float>(x.data(), got.data(), pos.data(), rows, heads, d, table);  // (not in place: the rest is copied)
+  for (size_t i = 0; i < x.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-5) << i;
+  std::vector<bf16> got16(x.size());
+  rope_forward<bf16>(x.data(), got16.data(), pos.data(), rows, heads, d, table);
+  for (size_t i = 0; i < x.size(); ++i) EXPECT_NEAR(bf16_to_f32(got16[i]), want[i], 2e-2 * (1 + std::fabs(want[i]))) << i;
+  auto loss = [&] {
+    auto y = x;
+    rope_forward(y.data(), pos.data(), rows, heads, d, table);
+    return dot(y, r);
+  };
+  auto dx = r;
+  rope_backward(dx.data(), pos.data(), rows, heads, d, table);
+  expect_gradient(x, dx, loss, "dx");
+  // with a context within the original one, the short factors
+  EXPECT_FALSE(RopeTable(c, 32, 16).long_factors);
+}
+
 TEST(KernelGrads, SwiGlu) {
   const int64_t n = 40;
   auto g = randn(n, 6, 2.0f), u = randn(n, 7), r = randn(n, 8);

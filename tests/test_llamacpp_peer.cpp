@@ -77,11 +77,13 @@ void expect_same_greedy(const PeerResult& ours, const PeerResult& theirs, const 
       << what << ": llama.cpp says \"" << theirs.text << "\"";
 }
 
-PeerResult run_peer(const std::string& model, const std::string& lora = "", int n = 24) {
+// ctx > 0 sets llama.cpp's context size (LongRoPE picks its factors by it).
+PeerResult run_peer(const std::string& model, const std::string& lora = "", int n = 24, int ctx = 0) {
   std::string tokens;
   for (int32_t t : kPrompt) tokens += (tokens.empty() ? "" : ",") + std::to_string(t);
   std::string cmd = "node " + peer_dir() + "/peer.mjs --model " + model + " --tokens " + tokens + " --n " +
                     std::to_string(n) + " --threads 1 --logits first";
+  if (ctx > 0) cmd += " --ctx " + std::to_string(ctx);
   if (!lora.empty()) cmd += " --lora " + lora + " --scale 1";
   const test::RunResult r = run(cmd);
   if (r.exit_code != 0) throw std::runtime_error("peer failed: " + r.err.substr(0, 2000));
@@ -316,12 +318,18 @@ TEST_P(FamilyPeer, LlamaCppComputesOurNllGreedyTextAndAdapter) {
   // trained (128) and measured (160): llama.cpp's sliding-window attention against ours.
   // Gemma 2 the same way with 4 layers alternating local and global, its scores and logits soft-capped at 4 and 6
   // (instead of 50 and 30, which a model this small would seldom reach), so that tanh bends both.
-  const std::string shape = family == "qwen3"    ? " --head-dim 48 --no-tie-embeddings --layers 4"
+  // Phi-3 untied with LongRoPE: an original context of 512 extended to 1024, so that the contexts used here (up to 512,
+  // in llama.cpp too) take the short factors and the attention factor of 1024 / 512; its q|k|v and gate|up fused
+  // in the GGUF (attn_qkv, ffn_up) and in the adapter.
+  // RoPE on 24 of each head's 32 values, as Phi-4-mini's 96 of 128.
+  const std::string shape = family == "phi3"     ? " --layers 4 --no-tie-embeddings --longrope 512 --context 1024 --rotary-dim 24"
+                            : family == "qwen3"    ? " --head-dim 48 --no-tie-embeddings --layers 4"
                             : family == "gemma3" ? " --head-dim 48 --layers 6 --sliding-window 32"
                             : family == "gemma2" ? " --head-dim 48 --layers 4 --sliding-window 32 --attn-softcap 4 --final-softcap 6"
                                                  : " --layers 4";
   ASSERT_EQ(run_cli("init --arch " + family + " -o " + base + " --tokenizer " + test::stories_tokenizer() +
-                    " --hidden-size 128 --intermediate-size 384 --heads 4 --kv-heads 2 --context 512 --seed 3" +
+                    " --hidden-size 128 --intermediate-size 384 --heads 4 --kv-heads 2 --seed 3" +
+                    (family == "phi3" ? "" : " --context 512") +
                     shape).exit_code, 0);
   const test::RunResult tr = run_cli("train -m " + base + " -d " + std::string(LORA_TEST_DATA_DIR) +
                                      "/zuzu_stories.txt --finetuning-type full --packing --train-on-prompt "
@@ -338,7 +346,7 @@ TEST_P(FamilyPeer, LlamaCppComputesOurNllGreedyTextAndAdapter) {
   std::printf("[ llama.cpp ] %-8s mean NLL over %zu tokens: ours %.5f, llama.cpp %.5f\n", family.c_str(), ids.size() - 1,
               ours, theirs);
   EXPECT_NEAR(ours, theirs, 5e-3);
-  expect_same_greedy(run_ours(gguf), run_peer(gguf), family);
+  expect_same_greedy(run_ours(gguf), run_peer(gguf, "", 24, 512), family);
 
   // A LoRA on every linear layer, trained on the text the NLL is measured on, as a GGUF adapter.
   const std::string lora = dir / "lora", lora_gguf = dir / "lora.gguf";
@@ -354,7 +362,7 @@ TEST_P(FamilyPeer, LlamaCppComputesOurNllGreedyTextAndAdapter) {
   EXPECT_NEAR(ours_lora - ours, theirs_lora - theirs, 5e-3);
 }
 
-INSTANTIATE_TEST_SUITE_P(Families, FamilyPeer, ::testing::Values("qwen3", "smollm3", "gemma2", "gemma3"),
+INSTANTIATE_TEST_SUITE_P(Families, FamilyPeer, ::testing::Values("qwen3", "smollm3", "gemma2", "gemma3", "phi3"),
                          [](const ::testing::TestParamInfo<const char*>& i) { return std::string(i.param); });
 
 }  // namespace

@@ -94,7 +94,7 @@ TEST_P(FamilyLogits, MatchTheReference) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const Model m = load_model(folder, LoadOptions{.load_tokenizer = false});
   const std::string family = GetParam();
-  EXPECT_EQ(m.config.model_type, family == "gemma3" ? "gemma3_text" : family);
+  EXPECT_EQ(m.config.model_type, family == "gemma3" ? "gemma3_text" : family == "phi4" ? "phi3" : family);
   if (m.config.model_type == "qwen3") {
     EXPECT_TRUE(m.config.qk_norm);
     EXPECT_EQ(m.config.q_dim(), 96);
@@ -113,13 +113,26 @@ TEST_P(FamilyLogits, MatchTheReference) {
     // the checkpoint's w of x̂·(1 + w) is held as the factor
     EXPECT_FALSE(m.weights.layers[0].post_ffn_norm.empty());
     EXPECT_GT(m.weights.layers[0].post_ffn_norm.f32()[0], 0.2f);
+  } else if (family == "phi3") {
+    // the fused checkpoint tensors are held as their parts; LongRoPE and a window over every layer
+    EXPECT_TRUE(m.config.fused_linears);
+    EXPECT_EQ(m.weights.layers[0].wk.shape(), (std::vector<int64_t>{32, 64}));
+    EXPECT_EQ(m.weights.layers[0].w_up.shape(), (std::vector<int64_t>{96, 64}));
+    EXPECT_EQ(m.config.rope_scaling.type, "longrope");
+    EXPECT_EQ(m.config.rope_scaling.original_max_position_embeddings, 32);
+    EXPECT_NEAR(m.config.rope_scaling.attention_factor, std::sqrt(1 + std::log(4.0) / std::log(32.0)), 1e-6);
+    EXPECT_TRUE(m.config.is_sliding(0) && m.config.is_sliding(2));
+    EXPECT_EQ(m.config.rope_dim(), 16);
+  } else if (family == "phi4") {  // RoPE on 12 of each head's 16 values
+    EXPECT_TRUE(m.config.fused_linears && m.config.tie_word_embeddings && !m.config.has_sliding_layers());
+    EXPECT_EQ(m.config.rope_dim(), 12);
   } else {
     EXPECT_FALSE(m.config.uses_rope(3));
     EXPECT_TRUE(m.config.uses_rope(2));
   }
   expect_matches_reference(folder, 2, 64, 4);
 }
-INSTANTIATE_TEST_SUITE_P(Oracle, FamilyLogits, ::testing::Values("qwen3", "smollm3", "gemma2", "gemma3"),
+INSTANTIATE_TEST_SUITE_P(Oracle, FamilyLogits, ::testing::Values("qwen3", "smollm3", "gemma2", "gemma3", "phi3", "phi4"),
                          [](const ::testing::TestParamInfo<const char*>& i) { return std::string(i.param); });
 
 }  // namespace

@@ -128,6 +128,73 @@ TEST(PeftLayout, BiasAdapterOnQwen2MatchesPyTorch) {
   EXPECT_NEAR(m.evaluate(tokens.data(), targets.data(), 1, 20).loss_sum, nll, 1e-3);
 }
 
+// Phi-3: PEFT adapts the fused qkv_proj and gate_up_proj as one module each (one A, B over the fused rows). Such
+// folders, written as PEFT lays them out, compute what PyTorch computes on the fused model; a TrainableModel loaded
+// from one has one A per fused module and saves the same keys back; a q_proj on Phi-3 is refused naming the tensor.
+TEST(PeftLayout, Phi3FusedModulesMatchPyTorchAndRoundTrip) {
+  TempDir tmp;
+  const std::string model = tmp / "phi3";
+  ASSERT_EQ(test::run_reference("make-hf --family phi3 --out '" + model + "' --seed 4").exit_code, 0);
+  LoadOptions o;
+  o.load_tokenizer = false;
+  const Model base = load_model(model, o);
+  const std::vector<int32_t> tokens = test::sample_tokens(1, 20, 300, 7);
+  for (const char* variant : {"lora", "dora"}) {
+    SCOPED_TRACE(variant);
+    const std::string dir = tmp / variant;
+    test::make_fixture(model, dir, variant, 6);
+    EXPECT_TRUE(SafetensorsFile::open(dir + "/adapter_model.safetensors")
+                    .has("base_model.model.model.layers.0.self_attn.qkv_proj.lora_B.weight"));
+    AdapterSet set(base);
+    set.activate(set.load(dir));
+    const std::vector<float> got = test::logits_of(base, &set, tokens, 1, 20);
+    const double diff = test::max_abs_diff(got, test::oracle_logits(model, {dir}, tokens, 20));
+    std::printf("  phi3 %s: max |logit diff| vs PyTorch = %.3g\n", variant, diff);
+    EXPECT_LT(diff, 1e-4);
+    EXPECT_GT(test::max_abs_diff(test::logits_of(base, nullptr, tokens, 1, 20), got), 0.05);
+
+    // a TrainableModel from it computes the same, trains one A per fused module, and writes the fused keys back
+    TrainableModel m = load_peft_adapter(base, dir);
+    int a_of_qkv = 0;
+    for (const Param& p : m.params()) a_of_qkv += p.name.find("layers.0.self_attn.") != std::string::npos &&
+                                                 p.name.ends_with("lora_A.weight") && p.name.find("o_proj") == std::string::npos;
+    EXPECT_EQ(a_of_qkv, 1);
+    std::vector<int32_t> targets(tokens.begin() + 1, tokens.end());
+    targets.push_back(kIgnoreIndex);
+    double nll = 0;
+    for (size_t t = 0; t + 1 < tokens.size(); ++t) nll += token_nll(got.data() + t * 300, 300, targets[t]);
+    EXPECT_NEAR(m.evaluate(tokens.data(), targets.data(), 1, 20).loss_sum, nll, 1e-3);
+    if (std::string(variant) == "dora") {  // (the lora fixture replaces lm_head, which a TrainableModel trains)
+      save_peft_adapter(m, tmp / "back");
+      const SafetensorsFile in = SafetensorsFile::open(dir + "/adapter_model.safetensors");
+      const SafetensorsFile out = SafetensorsFile::open(tmp / "back/adapter_model.safetensors");
+      for (const auto& t : in.tensors()) {
+        ASSERT_TRUE(out.has(t.name)) << t.name;
+        const Tensor x = in.load(t.name).to(DType::F32), y = out.load(t.name).to(DType::F32);
+        ASSERT_EQ(x.shape(), y.shape()) << t.name;
+        EXPECT_LT(test::max_abs_diff(std::vector<float>(x.f32(), x.f32() + x.numel()),
+                                     std::vector<float>(y.f32(), y.f32() + y.numel())),
+                  1e-6)
+            << t.name;
+      }
+      EXPECT_EQ(out.tensors().size(), in.tensors().size());
+    }
+  }
+  // PEFT finds no q_proj in Phi-3: an adapter that names one is refused, the tensor named
+  Adapter wrong = read_peft_adapter(tmp / "lora");
+  wrong.linears["model.layers.0.self_attn.q_proj"] = wrong.linears.at("model.layers.0.self_attn.o_proj");
+  try {
+    check_adapter_fits(wrong, base);
+    ADD_FAILURE() << "a q_proj LoRA on Phi-3 was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("self_attn.q_proj.lora_A.weight' is for module 'model.layers.0.self_attn.q_proj', "
+                                         "which a phi3 model does not have (it fuses it into "
+                                         "model.layers.0.self_attn.qkv_proj)"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(PeftLayout, TrainableModelSavesPeftNames) {
   ModelConfig c;
   c.hidden_size = 32, c.intermediate_size = 40, c.num_hidden_layers = 2, c.num_attention_heads = 4;

@@ -349,11 +349,16 @@ TEST(TrainCli, BadInputIsAOneLineErrorAndWritesNothing) {
                        "nothing to train on: max_seq_len 8 cuts away every response token", out);
 
   expect_clean_failure(train(data("zuzu_qa.jsonl"), "--template zephyr"),
-                       "unknown chat template 'zephyr' (valid: chatml, qwen3, gemma, llama3, llama2, mistral, alpaca, vicuna, plain)", out);
+                       "unknown chat template 'zephyr' (valid: chatml, qwen3, gemma, phi3, llama3, llama2, mistral, alpaca, "
+                       "vicuna, plain)", out);
 
+  expect_clean_failure(train(data("zuzu_qa.jsonl"), "--target q_proj,qkv_projection"),
+                       "unknown target module 'qkv_projection' (valid: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, "
+                       "down_proj, qkv_proj and gate_up_proj (Phi-3), embed_tokens, lm_head, all-linear)", out);
+  // a module name of another family: as PEFT, "not found in the base model"
   expect_clean_failure(train(data("zuzu_qa.jsonl"), "--target q_proj,qkv_proj"),
-                       "unknown target module 'qkv_proj' (valid: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, "
-                       "down_proj, embed_tokens, lm_head, all-linear)", out);
+                       "target module 'qkv_proj' matches no module of this llama model (its linear modules: q_proj, k_proj, "
+                       "v_proj, o_proj, gate_proj, up_proj, down_proj)", out);
 
   expect_clean_failure(fmt::format("train -m {} -d {} -o {}", tmp / "missing-model", data("zuzu_qa.jsonl"), out),
                        tmp / "missing-model: no such file or folder", out);

@@ -224,7 +224,7 @@ TEST_P(FamilyTraining, MatchesAutograd) {
   }
 }
 INSTANTIATE_TEST_SUITE_P(Oracle, FamilyTraining,
-                         ::testing::Combine(::testing::Values("qwen3", "smollm3", "gemma2", "gemma3"),
+                         ::testing::Combine(::testing::Values("qwen3", "smollm3", "gemma2", "gemma3", "phi3", "phi4"),
                                             ::testing::Values("lora", "dora", "full")),
                          [](const auto& i) { return std::string(std::get<0>(i.param)) + "_" + std::get<1>(i.param); });
 

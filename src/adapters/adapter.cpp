@@ -44,7 +44,7 @@ int64_t module_order(const std::string& path) {
   if (!m) return INT64_MAX;
   if (m->kind == ModuleRef::Kind::Embedding) return -1;
   if (m->kind == ModuleRef::Kind::Head) return INT64_MAX - 1;
-  return m->layer * 16 + int(m->site);
+  return m->layer * 16 + int(m->site) * 2 + (m->fused ? 0 : 1);
 }
 
 std::vector<std::string> in_model_order(std::vector<std::string> paths) {
@@ -119,15 +119,147 @@ std::map<int64_t, int> Adapter::rank_histogram() const {
   return h;
 }
 
+const std::vector<FusedModule>& fused_module_table() {
+  static const std::vector<FusedModule> table = {
+      {"self_attn.qkv_proj", "attn_qkv", {LinearSite::Q, LinearSite::K, LinearSite::V}},
+      {"mlp.gate_up_proj", "ffn_up", {LinearSite::Gate, LinearSite::Up}},
+  };
+  return table;
+}
+
 std::optional<ModuleRef> parse_module_path(const std::string& path) {
   if (path == "model.embed_tokens") return ModuleRef{ModuleRef::Kind::Embedding};
   if (path == "lm_head") return ModuleRef{ModuleRef::Kind::Head, -1, LinearSite::Head};
-  static const std::regex re(R"(model\.layers\.(\d{1,9})\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj))");
+  static const std::regex re(
+      R"(model\.layers\.(\d{1,9})\.(self_attn\.[qkvo]_proj|self_attn\.qkv_proj|mlp\.(gate|up|down|gate_up)_proj))");
   std::smatch m;
   if (!std::regex_match(path, m, re)) return std::nullopt;
+  for (const FusedModule& f : fused_module_table())
+    if (m[2] == f.hf) return ModuleRef{ModuleRef::Kind::Linear, std::stoll(m[1]), f.parts[0], true};
   for (int s = 0; s < kNumLayerSites; ++s)
     if (m[2] == names_of(LinearSite(s)).hf) return ModuleRef{ModuleRef::Kind::Linear, std::stoll(m[1]), LinearSite(s)};
   return std::nullopt;
+}
+
+namespace {
+const FusedModule& fused_of_ref(const ModuleRef& m) {
+  for (const FusedModule& f : fused_module_table())
+    if (f.parts[0] == m.site) return f;
+  fail("no fused module starts at {}", site_module_name(m.site));
+}
+}  // namespace
+
+const char* module_name(const ModuleRef& m) {
+  if (m.kind == ModuleRef::Kind::Embedding) return "embed_tokens";
+  return m.fused ? fused_of_ref(m).hf : site_module_name(m.site);
+}
+
+const char* module_gguf_name(const ModuleRef& m) {
+  if (m.kind == ModuleRef::Kind::Embedding) return "token_embd";
+  return m.fused ? fused_of_ref(m).gguf : site_gguf_name(m.site);
+}
+
+const FusedModule* fused_module_of(LinearSite site, const ModelConfig& c) {
+  return c.fused_linears ? fused_module_holding(site) : nullptr;
+}
+
+const FusedModule* fused_module_holding(LinearSite site) {
+  for (const FusedModule& f : fused_module_table())
+    if (std::find(f.parts.begin(), f.parts.end(), site) != f.parts.end()) return &f;
+  return nullptr;
+}
+
+std::string file_module_path(int64_t layer, LinearSite site, const ModelConfig& c) {
+  const FusedModule* f = fused_module_of(site, c);
+  return f ? fmt::format("model.layers.{}.{}", layer, f->hf) : module_path(layer, site);
+}
+
+int64_t site_rows(LinearSite site, const ModelConfig& c) {
+  switch (site) {
+    case LinearSite::Q: return c.q_dim();
+    case LinearSite::K: case LinearSite::V: return c.kv_dim();
+    case LinearSite::Gate: case LinearSite::Up: return c.intermediate_size;
+    case LinearSite::O: case LinearSite::Down: return c.hidden_size;
+    case LinearSite::Head: return c.vocab_size;
+  }
+  return 0;
+}
+
+void split_fused_modules(Adapter& adapter, const ModelConfig& c) {
+  if (!c.fused_linears || adapter.fused_modules) return;  // (split already)
+  adapter.fused_modules = true;
+  std::map<std::string, LoraFactors> linears;
+  for (auto& [path, f] : adapter.linears) {
+    const auto ref = parse_module_path(path);
+    if (ref && ref->kind == ModuleRef::Kind::Linear && !ref->fused && fused_module_of(ref->site, c))
+      fail_format(adapter.source, "tensor '{}' is for module '{}', which a {} model does not have (it fuses it into {})",
+                  adapter_tensor_name(adapter, path, "lora_A"), path, c.model_type,
+                  file_module_path(ref->layer, ref->site, c));
+    if (!ref || !ref->fused) {
+      linears[path] = f;
+      continue;
+    }
+    const FusedModule& fm = fused_of_ref(*ref);
+    int64_t rows = 0;
+    for (LinearSite s : fm.parts) rows += site_rows(s, c);
+    if (f.b.ndim() != 2 || f.b.dim(0) != rows)
+      fail_shape(adapter, path, "lora_B", f.b, {rows, f.rank()},
+                 fmt::format("{} has {} outputs", path, rows));
+    if (!f.magnitude.empty() && f.magnitude.shape() != std::vector<int64_t>{rows})
+      fail_shape(adapter, path, "lora_magnitude_vector", f.magnitude, {rows}, fmt::format("{} has {} outputs", path, rows));
+    int64_t begin = 0;
+    for (LinearSite s : fm.parts) {
+      const int64_t end = begin + site_rows(s, c);
+      LoraFactors part{f.a, f.b.slice_rows(begin, end).clone(), Tensor(), f.scaling, f.e};
+      if (!f.magnitude.empty()) part.magnitude = f.magnitude.slice_rows(begin, end).clone();
+      linears[module_path(ref->layer, s)] = std::move(part);
+      begin = end;
+    }
+  }
+  adapter.linears = std::move(linears);
+  for (const auto& [path, t] : adapter.biases) {
+    const auto ref = parse_module_path(path);
+    if (ref && ref->fused) fail_format(adapter.source, "tensor '{}': a bias of a fused module is not supported",
+                                       adapter_tensor_name(adapter, path, "bias"));
+  }
+}
+
+Adapter join_fused_modules(const Adapter& adapter) {
+  if (!adapter.fused_modules) return adapter;
+  Adapter joined = adapter;
+  joined.fused_modules = false;
+  joined.linears.clear();
+  std::set<std::string> done;
+  for (const auto& [path, f] : adapter.linears) {
+    const auto ref = parse_module_path(path);
+    const FusedModule* fm = ref && ref->kind == ModuleRef::Kind::Linear && !ref->fused ? fused_module_holding(ref->site) : nullptr;
+    if (!fm) {
+      joined.linears[path] = f;
+      continue;
+    }
+    const std::string fused_path = fmt::format("model.layers.{}.{}", ref->layer, fm->hf);
+    if (!done.insert(fused_path).second) continue;
+    std::vector<Tensor> bs, ms;
+    const LoraFactors* first = nullptr;
+    for (LinearSite s : fm->parts) {
+      const std::string part_path = module_path(ref->layer, s);
+      auto it = adapter.linears.find(part_path);
+      if (it == adapter.linears.end())
+        fail("{}: {} has a LoRA but {} has none: {} cannot be written as one module", adapter.source.empty() ? "the adapter" : adapter.source,
+             path, part_path, fused_path);
+      const LoraFactors& p = it->second;
+      if (!first) first = &p;
+      if (!same_values(p.a, first->a) || p.scaling != first->scaling || p.magnitude.empty() != first->magnitude.empty() ||
+          p.e.empty() != first->e.empty() || (!p.e.empty() && !same_values(p.e, first->e)))
+        fail("{}: the parts of {} have different LoRA A factors (or scalings): they cannot be written as one module",
+             adapter.source.empty() ? "the adapter" : adapter.source, fused_path);
+      bs.push_back(p.b.dtype() == DType::F32 ? p.b : p.b.to(DType::F32));
+      if (!p.magnitude.empty()) ms.push_back(p.magnitude.dtype() == DType::F32 ? p.magnitude : p.magnitude.to(DType::F32));
+    }
+    LoraFactors g{first->a, Tensor::concat_rows(bs), ms.empty() ? Tensor() : Tensor::concat_rows(ms), first->scaling, first->e};
+    joined.linears[fused_path] = std::move(g);
+  }
+  return joined;
 }
 
 std::string module_path(int64_t layer, LinearSite site) {
@@ -168,7 +300,7 @@ std::string adapter_tensor_name(const Adapter& adapter, const std::string& modul
     std::string base = module;
     if (embedding) base = "token_embd";
     else if (ref && ref->kind == ModuleRef::Kind::Head) base = "output";
-    else if (ref) base = fmt::format("blk.{}.{}", ref->layer, site_gguf_name(ref->site));
+    else if (ref) base = fmt::format("blk.{}.{}", ref->layer, module_gguf_name(*ref));
     return base + ".weight" + (part == "lora_A" ? ".lora_a" : part == "lora_B" ? ".lora_b" : "." + part);
   }
   const std::string key = "base_model.model." + module;
@@ -258,7 +390,7 @@ LoraConfig describe_factors(const Adapter& adapter, const LoraConfig& base) {
     const auto ref = parse_module_path(m.path);
     if (ref && ref->kind == ModuleRef::Kind::Linear) {
       n_layers = std::max(n_layers, ref->layer + 1);
-      const std::string hf = site_module_name(ref->site);
+      const std::string hf = module_name(*ref);
       layers_of[hf.substr(hf.find('.') + 1)].insert(ref->layer);
     }
   }
@@ -269,7 +401,7 @@ LoraConfig describe_factors(const Adapter& adapter, const LoraConfig& base) {
       targets.insert(ref && ref->kind == ModuleRef::Kind::Embedding ? "embed_tokens" : "lm_head");
       continue;
     }
-    const std::string hf = site_module_name(ref->site);
+    const std::string hf = module_name(*ref);
     const std::string short_name = hf.substr(hf.find('.') + 1);
     targets.insert(int64_t(layers_of[short_name].size()) == n_layers ? short_name : m.path);
   }
@@ -282,11 +414,16 @@ void check_adapter_fits(Adapter& adapter, const Model& base) {
   if (!adapter.architecture.empty() && adapter.architecture != gguf_architecture(c))
     fail_format(adapter.source, "the adapter is for architecture '{}', but the base model ({}) is '{}'", adapter.architecture,
                 base.source_path, gguf_architecture(c));
+  split_fused_modules(adapter, c);  // (Phi-3: the parts, as the model holds them)
 
   auto check_module = [&](const std::string& path, const std::string& part) -> ModuleRef {
     const auto ref = parse_module_path(path);
     const std::string name = adapter_tensor_name(adapter, path, part);
     if (!ref) fail_format(adapter.source, "tensor '{}' is for module '{}', which a Llama-family model does not have", name, path);
+    if (ref->fused)
+      fail_format(adapter.source, "tensor '{}' is for module '{}', which a {} model does not have (its q/k/v and gate/up "
+                                  "are modules of their own)", name, path, c.model_type);
+
     if (ref->kind == ModuleRef::Kind::Linear && ref->layer >= c.num_hidden_layers)
       fail_format(adapter.source, "tensor '{}' is for layer {}, but the base model has {} layers", name, ref->layer,
                   c.num_hidden_layers);
@@ -347,10 +484,10 @@ void check_adapter_fits(Adapter& adapter, const Model& base) {
   if (adapter.format == "peft") {
     for (int64_t l = 0; l < c.num_hidden_layers; ++l)
       for (int s = 0; s < kNumLayerSites; ++s) {
-        const std::string path = module_path(l, LinearSite(s));
-        if (adapter.config.targets(path) && !adapter.linears.count(path))
+        const std::string path = module_path(l, LinearSite(s)), file_path = file_module_path(l, LinearSite(s), c);
+        if (adapter.config.targets(file_path) && !adapter.linears.count(path))
           fail_format(adapter.source, "tensor '{}' is missing (adapter_config.json targets {})",
-                      adapter_tensor_name(adapter, path, "lora_A"), path);
+                      adapter_tensor_name(adapter, file_path, "lora_A"), file_path);
       }
     if (adapter.config.targets("model.embed_tokens") && !adapter.embedding)
       fail_format(adapter.source, "tensor '{}' is missing (adapter_config.json targets model.embed_tokens)",

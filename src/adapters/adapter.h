@@ -55,6 +55,9 @@ struct Adapter {
   // ("...embed_tokens.base_layer.weight", save_embedding_layers). PEFT loads them into the base layer:
   // equal to the base they change nothing; otherwise they act like a replacement.
   std::map<std::string, Tensor> embedding_layers;
+  // Phi-3's fused modules (qkv_proj, gate_up_proj) held as their parts, as the model holds its weights
+  // (split_fused_modules); the writers join them back into the modules the files name (join_fused_modules).
+  bool fused_modules = false;
 
   // What the adapter adds to a model: LoRA factors, DoRA magnitudes, trained biases, replaced modules.
   int64_t parameter_count() const;
@@ -68,11 +71,36 @@ struct Adapter {
 struct ModuleRef {
   enum class Kind { Linear, Embedding, Head } kind = Kind::Linear;
   int64_t layer = -1;               // Linear only
-  LinearSite site = LinearSite::Q;  // Linear (Q..Down) or Head
+  LinearSite site = LinearSite::Q;  // Linear (Q..Down) or Head; a fused module's first part (Q, Gate)
+  bool fused = false;               // Phi-3's qkv_proj or gate_up_proj
 };
 
-// "model.layers.3.mlp.up_proj" -> {Linear, 3, Up}; "model.embed_tokens"; "lm_head". nullopt otherwise.
+// "model.layers.3.mlp.up_proj" -> {Linear, 3, Up}; "model.embed_tokens"; "lm_head";
+// "model.layers.3.self_attn.qkv_proj" -> {Linear, 3, Q, fused}. nullopt otherwise.
 std::optional<ModuleRef> parse_module_path(const std::string& path);
+const char* module_name(const ModuleRef& m);  // "mlp.up_proj", "self_attn.qkv_proj", "lm_head"
+const char* module_gguf_name(const ModuleRef& m);  // "ffn_up", "attn_qkv" ("output" for Head)
+
+// A module the files of a fused_linears family (Phi-3) store as one matrix, and PEFT adapts as one module:
+// qkv_proj holds q|k|v, gate_up_proj gate|up, in that order of rows.
+struct FusedModule {
+  const char* hf;    // "self_attn.qkv_proj"
+  const char* gguf;  // "attn_qkv"
+  std::vector<LinearSite> parts;
+};
+// The fused module `site` is part of in a model of config c; null when c has none or site is not a part.
+const FusedModule* fused_module_of(LinearSite site, const ModelConfig& c);
+const FusedModule* fused_module_holding(LinearSite site);  // the same in any model that fuses
+// The module a LoRA config names for the site: the fused module's path for its parts, else module_path.
+std::string file_module_path(int64_t layer, LinearSite site, const ModelConfig& c);
+// Output rows of a layer site in a model of config c (q_dim, kv_dim, intermediate_size, hidden_size).
+int64_t site_rows(LinearSite site, const ModelConfig& c);
+// Every LoRA on a fused module becomes one LoRA per part: the same A (and AdaLoRA's E), B's and DoRA's
+// magnitude's rows of the part. Sets fused_modules. Throws naming the tensor when the rows do not add up.
+void split_fused_modules(Adapter& adapter, const ModelConfig& c);
+// The inverse, for writing: the parts of a fused module (all of them adapted, with one A) joined again.
+// An adapter without fused_modules is returned as it is.
+Adapter join_fused_modules(const Adapter& adapter);
 std::string module_path(int64_t layer, LinearSite site);  // "model.layers.3.mlp.up_proj"
 const char* site_module_name(LinearSite site);             // "mlp.up_proj"
 const char* site_gguf_name(LinearSite site);               // "ffn_up" ("output" for Head)

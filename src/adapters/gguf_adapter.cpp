@@ -21,16 +21,22 @@ std::string gguf_weight_name(const std::string& module) {
   const ModuleRef m = *parse_module_path(module);
   if (m.kind == ModuleRef::Kind::Embedding) return "token_embd.weight";
   if (m.kind == ModuleRef::Kind::Head) return "output.weight";
-  return fmt::format("blk.{}.{}.weight", m.layer, site_gguf_name(m.site));
+  return fmt::format("blk.{}.{}.weight", m.layer, module_gguf_name(m));
 }
 
-// The inverse: "blk.3.ffn_up.weight" -> "model.layers.3.mlp.up_proj"; "" when it names no LoRA target.
-std::string module_of_gguf_weight(const std::string& name) {
+// The inverse: "blk.3.ffn_up.weight" -> "model.layers.3.mlp.up_proj" ("...mlp.gate_up_proj" in a file of a family
+// that fuses gate|up into ffn_up, Phi-3's); "" when it names no LoRA target.
+std::string module_of_gguf_weight(const std::string& name, bool fused) {
   if (name == "token_embd.weight") return "model.embed_tokens";
   if (name == "output.weight") return "lm_head";
   static const std::regex re(R"(blk\.(\d{1,9})\.([a-z_]+)\.weight)");
   std::smatch m;
   if (!std::regex_match(name, m, re)) return "";
+  if (fused)
+    for (const std::string module : {"self_attn.qkv_proj", "mlp.gate_up_proj"}) {
+      const std::string path = fmt::format("model.layers.{}.{}", m[1].str(), module);
+      if (m[2] == module_gguf_name(*parse_module_path(path))) return path;
+    }
   for (int s = 0; s < kNumLayerSites; ++s)
     if (m[2] == site_gguf_name(LinearSite(s))) return module_path(std::stoll(m[1]), LinearSite(s));
   return "";
@@ -56,6 +62,7 @@ void write_gguf_adapter(const Adapter& adapter, const Model& base, const std::st
     fail("GGUF adapter tensors are written as f32, f16 or bf16, not {}", dtype_name(dtype));
   Adapter a = as_plain_lora(adapter);  // shares the tensors; AdaLoRA's E folded into A
   check_adapter_fits(a, base);  // also drops PEFT's copies of the base embedding, which llama.cpp's converter skips
+  a = join_fused_modules(a);  // (Phi-3: llama.cpp's attn_qkv and ffn_up are one matrix each)
   const std::string what = a.source.empty() ? std::string("the adapter") : a.source;
   if (a.uses_dora()) fail("{}: a DoRA adapter (magnitude vectors) cannot be expressed as a llama.cpp GGUF LoRA; merge it into the model instead", what);
   if (!a.biases.empty()) fail("{}: trained biases cannot be expressed as a llama.cpp GGUF LoRA; merge the adapter into the model instead", what);
@@ -113,7 +120,7 @@ void write_gguf_adapter(const Adapter& adapter, const Model& base, const std::st
   std::stable_sort(modules.begin(), modules.end(), [](const std::string& x, const std::string& y) {
     auto key = [](const std::string& m) {
       const ModuleRef r = *parse_module_path(m);
-      return r.kind == ModuleRef::Kind::Head ? INT64_MAX : r.layer * 16 + int64_t(r.site);
+      return r.kind == ModuleRef::Kind::Head ? INT64_MAX : r.layer * 16 + int64_t(r.site) * 2 + (r.fused ? 0 : 1);
     };
     return key(x) < key(y);
   });
@@ -157,7 +164,8 @@ Adapter read_gguf_adapter(const std::string& path, const ModelConfig* base) {
       fail_format(path, "tensor '{}' has an unexpected suffix (expected .lora_a or .lora_b)", t.name);
     }
     const std::string weight = t.name.substr(0, t.name.size() - 7);
-    const std::string module = module_of_gguf_weight(weight);
+    const ModelFamily* arch_family = family_by_gguf_arch(a.architecture);
+    const std::string module = module_of_gguf_weight(weight, arch_family && arch_family->fused_linears);
     if (module.empty()) fail_format(path, "tensor '{}' is for '{}', which a Llama-family model does not adapt", t.name, weight);
     if (t.ne.size() != 2) fail_format(path, "tensor '{}' has {} dimensions, expected 2", t.name, t.ne.size());
     Pair& p = pairs[module];

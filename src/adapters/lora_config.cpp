@@ -81,12 +81,13 @@ void LoraConfig::validate() const {
     }
   } else {
     static const std::vector<std::string> known = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
-                                                   "down_proj", "embed_tokens", "lm_head", "all-linear"};
+                                                   "down_proj", "qkv_proj", "gate_up_proj", "embed_tokens", "lm_head",
+                                                   "all-linear"};
     for (const std::string& t : target_modules) {
       const std::string last = t.substr(t.rfind('.') == std::string::npos ? 0 : t.rfind('.') + 1);
       if (std::find(known.begin(), known.end(), last) == known.end())
         fail("unknown target module '{}' (valid: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, "
-             "embed_tokens, lm_head, all-linear)", t);
+             "qkv_proj and gate_up_proj (Phi-3), embed_tokens, lm_head, all-linear)", t);
     }
   }
 }

@@ -269,7 +269,8 @@ Adapter read_peft_adapter(const std::string& dir_arg) {
   return a;
 }
 
-void write_peft_adapter(const Adapter& a, const std::string& dir_arg, const PeftWriteOptions& options) {
+void write_peft_adapter(const Adapter& split, const std::string& dir_arg, const PeftWriteOptions& options) {
+  const Adapter a = join_fused_modules(split);  // (Phi-3: PEFT's modules are qkv_proj and gate_up_proj)
   if (options.adapter_name.empty() || options.adapter_name.find('/') != std::string::npos || options.adapter_name == "..")
     fail("adapter name '{}' cannot be a folder name", options.adapter_name);
   const std::string dir = options.adapter_name == "default" ? dir_arg : dir_arg + "/" + options.adapter_name;

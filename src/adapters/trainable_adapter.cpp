@@ -73,6 +73,7 @@ Adapter adapter_from_trainable(const TrainableModel& model) {
 
   Adapter a;
   const ModelConfig& c = base.config;
+  a.fused_modules = c.fused_linears;  // (Phi-3: the parts here, joined when written)
   for (int64_t l = 0; l < c.num_hidden_layers; ++l)
     for (int p = 0; p < kNumProj; ++p) {
       const LinearSlot& s = model.slot(l, Proj(p));

@@ -81,8 +81,12 @@ void register_info(CLI::App& app) {
                c.num_key_value_heads, c.head_dim, c.attention_bias ? ", q/k/v biases" : "");
     fmt::print("vocabulary:      {}{}\n", c.vocab_size, c.tie_word_embeddings ? " (lm_head tied to embeddings)" : "");
     fmt::print("context length:  {}\n", c.max_position_embeddings);
-    fmt::print("rope:            theta {}{}\n", c.rope_theta,
-               c.rope_scaling.type.empty() ? "" : fmt::format(", {} scaling x{}", c.rope_scaling.type, c.rope_scaling.factor));
+    std::string scaling = c.rope_scaling.type.empty() ? "" : fmt::format(", {} scaling x{}", c.rope_scaling.type, c.rope_scaling.factor);
+    if (c.rope_scaling.type == "longrope")
+      scaling += fmt::format(" (original context {}, attention factor {:.4f})", c.rope_scaling.original_max_position_embeddings,
+                             c.rope_scaling.attention_factor);
+    if (c.rope_dim() != c.head_dim) scaling += fmt::format(", on {} of {} values a head", c.rope_dim(), c.head_dim);
+    fmt::print("rope:            theta {}{}\n", c.rope_theta, scaling);
     fmt::print("rms_norm_eps:    {}\n", c.rms_norm_eps);
     if (m.tokenizer)
       fmt::print("tokenizer:       {} ({} tokens, bos {}, eos {})\n", tok_kind, tok_vocab, m.tokenizer->bos_id(),

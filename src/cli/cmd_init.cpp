@@ -3,6 +3,7 @@
 // training from scratch with `lora train --finetuning-type full`. With --shape it takes the architecture
 // of a published model (for benchmarks), and with --quantize its linear layers are created directly in
 // bitsandbytes' quantized form, so a Llama-2-7B-shaped QLoRA base never exists in full precision.
+#include <cmath>
 #include <optional>
 #include <fmt/format.h>
 
@@ -22,7 +23,9 @@ namespace {
 struct InitOptions {
   std::string output, tokenizer, template_name, shape, quantize, dtype = "f32", arch = "llama";
   int64_t head_dim = 0;  // 0: hidden_size / heads
-  int64_t sliding_window = 0;  // 0: the family's default (Gemma 3: 512, Gemma 2: 4096)
+  int64_t sliding_window = 0;  // 0: the family's default (Gemma 3: 512, Gemma 2: 4096; Phi-3: none)
+  int64_t longrope_original = 0;  // Phi-3: LongRoPE from this original context (0: plain RoPE)
+  int64_t rotary_dim = 0;         // Phi-3: RoPE on this many values of each head (0: all)
   std::optional<float> attn_softcap, final_softcap;  // none: the family's (Gemma 2: 50 and 30)
   bool rope_theta_given = false;
   bool no_double_quant = false;
@@ -37,6 +40,25 @@ const ModelFamily& init_family(const std::string& arch) {
   return model_family(arch);  // throws, naming the known ones
 }
 
+// LongRoPE factors of the shape Phi-3.5's have (1 for the fast frequencies, growing towards the slow ones; the
+// long ones further), for a model of head_dim (or hidden / heads) whose original context is `original`.
+void set_test_longrope(ModelConfig& c, int64_t original, int64_t head_dim) {
+  const int64_t d = head_dim > 0 ? head_dim : c.hidden_size / c.num_attention_heads, half = d / 2;
+  RopeScaling& rs = c.rope_scaling;
+  rs.type = "longrope";
+  rs.short_factor.clear();
+  rs.long_factor.clear();
+  for (int64_t i = 0; i < half; ++i) {
+    const double t = double(i) / double(std::max<int64_t>(half - 1, 1));
+    rs.short_factor.push_back(float(1.0 + 0.5 * t * t));
+    rs.long_factor.push_back(float(1.0 + 7.0 * t * t));
+  }
+  rs.original_max_position_embeddings = original;
+  rs.factor = float(double(c.max_position_embeddings) / double(original));
+  rs.attention_factor =
+      rs.factor <= 1.0f ? 1.0f : float(std::sqrt(1.0 + std::log(double(rs.factor)) / std::log(double(original))));
+}
+
 void run_init(InitOptions o) {
   if (o.shape.empty()) {  // the family's own switches; the sizes come from the options
     const ModelFamily& f = init_family(o.arch);
@@ -45,6 +67,12 @@ void run_init(InitOptions o) {
     if (!f.local_rope_base) o.config.rope_local_base_freq = o.config.rope_theta;  // (Gemma 2: one RoPE base)
     if (f.gemma_block) o.config.rms_norm_eps = 1e-6f;
     if (o.sliding_window > 0) o.config.sliding_window = o.sliding_window;
+    if (f.fused_linears && o.sliding_window > 0)  // (Phi-3's window covers every layer)
+      o.config.layer_types.assign(size_t(o.config.num_hidden_layers), "sliding_attention");
+    if ((o.longrope_original > 0 || o.rotary_dim > 0) && !f.fused_linears)
+      fail("--longrope and --rotary-dim are for Phi-3 (--arch phi3)");
+    o.config.rotary_dim = o.rotary_dim;
+    if (o.longrope_original > 0) set_test_longrope(o.config, o.longrope_original, o.rotary_dim > 0 ? o.rotary_dim : o.head_dim);
     if ((o.attn_softcap || o.final_softcap) && f.default_attn_softcap == 0)
       fail("--attn-softcap and --final-softcap are for Gemma 2 (the family of --arch {} caps nothing)", o.arch);
     if (o.attn_softcap) o.config.attn_logit_softcapping = *o.attn_softcap;
@@ -121,7 +149,14 @@ void register_init(CLI::App& app) {
   cmd->add_option("--context", c.max_position_embeddings, "context length (max_position_embeddings)")
       ->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--rope-theta", c.rope_theta, "RoPE base (default: the family's, 1e6 for Gemma 3)")->capture_default_str();
-  cmd->add_option("--sliding-window", o->sliding_window, "Gemma 2/3: the local layers' window (default 4096 / 512)")
+  cmd->add_option("--sliding-window", o->sliding_window,
+                  "Gemma 2/3: the local layers' window (default 4096 / 512); Phi-3: every layer's (default none)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--rotary-dim", o->rotary_dim,
+                  "Phi-3: RoPE on the first N values of each head (Phi-4-mini: 96 of 128; default all)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--longrope", o->longrope_original,
+                  "Phi-3: LongRoPE (short and long factors) with this original context, --context being the extended one")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--attn-softcap", o->attn_softcap, "Gemma 2: the cap c of the attention scores, c·tanh(s/c) (default 50)")
       ->check(CLI::PositiveNumber);
@@ -132,13 +167,13 @@ void register_init(CLI::App& app) {
   cmd->add_option("--seed", o->seed, "seed of the random weights")->capture_default_str();
   auto* shape = cmd->add_option("--shape", o->shape,
                                 "the architecture of a published model instead of --arch and the size options: smollm2-135m, "
-                                "qwen2.5-0.5b, qwen3-0.6b, smollm3-3b, gemma2-2b, gemma3-1b or llama2-7b (the vocabulary is still the "
-                                "tokenizer's)")
+                                "qwen2.5-0.5b, qwen3-0.6b, smollm3-3b, gemma2-2b, gemma3-1b, phi3-mini or llama2-7b (the vocabulary "
+                                "is still the tokenizer's)")
                     ->check(CLI::IsMember({"smollm2-135m", "qwen2.5-0.5b", "qwen3-0.6b", "smollm3-3b", "gemma2-2b", "gemma3-1b",
-                                           "llama2-7b"}));
+                                           "phi3-mini", "llama2-7b"}));
   for (const char* size : {"--arch", "--head-dim", "--hidden-size", "--intermediate-size", "--layers", "--heads", "--kv-heads",
                            "--context", "--rope-theta", "--tie-embeddings", "--sliding-window", "--attn-softcap",
-                           "--final-softcap"})
+                           "--final-softcap", "--longrope", "--rotary-dim"})
     shape->excludes(size);
   cmd->add_option("--quantize", o->quantize,
                   "create the linear layers directly quantized: nf4 or fp4 (bitsandbytes 4-bit) or int8 (LLM.int8 rows)")

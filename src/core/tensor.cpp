@@ -1,5 +1,6 @@
 #include "core/tensor.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -62,6 +63,28 @@ Tensor Tensor::slice_rows(int64_t begin, int64_t end) const {
   s[0] = end - begin;
   const size_t row_bytes = dtype_nbytes(dtype_, numel() / std::max<int64_t>(shape_[0], 1));
   return Tensor(dtype_, s, static_cast<char*>(data_) + begin * row_bytes, owner_, quant_);
+}
+
+Tensor Tensor::concat_rows(const std::vector<Tensor>& parts) {
+  if (parts.empty()) fail("concat_rows of no tensors");
+  std::vector<int64_t> shape = parts[0].shape();
+  if (shape.empty()) fail("concat_rows of a scalar");
+  shape[0] = 0;
+  for (const Tensor& p : parts) {
+    if (p.dtype() != parts[0].dtype() || p.ndim() != parts[0].ndim() ||
+        !std::equal(p.shape().begin() + 1, p.shape().end(), parts[0].shape().begin() + 1))
+      fail("concat_rows: {} {} does not continue {} {}", dtype_name(p.dtype()), p.shape_str(),
+           dtype_name(parts[0].dtype()), parts[0].shape_str());
+    if (p.quantized() && !is_ggml_quant(p.dtype())) fail("concat_rows of a quantized ({}) tensor", dtype_name(p.dtype()));
+    shape[0] += p.dim(0);
+  }
+  Tensor out(parts[0].dtype(), shape);
+  char* dst = static_cast<char*>(out.data());
+  for (const Tensor& p : parts) {
+    std::memcpy(dst, p.data(), p.nbytes());
+    dst += p.nbytes();
+  }
+  return out;
 }
 
 Tensor Tensor::reshape(std::vector<int64_t> shape) const {

@@ -53,6 +53,9 @@ class Tensor {
 
   // Rows [begin, end) of the first dimension, sharing storage (not of quantized tensors).
   Tensor slice_rows(int64_t begin, int64_t end) const;
+  // The rows of each part one after another (equal dtype and trailing dims; ggml block types too, whose rows are
+  // whole blocks; not the bitsandbytes formats).
+  static Tensor concat_rows(const std::vector<Tensor>& parts);
   // The same data with another shape of equal element count.
   Tensor reshape(std::vector<int64_t> shape) const;
   // A deep copy (a quantized copy shares the immutable QuantState), optionally converted to another

@@ -67,6 +67,23 @@ std::vector<ChatTemplate> make_templates() {
     v.push_back(t);
   }
   {
+    // Phi-3 and Phi-3.5 (microsoft/Phi-3.5-mini-instruct's template, its generation prompt; an empty system prompt
+    // is left out as it does).
+    ChatTemplate t;
+    t.name = "phi3";
+    t.system = "<|system|>\n{content}<|end|>\n";
+    t.user = "<|user|>\n{content}<|end|>\n<|assistant|>\n";
+    t.assistant = "{content}<|end|>\n";
+    t.stop = {"<|end|>"};
+    t.jinja = marked(t.name,
+                     "{% for message in messages %}{% if message['role'] == 'system' and message['content'] %}{{ "
+                     "'<|system|>\n' + message['content'] + '<|end|>\n' }}{% elif message['role'] == 'user' %}{{ "
+                     "'<|user|>\n' + message['content'] + '<|end|>\n' }}{% elif message['role'] == 'assistant' %}{{ "
+                     "'<|assistant|>\n' + message['content'] + '<|end|>\n' }}{% endif %}{% endfor %}{% if "
+                     "add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}");
+    v.push_back(t);
+  }
+  {
     ChatTemplate t;
     t.name = "llama3";
     t.system = "<|start_header_id|>system<|end_header_id|>\n\n{content}<|eot_id|>";
@@ -216,6 +233,7 @@ std::optional<std::string> detect_chat_template(const std::string& jinja) {
       if (n == name) return n;
   }
   if (has("<start_of_turn>")) return "gemma";
+  if (has("<|user|>") && has("<|end|>") && has("<|assistant|>")) return "phi3";
   if (has("<|im_start|>") && has("<think>")) return "qwen3";
   if (has("<|im_start|>")) return "chatml";
   if (has("<|start_header_id|>")) return "llama3";

@@ -38,7 +38,7 @@ struct ChatTemplate {
   std::string jinja;  // the same template in the Hugging Face chat_template language
 };
 
-// chatml, qwen3, gemma, llama3, llama2, mistral, alpaca, vicuna, plain.
+// chatml, qwen3, gemma, phi3, llama3, llama2, mistral, alpaca, vicuna, plain.
 const std::vector<std::string>& chat_template_names();
 // The template of that name; an unknown name throws lora::Error listing the valid ones.
 const ChatTemplate& chat_template(const std::string& name);

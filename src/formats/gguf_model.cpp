@@ -67,6 +67,39 @@ void read_gemma_keys(const GGUFFile& g, const std::string& p, const ModelFamily&
   }
 }
 
+// Phi-3's LongRoPE as convert_hf_to_gguf writes it: the two factor lists as tensors, the original context and the
+// attention factor as keys; its sliding window (over every layer, as transformers applies it).
+void read_phi3_keys(const GGUFFile& g, const std::string& p, ModelConfig& c) {
+  const bool has_long = g.find_tensor("rope_factors_long.weight"), has_short = g.find_tensor("rope_factors_short.weight");
+  if (has_long != has_short)
+    fail_format(g.path(), "tensor 'rope_factors_{}.weight' without 'rope_factors_{}.weight'", has_long ? "long" : "short",
+                has_long ? "short" : "long");
+  if (has_long) {
+    auto factors = [&](const char* name) {
+      const Tensor t = g.load_tensor(name).to(DType::F32);
+      if (t.numel() != c.rope_dim() / 2)
+        fail_format(g.path(), "tensor '{}' has {} values, expected the rotary dimension / 2 = {}", name, t.numel(),
+                    c.rope_dim() / 2);
+      return std::vector<float>(t.f32(), t.f32() + t.numel());
+    };
+    RopeScaling& rs = c.rope_scaling;
+    rs.type = "longrope";
+    rs.long_factor = factors("rope_factors_long.weight");
+    rs.short_factor = factors("rope_factors_short.weight");
+    rs.original_max_position_embeddings = g.get_int(p + "rope.scaling.original_context_length", c.max_position_embeddings);
+    if (rs.original_max_position_embeddings <= 0)
+      fail_format(g.path(), "key '{}rope.scaling.original_context_length' must be positive", p);
+    rs.factor = float(double(c.max_position_embeddings) / double(rs.original_max_position_embeddings));
+    const double computed = rs.factor <= 1.0f ? 1.0 : std::sqrt(1.0 + std::log(double(rs.factor)) /
+                                                                          std::log(double(rs.original_max_position_embeddings)));
+    rs.attention_factor = float(g.get_float(p + "rope.scaling.attn_factor", computed));
+  }
+  if (g.has(p + "attention.sliding_window")) {
+    c.sliding_window = g.get_int(p + "attention.sliding_window");
+    if (c.sliding_window > 0) c.layer_types.assign(size_t(c.num_hidden_layers), "sliding_attention");
+  }
+}
+
 }  // namespace
 
 float gguf_query_pre_attn_scalar(const ModelConfig& c) {
@@ -86,6 +119,14 @@ ModelConfig gguf_model_config(const GGUFFile& g) {
   c.num_attention_heads = g.get_int(p + "attention.head_count");
   c.num_key_value_heads = g.get_int(p + "attention.head_count_kv", c.num_attention_heads);
   c.head_dim = g.get_int(p + "attention.key_length", c.num_attention_heads > 0 ? c.hidden_size / c.num_attention_heads : 0);
+  // RoPE over part of each head (Phi-4-mini's 96 of 128): llama.cpp's n_rot
+  const int64_t n_rot = g.get_int(p + "rope.dimension_count", c.head_dim);
+  if (n_rot != c.head_dim) {
+    if (a.interleaved_rope)
+      fail_format(g.path(), "key '{}rope.dimension_count' = {} differs from head_dim {}: partial rotary embeddings are "
+                            "supported for the NEOX-RoPE families only", p, n_rot, c.head_dim);
+    c.rotary_dim = n_rot;
+  }
   c.rms_norm_eps = float(g.get_float(p + "attention.layer_norm_rms_epsilon", 1e-5));
   c.rope_theta = float(g.get_float(p + "rope.freq_base", 10000.0));
   c.max_position_embeddings = g.get_int(p + "context_length", 2048);
@@ -102,6 +143,7 @@ ModelConfig gguf_model_config(const GGUFFile& g) {
   // (llama.cpp has no key for the NoPE layers: its smollm3 graph skips RoPE on every 4th layer, as the family does)
   apply_family(a, c);
   if (c.gemma_block) read_gemma_keys(g, p, a, c);
+  if (a.fused_linears) read_phi3_keys(g, p, c);
   c.bos_token_id = g.get_int("tokenizer.ggml.bos_token_id", c.bos_token_id);
   c.eos_token_id = g.get_int("tokenizer.ggml.eos_token_id", c.eos_token_id);
 
@@ -142,6 +184,15 @@ Model load_gguf_model(const std::string& path, const LoadOptions& options) {
   const std::vector<LayerTensorSpec> specs = layer_tensor_specs(c);
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
     for (const LayerTensorSpec& s : specs) {
+      if (s.fused_part > 0) continue;
+      if (s.fused_part == 0) {  // Phi-3's attn_qkv / ffn_up (gate rows first): the parts are row ranges of it
+        const Tensor whole = load(gguf_layer_name(i, s), fused_shape(s, c), s.kind);
+        for (const LayerTensorSpec& part : fused_group(s, specs)) {
+          const auto [begin, end] = fused_rows(part, c);
+          w.layers[size_t(i)].*part.member = whole.slice_rows(begin, end);
+        }
+        continue;
+      }
       Tensor t = load(gguf_layer_name(i, s), expected_shape(s, c), s.kind);
       if (arch.interleaved_rope && s.rope != RopeRows::None) {
         Tensor permuted = rope_interleaved_to_half(t, rope_heads(s, c));

@@ -120,14 +120,18 @@ void save_gguf_model(const Model& model, const std::string& path, std::optional<
     g.set_u32(p + "attention.key_length", uint32_t(c.head_dim));
     g.set_u32(p + "attention.value_length", uint32_t(c.head_dim));
   }
-  g.set_u32(p + "rope.dimension_count", uint32_t(c.head_dim));
+  g.set_u32(p + "rope.dimension_count", uint32_t(c.rope_dim()));
   g.set_u32(p + "vocab_size", uint32_t(c.vocab_size));
   if (c.rope_scaling.type == "linear") {
     g.set_string(p + "rope.scaling.type", "linear");
     g.set_f32(p + "rope.scaling.factor", c.rope_scaling.factor);
+  } else if (c.rope_scaling.type == "longrope") {  // (the factor lists are tensors, below)
+    g.set_f32(p + "rope.scaling.attn_factor", c.rope_scaling.attention_factor);
+    g.set_u32(p + "rope.scaling.original_context_length", uint32_t(c.rope_scaling.original_max_position_embeddings));
   } else if (!c.rope_scaling.type.empty() && c.rope_scaling.type != "llama3") {
     fail("{}: RoPE scaling '{}' cannot be written as GGUF here (linear, llama3)", path, c.rope_scaling.type);
   }
+  if (family.fused_linears && c.has_sliding_layers()) g.set_u32(p + "attention.sliding_window", uint32_t(c.sliding_window));
   if (c.gemma_block) {
     g.set_u32(p + "attention.sliding_window", uint32_t(c.sliding_window));
     if (family.local_rope_base) g.set_f32(p + "rope.freq_base_swa", c.rope_local_base_freq);
@@ -140,11 +144,39 @@ void save_gguf_model(const Model& model, const std::string& path, std::optional<
 
   add(g, "token_embd.weight", w.tok_embeddings, weight_dtype(w.tok_embeddings));
   if (c.rope_scaling.type == "llama3") g.add_tensor("rope_freqs.weight", llama3_rope_freqs(c));
+  if (c.rope_scaling.type == "longrope") {
+    auto factors = [](const std::vector<float>& v) {
+      Tensor t(DType::F32, {int64_t(v.size())});
+      std::copy(v.begin(), v.end(), t.f32());
+      return t;
+    };
+    g.add_tensor("rope_factors_long.weight", factors(c.rope_scaling.long_factor));
+    g.add_tensor("rope_factors_short.weight", factors(c.rope_scaling.short_factor));
+  }
   add(g, "output_norm.weight", w.norm, DType::F32);
   if (!tied) add(g, "output.weight", w.lm_head, weight_dtype(w.lm_head));
   const std::vector<LayerTensorSpec> specs = layer_tensor_specs(c);
   for (int64_t l = 0; l < c.num_hidden_layers; ++l)
     for (const LayerTensorSpec& s : specs) {
+      if (s.fused_part > 0) continue;
+      if (s.fused_part == 0) {  // Phi-3's attn_qkv / ffn_up, made from the parts while written
+        std::vector<Tensor> parts;
+        for (const LayerTensorSpec& part : fused_group(s, specs)) {
+          parts.push_back(w.layers[size_t(l)].*part.member);
+          if (parts.back().empty()) fail("{}: cannot save: layer {} has no part {} of {}", path, l, part.fused_part, s.gguf_name);
+        }
+        const DType d = weight_dtype(parts[0]);
+        for (const Tensor& t : parts)
+          if (weight_dtype(t) != d)
+            fail("{}: the parts of layer {}'s {} have different types ({} and {})", path, l, s.gguf_name,
+                 dtype_name(d), dtype_name(weight_dtype(t)));
+        g.add_tensor_lazy(gguf_layer_name(l, s), d, fused_shape(s, c), [parts, d] {
+          std::vector<Tensor> converted;
+          for (const Tensor& t : parts) converted.push_back(as(t, d));
+          return Tensor::concat_rows(converted);
+        });
+        continue;
+      }
       const Tensor& t = w.layers[size_t(l)].*s.member;
       if (t.empty()) fail("{}: cannot save: layer {} has no {}", path, l, s.hf_name);
       std::function<Tensor(Tensor)> permute;

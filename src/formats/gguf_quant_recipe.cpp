@@ -85,6 +85,10 @@ DType gguf_tensor_type(const GGUFQuantRecipe& r, const std::string& gguf_name, i
     else if (layer < n_layers / 8 && (is(r, "iq4_nl") || is(r, "iq4_xs"))) t = DType::Q5_K;
     else if (is(r, "q5_k_m") && use_more_bits(layer, n_layers)) t = DType::Q6_K;
     else if (is(r, "q4_k_s") && layer < n_layers / 8) t = DType::Q5_K;
+  } else if (tensor == "attn_qkv.weight") {  // (Phi-3's fused q|k|v)
+    if (is(r, "q3_k_m") || is(r, "q3_k_l")) t = DType::Q4_K;
+    else if (is(r, "q4_k_m")) t = DType::Q5_K;
+    else if (is(r, "q5_k_m")) t = DType::Q6_K;
   } else if (tensor == "attn_output.weight") {
     if (is(r, "q2_k")) t = DType::Q3_K;
     else if (is(r, "q3_k_m")) t = DType::Q4_K;

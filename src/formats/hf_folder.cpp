@@ -163,6 +163,16 @@ Model load_hf_folder(const std::string& dir, const LoadOptions& options) {
   const std::vector<LayerTensorSpec> specs = layer_tensor_specs(c);
   for (int64_t i = 0; i < c.num_hidden_layers; ++i)
     for (const LayerTensorSpec& s : specs) {
+      if (s.fused_part > 0) continue;  // (read with the first part)
+      if (s.fused_part == 0) {  // Phi-3's qkv_proj / gate_up_proj: the model holds the parts as row ranges of it
+        // (a bitsandbytes-quantized fused matrix is decoded: its blocks run across the parts' rows)
+        const Tensor whole = load_weight(ckpt, dir, hf_layer_name(i, s), fused_shape(s, c), s.kind, /*keep_quantized=*/false);
+        for (const LayerTensorSpec& part : fused_group(s, specs)) {
+          const auto [begin, end] = fused_rows(part, c);
+          w.layers[size_t(i)].*part.member = whole.slice_rows(begin, end);
+        }
+        continue;
+      }
       Tensor t = load_weight(ckpt, dir, hf_layer_name(i, s), expected_shape(s, c), s.kind);
       w.layers[size_t(i)].*s.member = s.kind == WeightKind::Norm ? norm_from_checkpoint(std::move(t), c) : std::move(t);
     }
@@ -192,6 +202,20 @@ void save_hf_folder(const Model& model, const std::string& dir, std::optional<DT
   const std::vector<LayerTensorSpec> specs = layer_tensor_specs(model.config);
   for (size_t i = 0; i < w.layers.size(); ++i)
     for (const LayerTensorSpec& s : specs) {
+      if (s.fused_part > 0) continue;
+      if (s.fused_part == 0) {  // Phi-3: the parts written as the one matrix the checkpoints hold
+        std::vector<Tensor> parts;
+        for (const LayerTensorSpec& part : fused_group(s, specs)) {
+          const Tensor& t = w.layers[i].*part.member;
+          if (t.empty()) fail("{}: cannot save: layer {} has no part {} of {}", dir, i, part.fused_part, s.hf_name);
+          if (t.quantized() && !is_ggml_quant(t.dtype()) && !dtype)
+            fail("{}: cannot save {} quantized by bitsandbytes (its blocks would run across q, k and v); pass a dtype",
+                 dir, s.hf_name);
+          parts.push_back(stored(t));
+        }
+        tensors[hf_layer_name(int64_t(i), s)] = Tensor::concat_rows(parts);
+        continue;
+      }
       const Tensor& t = w.layers[i].*s.member;
       if (t.empty()) fail("{}: cannot save: layer {} has no {}", dir, i, s.hf_name);
       if (t.quantized() && !is_ggml_quant(t.dtype()) && !dtype) {

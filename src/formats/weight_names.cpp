@@ -1,5 +1,8 @@
 #include "formats/weight_names.h"
 
+#include <algorithm>
+#include <string>
+
 #include "core/error.h"
 
 namespace lora {
@@ -25,6 +28,19 @@ std::vector<LayerTensorSpec> layer_tensor_specs(const ModelConfig& config) {
     };
     if (!config.qk_norm) gemma.erase(gemma.begin() + 5, gemma.begin() + 7);  // Gemma 2 has no head norms
     return gemma;
+  }
+  if (config.fused_linears) {  // Phi-3: q|k|v and gate|up as one matrix each, in config.json's and in GGUF's files
+    return {
+        {"input_layernorm.weight", "attn_norm.weight", &LayerWeights::attn_norm, K::Norm, R::None},
+        {"self_attn.qkv_proj.weight", "attn_qkv.weight", &LayerWeights::wq, K::Linear, R::QueryHeads, 0},
+        {"self_attn.qkv_proj.weight", "attn_qkv.weight", &LayerWeights::wk, K::Linear, R::KeyValueHeads, 1},
+        {"self_attn.qkv_proj.weight", "attn_qkv.weight", &LayerWeights::wv, K::Linear, R::None, 2},
+        {"self_attn.o_proj.weight", "attn_output.weight", &LayerWeights::wo, K::Linear, R::None},
+        {"post_attention_layernorm.weight", "ffn_norm.weight", &LayerWeights::ffn_norm, K::Norm, R::None},
+        {"mlp.gate_up_proj.weight", "ffn_up.weight", &LayerWeights::w_gate, K::Linear, R::None, 0},
+        {"mlp.gate_up_proj.weight", "ffn_up.weight", &LayerWeights::w_up, K::Linear, R::None, 1},
+        {"mlp.down_proj.weight", "ffn_down.weight", &LayerWeights::w_down, K::Linear, R::None},
+    };
   }
   std::vector<LayerTensorSpec> specs = {
       {"input_layernorm.weight", "attn_norm.weight", &LayerWeights::attn_norm, K::Norm, R::None},
@@ -63,6 +79,32 @@ std::vector<int64_t> expected_shape(const LayerTensorSpec& spec, const ModelConf
   if (m == &LayerWeights::w_down) return {D, H};
   if (m == &LayerWeights::bq) return {c.q_dim()};
   return {c.kv_dim()};  // bk, bv
+}
+
+std::vector<LayerTensorSpec> fused_group(const LayerTensorSpec& spec, const std::vector<LayerTensorSpec>& specs) {
+  if (spec.fused_part < 0) return {spec};
+  std::vector<LayerTensorSpec> group;
+  for (const LayerTensorSpec& s : specs)
+    if (s.fused_part >= 0 && std::string(s.hf_name) == spec.hf_name) group.push_back(s);
+  std::sort(group.begin(), group.end(), [](const auto& a, const auto& b) { return a.fused_part < b.fused_part; });
+  return group;
+}
+
+std::pair<int64_t, int64_t> fused_rows(const LayerTensorSpec& spec, const ModelConfig& c) {
+  int64_t begin = 0;
+  for (const LayerTensorSpec& s : fused_group(spec, layer_tensor_specs(c))) {
+    const int64_t rows = expected_shape(s, c)[0];
+    if (s.member == spec.member) return {begin, begin + rows};
+    begin += rows;
+  }
+  fail("{} is not part of the fused tensor it names", spec.hf_name);
+}
+
+std::vector<int64_t> fused_shape(const LayerTensorSpec& spec, const ModelConfig& c) {
+  std::vector<int64_t> shape = expected_shape(spec, c);
+  shape[0] = 0;
+  for (const LayerTensorSpec& s : fused_group(spec, layer_tensor_specs(c))) shape[0] += expected_shape(s, c)[0];
+  return shape;
 }
 
 int64_t rope_heads(const LayerTensorSpec& spec, const ModelConfig& c) {

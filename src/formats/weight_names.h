@@ -18,11 +18,20 @@ struct LayerTensorSpec {
   Tensor LayerWeights::*member;
   WeightKind kind;
   RopeRows rope;
+  // Part `fused_part` of a tensor that the files store fused (Phi-3's qkv_proj holds q, k and v; its gate_up_proj
+  // gate and up, in that order of rows): hf_name and gguf_name then name the fused tensor. -1: a tensor of its own.
+  int fused_part = -1;
 };
 
 // Every tensor of a layer, with the q/k/v biases only when the config has attention_bias and the q/k head
 // norms only when it has qk_norm.
 std::vector<LayerTensorSpec> layer_tensor_specs(const ModelConfig& config);
+// The specs that share spec's fused tensor, in row order (spec alone when it is not fused).
+std::vector<LayerTensorSpec> fused_group(const LayerTensorSpec& spec, const std::vector<LayerTensorSpec>& specs);
+// Rows [begin, end) of the fused tensor that hold spec's part, and the fused tensor's shape.
+std::pair<int64_t, int64_t> fused_rows(const LayerTensorSpec& spec, const ModelConfig& config);
+std::vector<int64_t> fused_shape(const LayerTensorSpec& spec, const ModelConfig& config);
+
 // Row-major shape the config implies for the tensor.
 std::vector<int64_t> expected_shape(const LayerTensorSpec& spec, const ModelConfig& config);
 // Heads the rows split into for the RoPE permutation (0 when spec.rope is None).

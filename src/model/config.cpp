@@ -67,9 +67,27 @@ RopeScaling parse_rope_scaling(const json& j, const std::string& path) {
   if (present(j, "rope_type")) type = j.at("rope_type").is_string() ? j.at("rope_type").get<std::string>() : "";
   else if (present(j, "type")) type = j.at("type").is_string() ? j.at("type").get<std::string>() : "";
   if (type == "default") return rs;
-  if (type != "llama3" && type != "linear")
-    fail_format(path, "rope_scaling type '{}' is not supported (supported: llama3, linear)", type);
+  if (type == "su") type = "longrope";  // (Phi-3's first configs)
+  if (type != "llama3" && type != "linear" && type != "longrope")
+    fail_format(path, "rope_scaling type '{}' is not supported (supported: llama3, linear, longrope)", type);
   rs.type = type;
+  if (type == "longrope") {
+    auto factors = [&](const char* key) {
+      if (!present(j, key) || !j.at(key).is_array())
+        fail_format(path, "rope_scaling longrope needs a list '{}'", key);
+      std::vector<float> v;
+      for (const json& e : j.at(key)) {
+        if (!e.is_number() || !(e.get<double>() > 0.0) || !(e.get<double>() <= 1e30))
+          fail_format(path, "rope_scaling '{}' must hold positive numbers, found {}", key, e.dump());
+        v.push_back(float(e.get<double>()));
+      }
+      return v;
+    };
+    rs.short_factor = factors("short_factor");
+    rs.long_factor = factors("long_factor");
+    rs.attention_factor = present(j, "attention_factor") ? optional_float(j, "attention_factor", 1.0, path) : 0.0f;
+    return rs;  // (its original_max_position_embeddings is config.json's top-level one)
+  }
   rs.factor = optional_float(j, "factor", 1.0, path);
   rs.low_freq_factor = optional_float(j, "low_freq_factor", rs.low_freq_factor, path);
   rs.high_freq_factor = optional_float(j, "high_freq_factor", rs.high_freq_factor, path);
@@ -138,6 +156,36 @@ void parse_gemma_fields(const json& j, const ModelFamily& family, ModelConfig& c
   }
 }
 
+// LongRoPE's context: the factor set switches at config.json's top-level original_max_position_embeddings, and
+// the attention factor follows from how far max_position_embeddings reaches past it (transformers' rule).
+void set_longrope_context(const json& j, ModelConfig& c, const std::string& path) {
+  RopeScaling& rs = c.rope_scaling;
+  rs.original_max_position_embeddings =
+      optional_int(j, "original_max_position_embeddings", c.max_position_embeddings, path);
+  if (rs.original_max_position_embeddings <= 0)
+    fail_format(path, "original_max_position_embeddings must be positive, found {}", rs.original_max_position_embeddings);
+  rs.factor = float(double(c.max_position_embeddings) / double(rs.original_max_position_embeddings));
+  if (rs.attention_factor == 0.0f)
+    rs.attention_factor = rs.factor <= 1.0f ? 1.0f
+                                            : float(std::sqrt(1.0 + std::log(double(rs.factor)) /
+                                                                        std::log(double(rs.original_max_position_embeddings))));
+}
+
+// Phi-3's own fields: a sliding window over every layer (transformers' Phi3 masks every layer with it; null: none),
+// and the rotary fraction, which must be whole (Phi-4-mini's 0.75 is not supported yet).
+void parse_phi3_fields(const json& j, ModelConfig& c, const std::string& path) {
+  const float rotary = optional_float(j, "partial_rotary_factor", 1.0, path);
+  if (!(rotary > 0.0f && rotary <= 1.0f))
+    fail_format(path, "field 'partial_rotary_factor' must be in (0, 1], found {}", j.at("partial_rotary_factor").dump());
+  // transformers: int(head_dim * partial_rotary_factor) values of each head rotate (Phi-4-mini: 96 of 128)
+  if (rotary != 1.0f) c.rotary_dim = int64_t(double(c.head_dim) * double(rotary));
+  if (present(j, "sliding_window")) {
+    c.sliding_window = get_int(j, "sliding_window", path);
+    if (c.sliding_window <= 0) fail_format(path, "field 'sliding_window' must be positive or null, found {}", c.sliding_window);
+    c.layer_types.assign(size_t(c.num_hidden_layers), "sliding_attention");
+  }
+}
+
 // The shortest decimal that reads back as the same float: 1e-5f is written "1e-05" as transformers
 // writes it, not 9.999999747378752e-06.
 double shortest(float v) { return std::stod(fmt::format("{}", v)); }
@@ -192,15 +240,18 @@ ModelConfig ModelConfig::from_hf_json(const json& j, const std::string& path) {
   if (c.head_dim == 0 && c.num_attention_heads > 0) c.head_dim = c.hidden_size / c.num_attention_heads;
   c.max_position_embeddings =
       optional_int(j, "max_position_embeddings", family->default_max_position_embeddings, path);
-  c.rms_norm_eps = optional_float(j, "rms_norm_eps", 1e-6, path);
+  c.rms_norm_eps = optional_float(j, "rms_norm_eps", family->default_rms_norm_eps, path);
   c.rope_theta = optional_float(j, "rope_theta", family->default_rope_theta, path);
   if (present(j, "rope_scaling")) c.rope_scaling = parse_rope_scaling(j.at("rope_scaling"), path);
+  if (c.rope_scaling.type == "longrope") set_longrope_context(j, c, path);
   c.tie_word_embeddings = optional_bool(j, "tie_word_embeddings", family->default_tie_word_embeddings, path);
   // Qwen2 always has q/k/v biases (its config has no switch for them).
   c.attention_bias = family->qkv_bias || optional_bool(j, "attention_bias", false, path);
   c.qk_norm = family->qk_norm;
   if (family->nope_interval > 0) c.no_rope_layers = parse_no_rope_layers(j, family->nope_interval, c.num_hidden_layers, path);
   if (family->gemma_block) parse_gemma_fields(j, *family, c, path);
+  c.fused_linears = family->fused_linears;
+  if (family->fused_linears) parse_phi3_fields(j, c, path);
   c.bos_token_id = token_id(j, "bos_token_id", c.bos_token_id, path);
   c.eos_token_id = token_id(j, "eos_token_id", c.eos_token_id, path);
 
@@ -225,6 +276,15 @@ json ModelConfig::to_hf_json() const {
   j["rope_theta"] = shortest(rope_theta);
   if (rope_scaling.type.empty()) {
     j["rope_scaling"] = nullptr;
+  } else if (rope_scaling.type == "longrope") {
+    auto floats = [](const std::vector<float>& v) {
+      json a = json::array();
+      for (float x : v) a.push_back(shortest(x));
+      return a;
+    };
+    j["rope_scaling"] = {{"type", "longrope"}, {"short_factor", floats(rope_scaling.short_factor)},
+                         {"long_factor", floats(rope_scaling.long_factor)}};
+    j["original_max_position_embeddings"] = rope_scaling.original_max_position_embeddings;
   } else {
     j["rope_scaling"] = {{"rope_type", rope_scaling.type}, {"factor", shortest(rope_scaling.factor)}};
     if (rope_scaling.type == "llama3") {
@@ -237,6 +297,8 @@ json ModelConfig::to_hf_json() const {
   if (!model_family(model_type).qkv_bias) j["attention_bias"] = attention_bias;
   if (!no_rope_layers.empty()) j["no_rope_layers"] = no_rope_layers;
   if (model_type == "qwen3" || model_type == "smollm3") j["use_sliding_window"] = false;
+  if (fused_linears) j["sliding_window"] = has_sliding_layers() ? json(sliding_window) : json(nullptr);
+  if (rope_dim() != head_dim) j["partial_rotary_factor"] = double(rotary_dim) / double(head_dim);
   if (gemma_block) {
     j["query_pre_attn_scalar"] = shortest(query_pre_attn_scalar);
     j["sliding_window"] = sliding_window;
@@ -295,11 +357,20 @@ void ModelConfig::validate(const std::string& path) const {
                   attn_logit_softcapping, final_logit_softcapping);
   }
   if (head_dim % 2 != 0) fail_format(path, "head_dim ({}) must be even for rotary embeddings", head_dim);
+  if (rotary_dim < 0 || rotary_dim > head_dim || rotary_dim % 2 != 0)
+    fail_format(path, "the rotary dimension ({} of head_dim {}) must be even and at most head_dim", rotary_dim, head_dim);
   if (!(rms_norm_eps > 0.0f)) fail_format(path, "rms_norm_eps must be positive, found {}", rms_norm_eps);
   if (!(rope_theta > 0.0f)) fail_format(path, "rope_theta must be positive, found {}", rope_theta);
   if (!rope_scaling.type.empty()) {
-    if (rope_scaling.type != "llama3" && rope_scaling.type != "linear")
-      fail_format(path, "rope_scaling type '{}' is not supported (supported: llama3, linear)", rope_scaling.type);
+    if (rope_scaling.type != "llama3" && rope_scaling.type != "linear" && rope_scaling.type != "longrope")
+      fail_format(path, "rope_scaling type '{}' is not supported (supported: llama3, linear, longrope)", rope_scaling.type);
+    if (rope_scaling.type == "longrope" && (int64_t(rope_scaling.short_factor.size()) != rope_dim() / 2 ||
+                                            int64_t(rope_scaling.long_factor.size()) != rope_dim() / 2))
+      fail_format(path, "rope_scaling longrope needs {}/2 = {} short_factor and long_factor values, found {} and {}",
+                  rope_dim() == head_dim ? "head_dim" : "the rotary dimension", rope_dim() / 2,
+                  rope_scaling.short_factor.size(), rope_scaling.long_factor.size());
+    if (rope_scaling.type == "longrope" && !(rope_scaling.attention_factor > 0.0f))
+      fail_format(path, "rope_scaling attention_factor must be positive, found {}", rope_scaling.attention_factor);
     if (!(rope_scaling.factor > 0.0f)) fail_format(path, "rope_scaling factor must be positive, found {}", rope_scaling.factor);
     if (rope_scaling.type == "llama3" &&
         (!(rope_scaling.low_freq_factor > 0.0f) || !(rope_scaling.high_freq_factor > rope_scaling.low_freq_factor) ||

@@ -9,11 +9,16 @@
 namespace lora {
 
 struct RopeScaling {
-  std::string type;  // "" (none), "llama3", "linear"
+  std::string type;  // "" (none), "llama3", "linear", "longrope" (Phi-3)
   float factor = 1.0f;
   float low_freq_factor = 1.0f;
   float high_freq_factor = 4.0f;
   int64_t original_max_position_embeddings = 8192;
+  // LongRoPE (Phi-3): frequency i is divided by short_factor[i] for contexts up to original_max_position_embeddings
+  // and by long_factor[i] beyond (config.json's top-level original_max_position_embeddings); cos and sin are
+  // multiplied by attention_factor (sqrt(1 + ln(max/original) / ln(original)) unless config.json gives one).
+  std::vector<float> short_factor, long_factor;
+  float attention_factor = 1.0f;
 };
 
 struct ModelConfig {
@@ -25,6 +30,7 @@ struct ModelConfig {
   int64_t num_attention_heads = 0;
   int64_t num_key_value_heads = 0;
   int64_t head_dim = 0;  // hidden_size / num_attention_heads unless config.json says otherwise
+  int64_t rotary_dim = 0;  // RoPE on the first rotary_dim values of each head, 0: all (Phi-4-mini: partial_rotary_factor)
   int64_t vocab_size = 0;
   int64_t max_position_embeddings = 2048;
   float rms_norm_eps = 1e-5f;
@@ -32,6 +38,7 @@ struct ModelConfig {
   RopeScaling rope_scaling;
   bool tie_word_embeddings = false;
   bool attention_bias = false;  // q/k/v biases (Qwen2)
+  bool fused_linears = false;   // Phi-3: files hold qkv_proj and gate_up_proj (model/family.h)
   bool qk_norm = false;         // RMSNorm of each q and k head (weights q_norm, k_norm of head_dim) before RoPE (Qwen3)
   // SmolLM3's "no_rope_layers": 1 where layer l applies RoPE, 0 where it does not (NoPE); empty: every layer does.
   std::vector<int64_t> no_rope_layers;
@@ -52,6 +59,7 @@ struct ModelConfig {
   int64_t eos_token_id = 2;
 
   int64_t q_dim() const { return num_attention_heads * head_dim; }
+  int64_t rope_dim() const { return rotary_dim > 0 ? rotary_dim : head_dim; }
   int64_t kv_dim() const { return num_key_value_heads * head_dim; }
   bool uses_rope(int64_t layer) const { return no_rope_layers.empty() || no_rope_layers[size_t(layer)] != 0; }
   bool is_sliding(int64_t layer) const { return !layer_types.empty() && layer_types[size_t(layer)] == "sliding_attention"; }

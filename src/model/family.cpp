@@ -30,6 +30,11 @@ constexpr ModelFamily kFamilies[] = {
      "embeddings x sqrt(hidden), 5 local (sliding-window) layers to 1 global, query_pre_attn_scalar",
      /*gemma_block=*/true, /*default_rope_theta=*/1000000.0, /*default_tie_word_embeddings=*/true,
      /*sliding_window_pattern=*/6, /*local_rope_base=*/true},
+    {"phi3", "Phi3ForCausalLM", "phi3", false, false, false, 0, 4096,
+     "Phi-3 block: Llama's with q|k|v fused in qkv_proj and gate|up in gate_up_proj, LongRoPE, partial rotary (Phi-4-mini)",
+     /*gemma_block=*/false, /*default_rope_theta=*/10000.0, /*default_tie_word_embeddings=*/false,
+     /*sliding_window_pattern=*/0, /*local_rope_base=*/false, /*default_attn_softcap=*/0.0, /*default_final_softcap=*/0.0,
+     /*fused_linears=*/true, /*default_rms_norm_eps=*/1e-5},
 };
 
 template <class Key>
@@ -86,6 +91,7 @@ void apply_family(const ModelFamily& f, ModelConfig& c) {
   c.qk_norm = f.qk_norm;
   c.no_rope_layers = f.nope_interval > 0 ? nope_layers(c.num_hidden_layers, f.nope_interval) : std::vector<int64_t>{};
   c.gemma_block = f.gemma_block;
+  c.fused_linears = f.fused_linears;
   c.hidden_act = f.gemma_block ? "gelu_pytorch_tanh" : "silu";
   c.layer_types = f.sliding_window_pattern > 0 ? sliding_layer_types(c.num_hidden_layers, f.sliding_window_pattern)
                                                : std::vector<std::string>{};

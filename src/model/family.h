@@ -17,6 +17,8 @@
 //                                                                      GeGLU (tanh GELU), embeddings x sqrt(hidden),
 //                                                                      local (sliding-window) and global layers, the
 //                                                                      local ones with their own RoPE base
+//   phi3       Phi3ForCausalLM            phi3       as in HF (NEOX)   q|k|v and gate|up stored fused (qkv_proj,
+//                                                                      gate_up_proj; GGUF attn_qkv, ffn_up), LongRoPE
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -45,6 +47,11 @@ struct ModelFamily {
   bool local_rope_base = false;         // local layers with their own RoPE base, rope_local_base_freq (Gemma 3)
   // transformers' defaults of attn_logit_softcapping and final_logit_softcapping (0: null, no capping)
   double default_attn_softcap = 0.0, default_final_softcap = 0.0;
+  // Phi-3: the files hold q|k|v as one qkv_proj and gate|up as one gate_up_proj (and PEFT adapts them as one
+  // module each); the model holds the parts (formats/weight_names.h).
+  bool fused_linears = false;
+  // transformers' rms_norm_eps when config.json leaves it out
+  double default_rms_norm_eps = 1e-6;
 };
 
 // By config.json model_type, by architecture name, by GGUF architecture: null when unknown.

@@ -224,6 +224,27 @@ ModelConfig smollm3_3b_config() {
   return c;
 }
 
+// microsoft/Phi-3-mini-4k-instruct's config.json: 32 layers of 32 heads (no GQA) over 3072, plain RoPE, the
+// window of 2047 over every layer that transformers applies.
+ModelConfig phi3_mini_config() {
+  ModelConfig c;
+  c.num_hidden_layers = 32;
+  apply_family(model_family("phi3"), c);
+  c.hidden_size = 3072;
+  c.intermediate_size = 8192;
+  c.num_attention_heads = 32;
+  c.num_key_value_heads = 32;
+  c.head_dim = 96;
+  c.vocab_size = 32064;
+  c.max_position_embeddings = 4096;
+  c.rms_norm_eps = 1e-5f;
+  c.rope_theta = 10000.0f;
+  c.tie_word_embeddings = false;
+  c.sliding_window = 2047;
+  c.layer_types.assign(size_t(c.num_hidden_layers), "sliding_attention");
+  return c;
+}
+
 // google/gemma-3-1b-pt's config.json: head_dim 256 with 4 heads over a hidden size of 1152, one key/value head,
 // 5 local layers (window 512, RoPE base 1e4) to each global one (RoPE base 1e6, no scaling in the 1B).
 ModelConfig gemma3_1b_config() {
@@ -281,8 +302,9 @@ ModelConfig model_config_by_name(const std::string& name) {
   if (name == "qwen2.5-0.5b") return qwen25_05b_config();
   if (name == "qwen3-0.6b") return qwen3_06b_config();
   if (name == "smollm3-3b") return smollm3_3b_config();
+  if (name == "phi3-mini") return phi3_mini_config();
   if (name == "llama2-7b") return llama2_7b_config();
-  fail("unknown model shape '{}' (known: smollm2-135m, qwen2.5-0.5b, qwen3-0.6b, smollm3-3b, gemma2-2b, gemma3-1b, "
+  fail("unknown model shape '{}' (known: smollm2-135m, qwen2.5-0.5b, qwen3-0.6b, smollm3-3b, gemma2-2b, gemma3-1b, phi3-mini, "
        "llama2-7b)", name);
 }
 

@@ -26,6 +26,7 @@ ModelConfig qwen25_05b_config();
 ModelConfig qwen3_06b_config();
 ModelConfig smollm3_3b_config();
 ModelConfig gemma3_1b_config();
+ModelConfig phi3_mini_config();  // microsoft/Phi-3-mini-4k-instruct (fused qkv_proj, gate_up_proj)
 ModelConfig llama2_7b_config();
 // "smollm2-135m", "qwen2.5-0.5b", "qwen3-0.6b", "smollm3-3b", "llama2-7b"; throws lora::Error listing them otherwise.
 ModelConfig model_config_by_name(const std::string& name);

@@ -82,6 +82,7 @@ void TrainableModel::layer_backward(int64_t l, LayerActivations& a, Tensor& dx, 
     layer_backward_as<bf16>(l, a, dx, B, T);
   else
     layer_backward_as<float>(l, a, dx, B, T);
+  sum_shared_a_gradients(l);
 }
 
 template <typename E>
@@ -102,7 +103,7 @@ void TrainableModel::layer_forward_as(int64_t l, LayerActivations& a, int64_t B,
   Tensor &q_proj = c.qk_norm ? a.q_pre : q32, &k_proj = c.qk_norm ? a.k_pre : k32;
   Tensor &gate32 = f32 ? a.gate : fs.gate, &up32 = f32 ? a.up : fs.up;
   auto lin = [&](Proj p, const Tensor& in, Tensor& out) {
-    std::mt19937_64 rng = dropout_rng(seed, l, p);
+    std::mt19937_64 rng = dropout_rng(seed, l, lora_a_holder(p, c));  // (the parts of a fused module: one mask)
     LinearParams lp = slots[p].params();
     lp.profiler = profiler;
     adapted_linear_forward(lp, in, out, &a.linear[p], training ? &rng : nullptr);
@@ -350,9 +351,10 @@ TrainableModel::Result TrainableModel::run(const int32_t* tokens, const int32_t*
   if (B < 1 || T < 1) fail("a batch needs at least one sequence of one token");
   if (T > c.max_position_embeddings)
     fail("sequence length {} exceeds the model's context ({})", T, c.max_position_embeddings);
-  if (rope_.max_positions < T) rope_ = RopeTable(c, std::max<int64_t>(T, 256));
-  if (c.has_sliding_layers() && rope_local_.max_positions < T)
-    rope_local_ = RopeTable(c.local_rope_config(), std::max<int64_t>(T, 256));
+  // (LongRoPE's factors follow the sequence length, as transformers picks them by the positions it sees)
+  auto stale = [&](const RopeTable& t) { return t.max_positions < T || t.long_factors != rope_uses_long_factors(c, T); };
+  if (stale(rope_)) rope_ = RopeTable(c, std::max<int64_t>(T, 256), T);
+  if (c.has_sliding_layers() && stale(rope_local_)) rope_local_ = RopeTable(c.local_rope_config(), std::max<int64_t>(T, 256), T);
   positions_.resize(size_t(n));
   for (int64_t i = 0; i < n; ++i) positions_[i] = int32_t(i % T);
   const bool training = backward;

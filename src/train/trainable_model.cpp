@@ -1,9 +1,12 @@
 // Building a TrainableModel: which tensors train, their initialization, and the parameter registry.
 // The forward and backward passes are in train_step.cpp.
+#include <algorithm>
 #include <cmath>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
+#include "adapters/adapter.h"
 #include "core/error.h"
 #include "core/linalg.h"
 #include "core/matmul.h"
@@ -18,6 +21,28 @@ const char* proj_module_path(Proj p) {
   static const char* names[kNumProj] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
                                         "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj"};
   return names[p];
+}
+
+Proj lora_a_holder(Proj p, const ModelConfig& c) {
+  if (!c.fused_linears) return p;
+  if (p == kK || p == kV) return kQ;
+  if (p == kUp) return kGate;
+  return p;
+}
+
+void TrainableModel::sum_shared_a_gradients(int64_t l) {
+  if (!base_.config.fused_linears) return;
+  for (int p = 0; p < kNumProj; ++p) {
+    const Proj holder = lora_a_holder(Proj(p), base_.config);
+    LinearSlot& s = slots_[size_t(l)][p];
+    if (holder == p || !s.lora) continue;
+    Tensor& sum = slots_[size_t(l)][holder].lora->grad_a;
+    float* g = s.lora->grad_a.f32();
+    for (int64_t i = 0; i < sum.numel(); ++i) {
+      sum.f32()[i] += g[i];
+      g[i] = 0.0f;
+    }
+  }
 }
 
 LinearParams LinearSlot::params() {
@@ -133,8 +158,53 @@ std::string peft_key(const std::string& module_path, const std::string& leaf) {
 
 }  // namespace
 
-TrainableModel TrainableModel::lora(const Model& base, const LoraConfig& config, uint64_t seed) {
-  config.validate();
+namespace {
+
+// Phi-3 has no q_proj..up_proj modules of its own: PEFT's default (q_proj, v_proj) means its attention input,
+// qkv_proj; other names of the parts are refused, naming the fused module to target instead.
+LoraConfig fused_targets(const LoraConfig& config, const ModelConfig& c) {
+  if (!c.fused_linears || !config.target_modules_regex.empty()) return config;
+  LoraConfig out = config;
+  if (config.target_modules == LoraConfig().target_modules) {
+    out.target_modules = {"qkv_proj"};
+    return out;
+  }
+  for (const std::string& t : config.target_modules) {
+    const std::string last = t.substr(t.rfind('.') == std::string::npos ? 0 : t.rfind('.') + 1);
+    for (const char* part : {"q_proj", "k_proj", "v_proj", "gate_proj", "up_proj"})
+      if (last == part)
+        fail("target module '{}': a {} model has no {} of its own; it fuses q|k|v into qkv_proj and gate|up into "
+             "gate_up_proj (target those)", t, c.model_type, part);
+  }
+  return out;
+}
+
+}  // namespace
+
+// PEFT's "Target modules ... not found in the base model": a named target that no module of this model matches.
+void check_targets_exist(const LoraConfig& config, const ModelConfig& c) {
+  if (!config.target_modules_regex.empty()) return;
+  std::vector<std::string> paths = {"model.embed_tokens", "lm_head"}, linears;
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l)
+    for (int p = 0; p < kNumProj; ++p) paths.push_back(file_module_path(l, LinearSite(p), c));
+  for (int p = 0; p < kNumProj; ++p) {
+    const std::string path = file_module_path(0, LinearSite(p), c), name = path.substr(path.rfind('.') + 1);
+    if (std::find(linears.begin(), linears.end(), name) == linears.end()) linears.push_back(name);
+  }
+  for (const std::string& t : config.target_modules) {
+    if (t == "all-linear") continue;
+    LoraConfig one;
+    one.target_modules = {t};
+    if (std::none_of(paths.begin(), paths.end(), [&](const std::string& p) { return one.targets(p); }))
+      fail("target module '{}' matches no module of this {} model (its linear modules: {})", t, c.model_type,
+           fmt::format("{}", fmt::join(linears, ", ")));
+  }
+}
+
+TrainableModel TrainableModel::lora(const Model& base, const LoraConfig& requested, uint64_t seed) {
+  requested.validate();
+  const LoraConfig config = fused_targets(requested, base.config);
+  check_targets_exist(config, base.config);
   TrainableModel m(base);
   m.type_ = FinetuningType::Lora;
   m.config_ = config;
@@ -149,16 +219,27 @@ TrainableModel TrainableModel::lora(const Model& base, const LoraConfig& config,
     for (int p = 0; p < kNumProj; ++p) {
       LinearSlot& s = m.slots_[size_t(l)][p];
       const std::string path = fmt::format("model.layers.{}.{}", l, proj_module_path(Proj(p)));
+      // What the config names: Phi-3's q, k and v are targeted (with one rank, one A) as qkv_proj, gate and up as
+      // gate_up_proj.
+      const std::string target = file_module_path(l, LinearSite(p), c);
+      const Proj holder = lora_a_holder(Proj(p), c);
       // An AdaLoRA module whose every triplet was pruned keeps no adapter at all.
-      if (config.targets(path) && config.rank_for(path) > 0) {
-        s.lora = std::make_unique<LoraLinear>(path, s.weight.dim(1), s.weight.dim(0), config.rank_for(path),
-                                              config.scaling_for(path), config.lora_dropout, config.use_dora);
-        if (config.adalora)
+      if (config.targets(target) && config.rank_for(target) > 0) {
+        if (target != path && (config.adalora || config.init_lora_weights == "pissa"))
+          fail("{} on {}'s fused module {} is not supported (target o_proj and down_proj alone, or use LoRA)",
+               config.adalora ? "AdaLoRA" : "PiSSA", c.model_type, target);
+        s.lora = std::make_unique<LoraLinear>(path, s.weight.dim(1), s.weight.dim(0), config.rank_for(target),
+                                              config.scaling_for(target), config.lora_dropout, config.use_dora);
+        if (holder != p)
+          s.lora->lora_a = m.slots_[size_t(l)][holder].lora->lora_a;  // one A for the fused module (shared storage)
+        else if (config.adalora)
           init_adalora(*s.lora, config.init_lora_weights, m.rng_);
         else if (config.init_lora_weights == "pissa")
           init_pissa(*s.lora, s.weight);
         else
           init_lora(*s.lora, config.init_lora_weights, m.rng_);
+        if (holder != p && config.init_lora_weights == "false")  // (B random too, per part)
+          fill_uniform(s.lora->lora_b, 1.0f / std::sqrt(float(s.lora->r)), m.rng_);
         if (config.use_dora) {  // m starts as ‖W + sBA‖: the adapted layer starts equal to the base
           const Tensor delta = s.lora->delta_weight();
           Tensor w = s.weight.to(DType::F32);
@@ -290,7 +371,8 @@ void TrainableModel::register_params() {
         add(peft_key(path, "lora_B"), s.lora->lora_b, s.lora->grad_b, true);
         add(peft_key(path, "lora_E"), s.lora->lora_e, s.lora->grad_e, true);
       } else if (s.lora) {
-        add(peft_key(path, "lora_A.weight"), s.lora->lora_a, s.lora->grad_a, true);
+        if (lora_a_holder(Proj(p), base_.config) == p)  // (the parts of a fused module train their holder's A)
+          add(peft_key(path, "lora_A.weight"), s.lora->lora_a, s.lora->grad_a, true);
         add(peft_key(path, "lora_B.weight"), s.lora->lora_b, s.lora->grad_b, true);
         if (s.lora->use_dora) add(peft_key(path, "lora_magnitude_vector"), s.lora->magnitude, s.lora->grad_magnitude, true);
       }

@@ -37,6 +37,10 @@ struct Param {
 // The seven linear layers of a block, in Hugging Face order.
 enum Proj { kQ, kK, kV, kO, kGate, kUp, kDown, kNumProj };
 const char* proj_module_path(Proj p);  // "self_attn.q_proj", ..., "mlp.down_proj"
+// The projection whose LoRA A the adapter of p uses: p itself, but in a model that fuses q|k|v and gate|up (Phi-3,
+// where PEFT adapts qkv_proj and gate_up_proj as one module each) the first part's for every part: kK, kV -> kQ,
+// kUp -> kGate. The parts share that tensor; their gradients of it are summed into the first part's.
+Proj lora_a_holder(Proj p, const ModelConfig& c);
 
 struct LinearSlot {
   Tensor weight;                      // frozen base view, or a trainable f32 copy
@@ -108,7 +112,8 @@ class TrainableModel {
   explicit TrainableModel(const Model& base);
   void register_params();
   void make_trainable(Tensor& weight, Tensor& grad);
-  void make_layer_norms_trainable(int64_t layer);  // attn/ffn norms (and q/k head norms) of one block
+  void make_layer_norms_trainable(int64_t layer);
+  void sum_shared_a_gradients(int64_t layer);  // (see lora_a_holder)  // attn/ffn norms (and q/k head norms) of one block
   Result run(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t T, float grad_scale, bool backward);
   // bf16 when every linear weight of block l is bf16 or quantized, else f32 (train/activations.h)
   DType storage_type(int64_t l) const;

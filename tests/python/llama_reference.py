@@ -7,7 +7,7 @@ loader's q/k permutation is checked too.
 
   llama_reference.py logits   --model M --tokens "1 5 9,1 7 3" --out logits.f32
   llama_reference.py nll      --model M --ids-file ids.txt --ctx N          (prints JSON)
-  llama_reference.py make-hf  --out DIR --seed S [--family qwen3|smollm3|gemma2|gemma3]   (random-weight HF folder)
+  llama_reference.py make-hf  --out DIR --seed S [--family qwen3|smollm3|gemma2|gemma3|phi3|phi4]   (random-weight HF folder)
 
 Gemma 3 (model_type gemma3_text) follows transformers' modeling_gemma3: its checkpoints' norm weights w are read
 as the factors 1 + w (Gemma3RMSNorm), embeddings are scaled by sqrt(hidden_size), every block has post-attention
@@ -113,6 +113,16 @@ def read_hf(folder):
         else:
             assert cfg.get("final_logit_softcapping") is None and cfg.get("attn_logit_softcapping") is None
         T = {k: (v + 1 if k.endswith("norm.weight") else v) for k, v in T.items()}  # Gemma3RMSNorm: x̂ (1 + w)
+    if is_phi3(cfg):  # Phi3Config's defaults; its fused qkv_proj / gate_up_proj are split into the parts here
+        cfg.setdefault("rms_norm_eps", 1e-5)
+        cfg.setdefault("original_max_position_embeddings", cfg.get("max_position_embeddings", 4096))
+        H, KV, d = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
+        for l in range(cfg["num_hidden_layers"]):
+            p = f"model.layers.{l}."
+            q, k, v = T.pop(p + "self_attn.qkv_proj.weight").split([H * d, KV * d, KV * d])
+            gate, up = T.pop(p + "mlp.gate_up_proj.weight").chunk(2)
+            T.update({p + "self_attn.q_proj.weight": q, p + "self_attn.k_proj.weight": k, p + "self_attn.v_proj.weight": v,
+                      p + "mlp.gate_proj.weight": gate, p + "mlp.up_proj.weight": up})
     W = {"embed": T["model.embed_tokens.weight"], "norm": T["model.norm.weight"]}
     W["lm_head"] = T.get("lm_head.weight", W["embed"]) if not cfg.get("tie_word_embeddings") else W["embed"]
     W["layers"] = []
@@ -146,13 +156,21 @@ def load(path):
 
 # ----------------------------------------------------------------------------- the model
 
-def inv_freq(cfg):
-    d = cfg["head_dim"]
+def rotary_dim(cfg):
+    """Phi-4-mini's partial rotary embedding: int(head_dim * partial_rotary_factor) values of each head rotate."""
+    return int(cfg["head_dim"] * cfg.get("partial_rotary_factor", 1.0))
+
+
+def inv_freq(cfg, seq_len=0):
+    d = rotary_dim(cfg)
     f = [cfg["rope_theta"] ** (-(2 * i) / d) for i in range(d // 2)]
     s = cfg.get("rope_scaling")
     if not s:
         return torch.tensor(f, dtype=DT)
     kind = s.get("rope_type", s.get("type"))
+    if kind == "longrope":  # Phi-3: the long factors once the positions reach past the original context
+        ext = s["long_factor"] if seq_len > cfg["original_max_position_embeddings"] else s["short_factor"]
+        return torch.tensor([x / e for x, e in zip(f, ext)], dtype=DT)
     factor = s["factor"]
     if kind == "linear":
         return torch.tensor([x / factor for x in f], dtype=DT)
@@ -175,8 +193,17 @@ def inv_freq(cfg):
 def rope(x, cfg, layout):
     """x [B, T, heads, d] at positions 0..T-1."""
     T, d = x.shape[1], x.shape[3]
-    ang = torch.arange(T, dtype=DT)[:, None] * inv_freq(cfg)[None, :]  # [T, d/2]
+    if rotary_dim(cfg) < d:  # the values past the rotary dimension pass unchanged
+        rd = rotary_dim(cfg)
+        return torch.cat([rope(x[..., :rd], cfg, layout), x[..., rd:]], dim=-1)
+    ang = torch.arange(T, dtype=DT)[:, None] * inv_freq(cfg, T)[None, :]  # [T, d/2]
     c, s = torch.cos(ang)[None, :, None, :], torch.sin(ang)[None, :, None, :]
+    scaling = cfg.get("rope_scaling") or {}
+    if scaling.get("type", scaling.get("rope_type")) == "longrope":  # transformers: cos and sin times the attention factor
+        factor = cfg["max_position_embeddings"] / cfg["original_max_position_embeddings"]
+        a = scaling.get("attention_factor") or (
+            1.0 if factor <= 1 else math.sqrt(1 + math.log(factor) / math.log(cfg["original_max_position_embeddings"])))
+        c, s = c * a, s * a
     if layout == "rotate_half":
         x1, x2 = x[..., : d // 2], x[..., d // 2:]
         return torch.cat([x1 * c - x2 * s, x2 * c + x1 * s], dim=-1)
@@ -193,6 +220,10 @@ def rmsnorm(x, w, eps):
 
 def plain_linear(layer, name, x, weight, bias):
     return x @ weight.T + (bias if bias is not None else 0)
+
+
+def is_phi3(cfg):
+    return cfg.get("model_type") == "phi3"
 
 
 def is_gemma(cfg):
@@ -226,32 +257,43 @@ def forward(cfg, W, layout, tokens, linear=plain_linear, embed=None, head=None):
     x = embed(tokens) if embed else W["embed"][tokens] * embed_scale(cfg, W["embed"].dtype)
     mask = torch.full((T, T), float("-inf"), dtype=DT).triu(1)
     i, j = torch.arange(T)[:, None], torch.arange(T)[None, :]
-    if gemma:  # transformers' sliding_window_overlay: key j is seen by query i when i - j < sliding_window
+    if gemma or (is_phi3(cfg) and cfg.get("sliding_window")):
+        # transformers' sliding_window_overlay: key j is seen by query i when i - j < sliding_window
         local_mask = mask.masked_fill(i - j >= cfg["sliding_window"], float("-inf"))
     score_scale = cfg["query_pre_attn_scalar"] ** -0.5 if gemma else 1 / math.sqrt(d)
     no_rope = cfg.get("no_rope_layers")  # SmolLM3: 0 where a layer attends without RoPE
     for l, L in enumerate(W["layers"]):
         local = gemma and cfg["layer_types"][l] == "sliding_attention"
         rope_cfg = local_rope_cfg(cfg) if local else cfg
+        local = local or (is_phi3(cfg) and bool(cfg.get("sliding_window")))  # (Phi-3: every layer, one RoPE)
         h = rmsnorm(x, L["attn_norm"], eps)
-        q = linear(l, "self_attn.q_proj", h, L["wq"], L.get("bq")).view(B, T, H, d)
-        k = linear(l, "self_attn.k_proj", h, L["wk"], L.get("bk")).view(B, T, KV, d)
-        v = linear(l, "self_attn.v_proj", h, L["wv"], L.get("bv"))
+        if is_phi3(cfg):  # one qkv_proj, as Phi3Attention computes it
+            qkv = linear(l, "self_attn.qkv_proj", h, torch.cat([L["wq"], L["wk"], L["wv"]]), None)
+            q, k, v = qkv.split([H * d, KV * d, KV * d], dim=-1)
+            q, k = q.reshape(B, T, H, d), k.reshape(B, T, KV, d)
+        else:
+            q = linear(l, "self_attn.q_proj", h, L["wq"], L.get("bq")).view(B, T, H, d)
+            k = linear(l, "self_attn.k_proj", h, L["wk"], L.get("bk")).view(B, T, KV, d)
+            v = linear(l, "self_attn.v_proj", h, L["wv"], L.get("bv"))
         if "q_norm" in L:  # Qwen3: RMSNorm over each head's d values
             q, k = rmsnorm(q, L["q_norm"], eps), rmsnorm(k, L["k_norm"], eps)
         if not no_rope or no_rope[l]:
             q, k = rope(q, rope_cfg, layout), rope(k, rope_cfg, layout)
         q = q.transpose(1, 2)
         k = k.transpose(1, 2).repeat_interleave(H // KV, dim=1)
-        v = v.view(B, T, KV, d).transpose(1, 2).repeat_interleave(H // KV, dim=1)
+        v = v.reshape(B, T, KV, d).transpose(1, 2).repeat_interleave(H // KV, dim=1)
         scores = softcap(q @ k.transpose(-1, -2) * score_scale, cfg.get("attn_logit_softcapping"))
         att = torch.softmax(scores + (local_mask if local else mask), dim=-1) @ v
         o = linear(l, "self_attn.o_proj", att.transpose(1, 2).reshape(B, T, H * d), L["wo"], None)
         x = x + (rmsnorm(o, L["post_attn_norm"], eps) if gemma else o)
         h = rmsnorm(x, L["ffn_norm"], eps)
-        gate = linear(l, "mlp.gate_proj", h, L["w_gate"], None)
-        act = torch.nn.functional.gelu(gate, approximate="tanh") if gemma else torch.nn.functional.silu(gate)
-        act = act * linear(l, "mlp.up_proj", h, L["w_up"], None)
+        if is_phi3(cfg):  # one gate_up_proj, gate first, as Phi3MLP chunks it
+            gate, up = linear(l, "mlp.gate_up_proj", h, torch.cat([L["w_gate"], L["w_up"]]), None).chunk(2, dim=-1)
+            act = torch.nn.functional.silu(gate) * up
+        else:
+            gate = linear(l, "mlp.gate_proj", h, L["w_gate"], None)
+            act = torch.nn.functional.gelu(gate, approximate="tanh") if gemma else torch.nn.functional.silu(gate)
+            act = act * linear(l, "mlp.up_proj", h, L["w_up"], None)
         down = linear(l, "mlp.down_proj", act, L["w_down"], None)
         x = x + (rmsnorm(down, L["post_ffn_norm"], eps) if gemma else down)
     h = rmsnorm(x, W["norm"], eps)
@@ -309,6 +351,29 @@ FAMILIES = {
                "hidden_activation": "gelu_pytorch_tanh", "final_logit_softcapping": 3.0,
                "attn_logit_softcapping": 5.0, "tie_word_embeddings": True, "attention_bias": False,
                "torch_dtype": "float32", "bos_token_id": 2, "eos_token_id": 1},
+    # Phi-3.5-mini's block (fused qkv_proj and gate_up_proj, LongRoPE, a window over every layer) with GQA, a window
+    # of 10 shorter than the tests' sequences, and an original context of 32: the logits test (64 positions) runs on
+    # the long factors, the training test (24) on the short ones, both with the attention factor of 128 / 32.
+    "phi3": {"architectures": ["Phi3ForCausalLM"], "model_type": "phi3", "hidden_size": 64, "intermediate_size": 96,
+             "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 300,
+             "max_position_embeddings": 128, "original_max_position_embeddings": 32, "rms_norm_eps": 1e-5,
+             "rope_theta": 10000.0,
+             "rope_scaling": {"type": "longrope",
+                              "short_factor": [1.0 + 0.05 * i for i in range(8)],
+                              "long_factor": [1.0 + 0.9 * i for i in range(8)]},
+             "sliding_window": 10, "hidden_act": "silu", "tie_word_embeddings": False, "attention_bias": False,
+             "torch_dtype": "float32", "bos_token_id": 1, "eos_token_id": 2},
+    # Phi-4-mini's block: Phi-3's with RoPE on 3/4 of each head (12 of 16 values here, 96 of 128 there), tied
+    # embeddings, LongRoPE factors for the rotary dimension, no window
+    "phi4": {"architectures": ["Phi3ForCausalLM"], "model_type": "phi3", "hidden_size": 64, "intermediate_size": 96,
+             "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 300,
+             "max_position_embeddings": 128, "original_max_position_embeddings": 32, "rms_norm_eps": 1e-5,
+             "rope_theta": 10000.0, "partial_rotary_factor": 0.75,
+             "rope_scaling": {"type": "longrope",
+                              "short_factor": [1.0 + 0.05 * i for i in range(6)],
+                              "long_factor": [1.0 + 0.9 * i for i in range(6)]},
+             "sliding_window": None, "hidden_act": "silu", "tie_word_embeddings": True, "attention_bias": False,
+             "torch_dtype": "float32", "bos_token_id": 1, "eos_token_id": 2},
 }
 
 
@@ -343,6 +408,9 @@ def make_family(out, seed, family):
         if family in ("qwen3", "gemma3"):
             T[p + "self_attn.q_norm.weight"] = r(d, mean=norm_mean, std=0.3)
             T[p + "self_attn.k_norm.weight"] = r(d, mean=norm_mean, std=0.3)
+        if family in ("phi3", "phi4"):  # the checkpoints' fused matrices
+            T[p + "self_attn.qkv_proj.weight"] = torch.cat([T.pop(p + f"self_attn.{n}_proj.weight") for n in "qkv"])
+            T[p + "mlp.gate_up_proj.weight"] = torch.cat([T.pop(p + f"mlp.{n}_proj.weight") for n in ("gate", "up")])
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "config.json"), "w") as fh:
         json.dump(cfg, fh, indent=2)

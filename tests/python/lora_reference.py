@@ -69,9 +69,34 @@ class Trainable:
         return alpha / (math.sqrt(r) if self.a.get("use_rslora") else r)
 
     # ---- the adapted projections
+    # Phi-3's fused modules, adapted as one module (one A) as PEFT does; lora.cpp's parameters hold the parts: the
+    # first part's lora_A is the module's A, its lora_B the parts' lora_B stacked (DoRA's magnitude too).
+    FUSED = {"self_attn.qkv_proj": ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"),
+             "mlp.gate_up_proj": ("mlp.gate_proj", "mlp.up_proj")}
+
+    def fused_lora(self, layer, name):
+        keys = [f"base_model.model.model.layers.{layer}.{p}" for p in self.FUSED[name]]
+        if self.full or keys[0] + ".lora_A.weight" not in self.P:
+            return None
+        A = self.P[keys[0] + ".lora_A.weight"]
+        B = torch.cat([self.P[k + ".lora_B.weight"] for k in keys])
+        m = torch.cat([self.P[k + ".lora_magnitude_vector"] for k in keys]) if keys[0] + ".lora_magnitude_vector" in self.P else None
+        return A, B, m
+
     def linear(self, layer, name, x, weight, bias):
         path = f"model.layers.{layer}.{name}"
         key = "base_model.model." + path
+        if name in self.FUSED:
+            out = x @ weight.T
+            f = self.fused_lora(layer, name)
+            if f is None:
+                return out
+            A, B, m = f
+            s = self.scaling(path, A.shape[0])
+            lora = (x @ A.T) @ B.T * s
+            if m is None:
+                return out + lora
+            return m / (weight + s * B @ A).norm(dim=1).detach() * (out + lora)
         if key + ".bias" in self.P:
             bias = self.P[key + ".bias"]
         out = x @ weight.T + (bias if bias is not None else 0)

@@ -42,6 +42,8 @@ SITES = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.
          "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"]
 WEIGHT_OF = {"self_attn.q_proj": "wq", "self_attn.k_proj": "wk", "self_attn.v_proj": "wv", "self_attn.o_proj": "wo",
              "mlp.gate_proj": "w_gate", "mlp.up_proj": "w_up", "mlp.down_proj": "w_down"}
+PHI3_SITES = ["self_attn.qkv_proj", "self_attn.o_proj", "mlp.gate_up_proj", "mlp.down_proj"]
+WEIGHT_OF.update({"self_attn.qkv_proj": "wqkv", "mlp.gate_up_proj": "w_gate_up"})
 BIAS_OF = {"self_attn.q_proj": "bq", "self_attn.k_proj": "bk", "self_attn.v_proj": "bv"}
 GGUF_OF = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
            "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
@@ -107,10 +109,15 @@ def make(a):
         return torch.randn(*shape, generator=g, dtype=DT) * std
 
     v = a.variant
-    linear = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    phi3 = ref.is_phi3(cfg)  # PEFT adapts Phi-3's fused qkv_proj and gate_up_proj as one module each
+    sites = PHI3_SITES if phi3 else SITES
+    linear = [site.split(".")[1] for site in sites]
+    if phi3:
+        for L in W["layers"]:
+            L["wqkv"], L["w_gate_up"] = torch.cat([L["wq"], L["wk"], L["wv"]]), torch.cat([L["w_gate"], L["w_up"]])
     if v == "lora":
         acfg = peft_config(r=4, lora_alpha=8, target_modules=linear + ["embed_tokens"], rank_pattern={"down_proj": 2},
-                           alpha_pattern={"v_proj": 12}, modules_to_save=["lm_head"])
+                           alpha_pattern={"qkv_proj" if phi3 else "v_proj": 12}, modules_to_save=["lm_head"])
     elif v == "plain":
         acfg = peft_config(r=4, lora_alpha=8, target_modules=linear + ["embed_tokens"], rank_pattern={"down_proj": 2})
     elif v == "dora":
@@ -126,7 +133,7 @@ def make(a):
 
     T = {}
     for l, L in enumerate(W["layers"]):
-        for site in SITES:
+        for site in sites:
             path = f"model.layers.{l}.{site}"
             key = PREFIX + path
             w = L[WEIGHT_OF[site]]
