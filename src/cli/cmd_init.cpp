@@ -55,8 +55,7 @@ void set_test_longrope(ModelConfig& c, int64_t original, int64_t head_dim) {
   }
   rs.original_max_position_embeddings = original;
   rs.factor = float(double(c.max_position_embeddings) / double(original));
-  rs.attention_factor =
-      rs.factor <= 1.0f ? 1.0f : float(std::sqrt(1.0 + std::log(double(rs.factor)) / std::log(double(original))));
+  rs.attention_factor = longrope_attention_factor(c.max_position_embeddings, original);
 }
 
 void run_init(InitOptions o) {

@@ -90,9 +90,9 @@ void read_phi3_keys(const GGUFFile& g, const std::string& p, ModelConfig& c) {
     if (rs.original_max_position_embeddings <= 0)
       fail_format(g.path(), "key '{}rope.scaling.original_context_length' must be positive", p);
     rs.factor = float(double(c.max_position_embeddings) / double(rs.original_max_position_embeddings));
-    const double computed = rs.factor <= 1.0f ? 1.0 : std::sqrt(1.0 + std::log(double(rs.factor)) /
-                                                                          std::log(double(rs.original_max_position_embeddings)));
-    rs.attention_factor = float(g.get_float(p + "rope.scaling.attn_factor", computed));
+    rs.attention_factor = float(g.get_float(
+        p + "rope.scaling.attn_factor", longrope_attention_factor(c.max_position_embeddings, rs.original_max_position_embeddings)));
+    if (!(rs.attention_factor > 0.0f)) fail_format(g.path(), "key '{}rope.scaling.attn_factor' must be positive", p);
   }
   if (g.has(p + "attention.sliding_window")) {
     c.sliding_window = g.get_int(p + "attention.sliding_window");

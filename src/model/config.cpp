@@ -166,9 +166,7 @@ void set_longrope_context(const json& j, ModelConfig& c, const std::string& path
     fail_format(path, "original_max_position_embeddings must be positive, found {}", rs.original_max_position_embeddings);
   rs.factor = float(double(c.max_position_embeddings) / double(rs.original_max_position_embeddings));
   if (rs.attention_factor == 0.0f)
-    rs.attention_factor = rs.factor <= 1.0f ? 1.0f
-                                            : float(std::sqrt(1.0 + std::log(double(rs.factor)) /
-                                                                        std::log(double(rs.original_max_position_embeddings))));
+    rs.attention_factor = longrope_attention_factor(c.max_position_embeddings, rs.original_max_position_embeddings);
 }
 
 // Phi-3's own fields: a sliding window over every layer (transformers' Phi3 masks every layer with it; null: none),
@@ -191,6 +189,11 @@ void parse_phi3_fields(const json& j, ModelConfig& c, const std::string& path) {
 double shortest(float v) { return std::stod(fmt::format("{}", v)); }
 
 }  // namespace
+
+float longrope_attention_factor(int64_t extended, int64_t original) {
+  const double factor = double(extended) / double(original);
+  return factor <= 1.0 ? 1.0f : float(std::sqrt(1.0 + std::log(factor) / std::log(double(original))));
+}
 
 ModelConfig ModelConfig::from_hf_json(const json& j, const std::string& path) {
   if (!j.is_object()) fail_format(path, "expected a JSON object");

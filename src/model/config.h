@@ -21,6 +21,10 @@ struct RopeScaling {
   float attention_factor = 1.0f;
 };
 
+// LongRoPE's attention factor for a context extended from `original` to `extended` positions:
+// sqrt(1 + ln(extended / original) / ln(original)), 1 when not extended (transformers' and llama.cpp's converter's rule).
+float longrope_attention_factor(int64_t extended, int64_t original);
+
 struct ModelConfig {
   std::string architecture = "LlamaForCausalLM";  // config.json "architectures"[0]
   std::string model_type = "llama";               // a family of model/family.h: llama, mistral, qwen2, qwen3, smollm3
