@@ -9,6 +9,7 @@
 
 #include "adapter_test_util.h"
 #include "adapters/adapter_io.h"
+#include "adapters/combine.h"
 #include "adapters/peft_io.h"
 #include "adapters/trainable_adapter.h"
 #include "core/error.h"
@@ -179,6 +180,18 @@ TEST(PeftLayout, Phi3FusedModulesMatchPyTorchAndRoundTrip) {
       }
       EXPECT_EQ(out.tensors().size(), in.tensors().size());
     }
+  }
+  // Two Phi-3 adapters combined by SVD as PEFT combines them: on the fused modules (an SVD per part would give the
+  // parts different A factors, which no fused module can hold), written back under the fused names
+  {
+    Adapter a = load_adapter(tmp / "lora", base), b = load_adapter(tmp / "lora", base);
+    a.replaced.clear(), b.replaced.clear();
+    const Adapter c = combine_adapters({{&a, 1.0f}, {&b, 0.5f}}, CombineMethod::Svd, 3);
+    EXPECT_TRUE(c.linears.count("model.layers.0.self_attn.qkv_proj"));
+    write_peft_adapter(c, tmp / "combined");
+    Adapter back = read_peft_adapter(tmp / "combined");
+    EXPECT_EQ(back.linears.at("model.layers.1.mlp.gate_up_proj").b.shape(), (std::vector<int64_t>{192, 3}));
+    check_adapter_fits(back, base);  // (and fits the base)
   }
   // PEFT finds no q_proj in Phi-3: an adapter that names one is refused, the tensor named
   Adapter wrong = read_peft_adapter(tmp / "lora");

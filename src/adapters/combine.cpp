@@ -95,7 +95,8 @@ Adapter combine_adapters(const std::vector<WeightedAdapter>& inputs, CombineMeth
   std::set<std::string> modules;
   std::vector<Adapter> plain;  // AdaLoRA's E folded into A
   plain.reserve(inputs.size());
-  for (const WeightedAdapter& in : inputs) plain.push_back(as_plain_lora(*in.adapter));
+  // (Phi-3: combined as the fused modules PEFT combines, so that an SVD sees qkv_proj's whole update)
+  for (const WeightedAdapter& in : inputs) plain.push_back(join_fused_modules(as_plain_lora(*in.adapter)));
   for (size_t i = 0; i < inputs.size(); ++i) {
     const WeightedAdapter& in = inputs[i];
     const Adapter& a = plain[i];
