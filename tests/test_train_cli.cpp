@@ -177,6 +177,41 @@ TEST(TrainCli, ResumeGivesTheSameAdapterAndLossLog) {
   EXPECT_TRUE(has(d.err, "the checkpoint was trained on other data")) << d.err;
 }
 
+// Phi-3's checkpoints hold its fused modules as the files name them (PEFT's qkv_proj / gate_up_proj, the model's
+// qkv_proj.weight) while the trained params are the parts': LoRA (with dropout, one mask for the parts), AdaLoRA
+// (its budget allocated across the resume) and full fine-tuning resume to exactly the straight run's weights.
+TEST(TrainCli, Phi3ResumesFromItsFusedCheckpoints) {
+  TempDir tmp;
+  const std::string base = tmp / "phi3";
+  ASSERT_EQ(run_cli("init --arch phi3 -o " + base + " --tokenizer " + test::stories_tokenizer() +
+                    " --hidden-size 64 --intermediate-size 96 --layers 2 --heads 4 --kv-heads 2 --longrope 64 --context 256")
+                .exit_code,
+            0);
+  const std::vector<std::pair<std::string, std::string>> kinds = {
+      {"lora", "--target all-linear --dropout 0.1"},
+      {"adalora", "--method adalora --target all-linear --init-r 4 --target-r 2 --tinit 1 --tfinal 2 --delta-t 1"},
+      {"full", "--finetuning-type full"}};
+  for (const auto& [kind, options] : kinds) {
+    SCOPED_TRACE(kind);
+    const std::string args = fmt::format("train -m {} -d {} --max-steps 8 -b 2 --max-seq-len 48 --packing --lr 5e-3 -t 1 --logging-steps 1 "
+                                         "--save-steps 4 {} -o ", base, data("zuzu_stories.txt"), options);
+    ASSERT_EQ(run_cli(args + tmp / (kind + "-straight")).exit_code, 0);
+    ASSERT_EQ(run_cli(args + tmp / (kind + "-resumed")).exit_code, 0);
+    const std::string weights = kind == "full" ? "/model.safetensors" : "/adapter_model.safetensors";
+    fs::remove(tmp / (kind + "-resumed") + weights);
+    const auto r = run_cli("train --resume " + tmp / (kind + "-resumed/checkpoint-4"));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_TRUE(has(r.err, "step 5/8")) << r.err;
+    const double diff = max_abs_diff(tmp / (kind + "-straight") + weights, tmp / (kind + "-resumed") + weights);
+    std::printf("  phi3 %s: 8 steps straight vs 4 + resume 4: max abs difference %.3g\n", kind.c_str(), diff);
+    EXPECT_LE(diff, 1e-6);
+    if (kind != "full")
+      EXPECT_TRUE(SafetensorsFile::open(tmp / (kind + "-resumed") + weights)
+                      .has(std::string("base_model.model.model.layers.0.self_attn.qkv_proj.lora_") +
+                           (kind == "adalora" ? "E" : "A.weight")));
+  }
+}
+
 // A checkpoint edited by hand or by a broken tool: each bad field of trainer_state.json, and the optimizer's step
 // count, is named in a one-line error instead of being cast (a float or 1e300 as an integer is undefined).
 TEST(TrainCli, ResumeFromADamagedCheckpointNamesTheField) {

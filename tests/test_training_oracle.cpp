@@ -196,6 +196,14 @@ void adalora_case(const std::string& path, const Model& base, bool with_head) {
 }
 
 TEST(TrainingOracle, AdaLoraStories260K) { adalora_case(test::stories_bin(), stories(), true); }
+// Phi-3's fused modules as one AdaLoRA matrix each, as PEFT's: one A and E per qkv_proj / gate_up_proj, the
+// orthogonal regularizer on their stacked B.
+TEST(TrainingOracle, AdaLoraPhi3FusedModules) {
+  TempDir tmp;
+  const std::string folder = tmp / "hf";
+  ASSERT_EQ(test::run_reference("make-hf --seed 9 --family phi3 --out " + folder).exit_code, 0);
+  adalora_case(folder, load_model(folder, LoadOptions{.load_tokenizer = false}), false);
+}
 
 TEST(TrainingOracle, AdaLoraHfFolderWithGqaAndBiases) {
   TempDir tmp;

@@ -224,6 +224,30 @@ void split_fused_modules(Adapter& adapter, const ModelConfig& c) {
   }
 }
 
+std::map<std::string, Tensor> with_fused_parts(std::map<std::string, Tensor> tensors, const ModelConfig& c) {
+  if (!c.fused_linears) return tensors;
+  static const std::regex re(R"((.*model\.layers\.)(\d{1,9})\.(self_attn\.qkv_proj|mlp\.gate_up_proj)\.(.+))");
+  std::map<std::string, Tensor> parts;
+  for (const auto& [name, t] : tensors) {
+    std::smatch m;
+    if (!std::regex_match(name, m, re)) continue;
+    const int64_t layer = std::stoll(m[2]);
+    const ModuleRef ref = *parse_module_path(fmt::format("model.layers.{}.{}", layer, m[3].str()));
+    const std::string leaf = m[4];
+    const bool shared = leaf.rfind("lora_A", 0) == 0 || leaf.rfind("lora_E", 0) == 0;  // (one A and E for the parts)
+    int64_t begin = 0;
+    for (LinearSite s : fused_module_holding(ref.site)->parts) {
+      const int64_t rows = site_rows(s, c);
+      const std::string part = m[1].str() + std::to_string(layer) + "." + site_module_name(s) + "." + leaf;
+      if (shared) parts[part] = t;
+      else if (t.ndim() >= 1 && begin + rows <= t.dim(0)) parts[part] = t.slice_rows(begin, begin + rows);
+      begin += rows;
+    }
+  }
+  tensors.merge(parts);
+  return tensors;
+}
+
 Adapter join_fused_modules(const Adapter& adapter) {
   if (!adapter.fused_modules) return adapter;
   Adapter joined = adapter;

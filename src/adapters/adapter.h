@@ -101,6 +101,11 @@ void split_fused_modules(Adapter& adapter, const ModelConfig& c);
 // The inverse, for writing: the parts of a fused module (all of them adapted, with one A) joined again.
 // An adapter without fused_modules is returned as it is.
 Adapter join_fused_modules(const Adapter& adapter);
+// Tensors named as the files name them (PEFT keys "...self_attn.qkv_proj.lora_B.weight", whole weights
+// "model.layers.N.mlp.gate_up_proj.weight"), with every tensor of a fused module also under its parts' names: A and
+// AdaLoRA's E as they are, B, DoRA's magnitude and whole weights by the part's rows. For reading back what a
+// TrainableModel of a fused_linears model saved (its params are named after the parts).
+std::map<std::string, Tensor> with_fused_parts(std::map<std::string, Tensor> tensors, const ModelConfig& c);
 std::string module_path(int64_t layer, LinearSite site);  // "model.layers.3.mlp.up_proj"
 const char* site_module_name(LinearSite site);             // "mlp.up_proj"
 const char* site_gguf_name(LinearSite site);               // "ffn_up" ("output" for Head)

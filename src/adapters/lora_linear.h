@@ -25,6 +25,9 @@ namespace lora {
 
 struct LoraLinear {
   std::string path;  // module path, e.g. "model.layers.0.self_attn.q_proj"
+  // The fused module it is a part of (Phi-3's "model.layers.0.self_attn.qkv_proj"), whose LoRA A (and AdaLoRA's E) the
+  // parts share; "" for a module of its own.
+  std::string fused_path;
   int64_t in_features = 0, out_features = 0, r = 0;
   float scaling = 1.0f;
   float dropout = 0.0f;

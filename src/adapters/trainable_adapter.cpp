@@ -96,17 +96,25 @@ Adapter adapter_from_trainable(const TrainableModel& model) {
 
   if (config.adalora && !config.adalora->rank_pattern.empty()) {
     for (const auto& [name, kept] : config.adalora->rank_pattern) {
-      const std::string path = name.substr(0, name.size() - std::string(".lora_E").size());
-      const auto ref = parse_module_path(path);
+      const std::string module = name.substr(0, name.size() - std::string(".lora_E").size());
+      const auto ref = parse_module_path(module);
       if (!ref) continue;
-      auto it = a.linears.find(path);
-      if (it != a.linears.end()) {
-        slice_to_kept(it->second, kept);
-      } else if (std::count(kept.begin(), kept.end(), true) == 0) {
-        // loaded with no triplet left: no layer here, but PEFT lists the module at rank 0
-        const Tensor& w = base_linear_weight(base, *ref);
-        a.linears[path] = LoraFactors{Tensor(DType::F32, {0, w.dim(1)}), Tensor(DType::F32, {w.dim(0), 0}), Tensor(),
-                                      config.scaling_for(path), Tensor(DType::F32, {0, 1})};
+      // (a fused module's kept triplets are every part's: their A and E are one)
+      std::vector<std::string> paths = {module};
+      if (ref->fused) {
+        paths.clear();
+        for (LinearSite s : fused_module_holding(ref->site)->parts) paths.push_back(module_path(ref->layer, s));
+      }
+      for (const std::string& path : paths) {
+        auto it = a.linears.find(path);
+        if (it != a.linears.end()) {
+          slice_to_kept(it->second, kept);
+        } else if (std::count(kept.begin(), kept.end(), true) == 0) {
+          // loaded with no triplet left: no layer here, but PEFT lists the module at rank 0
+          const Tensor& w = base_linear_weight(base, *parse_module_path(path));
+          a.linears[path] = LoraFactors{Tensor(DType::F32, {0, w.dim(1)}), Tensor(DType::F32, {w.dim(0), 0}), Tensor(),
+                                        config.scaling_for(module), Tensor(DType::F32, {0, 1})};
+        }
       }
     }
   }

@@ -27,12 +27,30 @@ std::vector<LoraLinear*> adalora_layers(TrainableModel& model) {
   return out;
 }
 
-// ‖G − I‖_F with G = X Xᵀ (rows) or Xᵀ X (columns); adds c · ∂‖G − I‖_F/∂X = c · 2 (G − I) X / ‖G − I‖
-// (rows; X (G − I) for columns) into grad.
-double orthogonality_defect(const Tensor& x, bool rows, float c, Tensor& grad) {
-  const int64_t r = rows ? x.dim(0) : x.dim(1);
+// AdaLoRA's matrices (see RankAllocator::Matrix): consecutive parts of one fused module go together.
+std::vector<std::vector<LoraLinear*>> adalora_modules(TrainableModel& model) {
+  std::vector<std::vector<LoraLinear*>> out;
+  for (LoraLinear* l : adalora_layers(model)) {
+    if (!out.empty() && !l->fused_path.empty() && out.back()[0]->fused_path == l->fused_path)
+      out.back().push_back(l);
+    else
+      out.push_back({l});
+  }
+  return out;
+}
+
+// ‖G − I‖_F with G = X Xᵀ (rows) or Xᵀ X (columns, X the parts xs stacked by rows: G = Σ X_pᵀ X_p); adds
+// c · ∂‖G − I‖_F/∂X = c · 2 (G − I) X / ‖G − I‖ (rows; X_p (G − I) for columns) into each part's grad.
+double orthogonality_defect(const std::vector<LoraLinear*>& parts, bool rows, float c) {
+  const Tensor& x0 = rows ? parts[0]->lora_a : parts[0]->lora_b;
+  const int64_t r = rows ? x0.dim(0) : x0.dim(1);
   Tensor g(DType::F32, {r, r});
-  matmul(mat(x), !rows, mat(x), rows, mut_mat(g));  // X Xᵀ or Xᵀ X
+  if (rows) {
+    matmul(mat(x0), false, mat(x0), true, mut_mat(g));  // X Xᵀ
+  } else {
+    for (size_t p = 0; p < parts.size(); ++p)  // Σ X_pᵀ X_p
+      matmul(mat(parts[p]->lora_b), true, mat(parts[p]->lora_b), false, mut_mat(g), 1.0f, p == 0 ? 0.0f : 1.0f);
+  }
   double ss = 0;
   for (int64_t i = 0; i < r; ++i)
     for (int64_t j = 0; j < r; ++j) {
@@ -46,9 +64,9 @@ double orthogonality_defect(const Tensor& x, bool rows, float c, Tensor& grad) {
     const float k = float(2.0 * c / norm);
     for (int64_t i = 0; i < r * r; ++i) g.f32()[i] *= k;
     if (rows)
-      matmul(mat(g), false, mat(x), false, mut_mat(grad), 1.0f, 1.0f);  // k (G − I) A
+      matmul(mat(g), false, mat(x0), false, mut_mat(parts[0]->grad_a), 1.0f, 1.0f);  // k (G − I) A
     else
-      matmul(mat(x), false, mat(g), false, mut_mat(grad), 1.0f, 1.0f);  // k B (G − I)
+      for (LoraLinear* p : parts) matmul(mat(p->lora_b), false, mat(g), false, mut_mat(p->grad_b), 1.0f, 1.0f);  // k B_p (G − I)
   }
   return norm;
 }
@@ -64,14 +82,14 @@ double mean_of(const float* v, int64_t n, int64_t stride) {
 double add_orthogonal_regularization(TrainableModel& model) {
   const AdaLoraOptions* o = model.adalora_options();
   if (!o) fail("the orthogonal regularizer is AdaLoRA's; this model is not an AdaLoRA model");
-  const std::vector<LoraLinear*> layers = adalora_layers(model);
-  if (layers.empty()) return 0.0;
-  const double n_matrices = 2.0 * double(layers.size());  // every A and every B
+  const std::vector<std::vector<LoraLinear*>> modules = adalora_modules(model);
+  if (modules.empty()) return 0.0;
+  const double n_matrices = 2.0 * double(modules.size());  // every A and every B
   const float c = float(o->orth_reg_weight / n_matrices);
   double sum = 0;
-  for (LoraLinear* l : layers) {
-    sum += orthogonality_defect(l->lora_a, true, c, l->grad_a);
-    sum += orthogonality_defect(l->lora_b, false, c, l->grad_b);
+  for (const std::vector<LoraLinear*>& parts : modules) {
+    sum += orthogonality_defect(parts, true, c);
+    sum += orthogonality_defect(parts, false, c);
   }
   return o->orth_reg_weight * sum / n_matrices;
 }
@@ -81,12 +99,17 @@ RankAllocator::RankAllocator(TrainableModel& model) : model_(model) {
   if (!o) fail("rank allocation is AdaLoRA's; this model is not an AdaLoRA model");
   options_ = *o;
   options_.validate_schedule();
-  for (LoraLinear* l : adalora_layers(model)) {
-    Matrix m{l};
+  for (const std::vector<LoraLinear*>& parts : adalora_modules(model)) {
+    LoraLinear* l = parts[0];
+    Matrix m;
+    m.parts = parts;
+    m.layer = l;
     m.ipt_a = Tensor(DType::F32, l->lora_a.shape());
     m.unc_a = Tensor(DType::F32, l->lora_a.shape());
-    m.ipt_b = Tensor(DType::F32, l->lora_b.shape());
-    m.unc_b = Tensor(DType::F32, l->lora_b.shape());
+    for (LoraLinear* p : parts) {
+      m.ipt_b.emplace_back(DType::F32, p->lora_b.shape());
+      m.unc_b.emplace_back(DType::F32, p->lora_b.shape());
+    }
     m.ipt_e = Tensor(DType::F32, l->lora_e.shape());
     m.unc_e = Tensor(DType::F32, l->lora_e.shape());
     m.kept.assign(size_t(l->r), true);
@@ -110,18 +133,22 @@ void RankAllocator::update_importance() {
   };
   for (Matrix& m : matrices_) {
     smooth(m.layer->lora_a, m.layer->grad_a, m.ipt_a, m.unc_a);
-    smooth(m.layer->lora_b, m.layer->grad_b, m.ipt_b, m.unc_b);
+    for (size_t p = 0; p < m.parts.size(); ++p) smooth(m.parts[p]->lora_b, m.parts[p]->grad_b, m.ipt_b[p], m.unc_b[p]);
     smooth(m.layer->lora_e, m.layer->grad_e, m.ipt_e, m.unc_e);
   }
 }
 
+std::string RankAllocator::Matrix::name() const { return layer->fused_path.empty() ? layer->path : layer->fused_path; }
+
 std::vector<double> RankAllocator::triplet_scores(size_t index) const {
   const Matrix& m = matrices_.at(index);
-  const int64_t r = m.layer->r, in = m.layer->in_features, out = m.layer->out_features;
-  // entry scores s = Ī · Ū, then means along A's rows and B's columns
-  std::vector<float> sa(static_cast<size_t>(r * in)), sb(static_cast<size_t>(out * r));
+  const int64_t r = m.layer->r, in = m.layer->in_features;
+  // entry scores s = Ī · Ū, then means along A's rows and B's columns (B: every part's rows)
+  std::vector<float> sa(static_cast<size_t>(r * in)), sb;
   for (int64_t i = 0; i < r * in; ++i) sa[size_t(i)] = m.ipt_a.f32()[i] * m.unc_a.f32()[i];
-  for (int64_t i = 0; i < out * r; ++i) sb[size_t(i)] = m.ipt_b.f32()[i] * m.unc_b.f32()[i];
+  for (size_t p = 0; p < m.parts.size(); ++p)
+    for (int64_t i = 0; i < m.ipt_b[p].numel(); ++i) sb.push_back(m.ipt_b[p].f32()[i] * m.unc_b[p].f32()[i]);
+  const int64_t out = int64_t(sb.size()) / std::max<int64_t>(r, 1);
   std::vector<double> s(static_cast<size_t>(r));
   for (int64_t k = 0; k < r; ++k)
     s[size_t(k)] = double(m.ipt_e.f32()[k] * m.unc_e.f32()[k]) + mean_of(sa.data() + k * in, in, 1) +
@@ -170,32 +197,34 @@ int64_t RankAllocator::update_and_allocate(int64_t step) {
   // step == final_step: the last allocation, with the scores as they stand, then the mask is fixed
   mask_to_budget(b.budget);
   finalized_ = true;
-  for (Matrix& m : matrices_)
-    for (Tensor* t : {&m.ipt_a, &m.unc_a, &m.ipt_b, &m.unc_b, &m.ipt_e, &m.unc_e})
-      std::fill_n(t->f32(), t->numel(), 0.0f);
+  for (Matrix& m : matrices_) {
+    for (Tensor* t : {&m.ipt_a, &m.unc_a, &m.ipt_e, &m.unc_e}) std::fill_n(t->f32(), t->numel(), 0.0f);
+    for (std::vector<Tensor>* parts : {&m.ipt_b, &m.unc_b})
+      for (Tensor& t : *parts) std::fill_n(t.f32(), t.numel(), 0.0f);
+  }
   return b.budget;
 }
 
 std::map<std::string, std::vector<bool>> RankAllocator::rank_pattern() const {
   std::map<std::string, std::vector<bool>> out;
-  for (const Matrix& m : matrices_) out[m.layer->path + ".lora_E"] = m.kept;
+  for (const Matrix& m : matrices_) out[m.name() + ".lora_E"] = m.kept;
   return out;
 }
 
 std::vector<std::pair<std::string, int64_t>> RankAllocator::ranks() const {
   std::vector<std::pair<std::string, int64_t>> out;
-  for (const Matrix& m : matrices_) out.emplace_back(m.layer->path, std::count(m.kept.begin(), m.kept.end(), true));
+  for (const Matrix& m : matrices_) out.emplace_back(m.name(), std::count(m.kept.begin(), m.kept.end(), true));
   return out;
 }
 
 std::map<std::string, Tensor> RankAllocator::state() const {
   std::map<std::string, Tensor> s;
   for (const Matrix& m : matrices_) {
-    const std::string p = "adalora." + m.layer->path + ".";
+    const std::string p = "adalora." + m.name() + ".";
     s[p + "ipt_A"] = m.ipt_a;
     s[p + "unc_A"] = m.unc_a;
-    s[p + "ipt_B"] = m.ipt_b;
-    s[p + "unc_B"] = m.unc_b;
+    s[p + "ipt_B"] = Tensor::concat_rows(m.ipt_b);  // (a fused module's parts stacked, as its B)
+    s[p + "unc_B"] = Tensor::concat_rows(m.unc_b);
     s[p + "ipt_E"] = m.ipt_e;
     s[p + "unc_E"] = m.unc_e;
     Tensor kept(DType::F32, {int64_t(m.kept.size())});
@@ -218,11 +247,17 @@ void RankAllocator::load_state(const std::map<std::string, Tensor>& state, const
     std::copy_n(v.f32(), v.numel(), into.f32());
   };
   for (Matrix& m : matrices_) {
-    const std::string p = "adalora." + m.layer->path + ".";
+    const std::string p = "adalora." + m.name() + ".";
     take(p + "ipt_A", m.ipt_a);
     take(p + "unc_A", m.unc_a);
-    take(p + "ipt_B", m.ipt_b);
-    take(p + "unc_B", m.unc_b);
+    for (auto [name, parts] : {std::pair{"ipt_B", &m.ipt_b}, std::pair{"unc_B", &m.unc_b}}) {
+      Tensor stacked = Tensor::concat_rows(*parts);  // (the shape to expect; filled by take)
+      take(p + name, stacked);
+      for (int64_t row = 0; Tensor& t : *parts) {
+        std::copy_n(stacked.f32() + row * t.dim(1), t.numel(), t.f32());
+        row += t.dim(0);
+      }
+    }
     take(p + "ipt_E", m.ipt_e);
     take(p + "unc_E", m.unc_e);
     Tensor kept(DType::F32, {int64_t(m.kept.size())});

@@ -14,6 +14,8 @@
 //
 // The loss also gets the orthogonal regularizer  w_orth · mean over all A and B matrices of
 // ‖A Aᵀ − I‖_F and ‖Bᵀ B − I‖_F  (PEFT divides by the number of A and B matrices together).
+// The parts of a fused module (Phi-3's qkv_proj, gate_up_proj) are one matrix here as in PEFT: one A and E, and
+// B their rows stacked (its score means run over all of them, BᵀB = Σ_parts B_pᵀ B_p).
 #include <cstdint>
 #include <map>
 #include <string>
@@ -60,10 +62,15 @@ class RankAllocator {
   std::vector<double> triplet_scores(size_t matrix) const;
 
  private:
+  // One adapted module as PEFT counts it: a layer, or the parts of a fused module (Phi-3's qkv_proj), which share
+  // the first part's A and E and stack their B.
   struct Matrix {
-    LoraLinear* layer;
-    Tensor ipt_a, unc_a, ipt_b, unc_b, ipt_e, unc_e;  // Ī and Ū of A, B, E
+    std::vector<LoraLinear*> parts;
+    LoraLinear* layer = nullptr;                 // parts[0], holding A and E
+    Tensor ipt_a, unc_a, ipt_e, unc_e;           // Ī and Ū of A and E
+    std::vector<Tensor> ipt_b, unc_b;            // of each part's B
     std::vector<bool> kept;
+    std::string name() const;                    // the module path (the fused one for parts)
   };
   void update_importance();
   void mask_to_budget(int64_t budget);

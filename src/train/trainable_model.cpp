@@ -36,12 +36,16 @@ void TrainableModel::sum_shared_a_gradients(int64_t l) {
     const Proj holder = lora_a_holder(Proj(p), base_.config);
     LinearSlot& s = slots_[size_t(l)][p];
     if (holder == p || !s.lora) continue;
-    Tensor& sum = slots_[size_t(l)][holder].lora->grad_a;
-    float* g = s.lora->grad_a.f32();
-    for (int64_t i = 0; i < sum.numel(); ++i) {
-      sum.f32()[i] += g[i];
-      g[i] = 0.0f;
-    }
+    LoraLinear& first = *slots_[size_t(l)][holder].lora;
+    auto move_into = [](Tensor& sum, Tensor& part) {
+      float* g = part.f32();
+      for (int64_t i = 0; i < sum.numel(); ++i) {
+        sum.f32()[i] += g[i];
+        g[i] = 0.0f;
+      }
+    };
+    move_into(first.grad_a, s.lora->grad_a);
+    if (s.lora->adalora()) move_into(first.grad_e, s.lora->grad_e);
   }
 }
 
@@ -225,21 +229,29 @@ TrainableModel TrainableModel::lora(const Model& base, const LoraConfig& request
       const Proj holder = lora_a_holder(Proj(p), c);
       // An AdaLoRA module whose every triplet was pruned keeps no adapter at all.
       if (config.targets(target) && config.rank_for(target) > 0) {
-        if (target != path && (config.adalora || config.init_lora_weights == "pissa"))
-          fail("{} on {}'s fused module {} is not supported (target o_proj and down_proj alone, or use LoRA)",
-               config.adalora ? "AdaLoRA" : "PiSSA", c.model_type, target);
+        if (target != path && config.init_lora_weights == "pissa")
+          fail("PiSSA on {}'s fused module {} is not supported (target o_proj and down_proj alone, or use LoRA)",
+               c.model_type, target);
         s.lora = std::make_unique<LoraLinear>(path, s.weight.dim(1), s.weight.dim(0), config.rank_for(target),
                                               config.scaling_for(target), config.lora_dropout, config.use_dora);
-        if (holder != p)
-          s.lora->lora_a = m.slots_[size_t(l)][holder].lora->lora_a;  // one A for the fused module (shared storage)
-        else if (config.adalora)
+        if (target != path) s.lora->fused_path = target;
+        if (holder != p) {  // one A (and AdaLoRA's E) for the fused module: shared storage; B of the part's rows
+          const LoraLinear& first = *m.slots_[size_t(l)][holder].lora;
+          s.lora->lora_a = first.lora_a;
+          if (config.adalora) {
+            s.lora->add_singular_values();
+            s.lora->lora_e = first.lora_e;
+            fill_normal(s.lora->lora_b, config.init_lora_weights == "false" ? 1.0f : 0.02f, m.rng_);
+          } else if (config.init_lora_weights == "false") {
+            fill_uniform(s.lora->lora_b, 1.0f / std::sqrt(float(s.lora->r)), m.rng_);
+          }
+        } else if (config.adalora) {
           init_adalora(*s.lora, config.init_lora_weights, m.rng_);
-        else if (config.init_lora_weights == "pissa")
+        } else if (config.init_lora_weights == "pissa") {
           init_pissa(*s.lora, s.weight);
-        else
+        } else {
           init_lora(*s.lora, config.init_lora_weights, m.rng_);
-        if (holder != p && config.init_lora_weights == "false")  // (B random too, per part)
-          fill_uniform(s.lora->lora_b, 1.0f / std::sqrt(float(s.lora->r)), m.rng_);
+        }
         if (config.use_dora) {  // m starts as ‖W + sBA‖: the adapted layer starts equal to the base
           const Tensor delta = s.lora->delta_weight();
           Tensor w = s.weight.to(DType::F32);
@@ -366,13 +378,13 @@ void TrainableModel::register_params() {
     for (int p = 0; p < kNumProj; ++p) {
       LinearSlot& s = slots_[l][p];
       const std::string path = fmt::format("model.layers.{}.{}", l, proj_module_path(Proj(p)));
+      const bool holds_a = lora_a_holder(Proj(p), base_.config) == p;  // (the parts of a fused module train its A)
       if (s.lora && s.lora->adalora()) {  // PEFT's AdaLoRA keys carry no ".weight"
-        add(peft_key(path, "lora_A"), s.lora->lora_a, s.lora->grad_a, true);
+        if (holds_a) add(peft_key(path, "lora_A"), s.lora->lora_a, s.lora->grad_a, true);
         add(peft_key(path, "lora_B"), s.lora->lora_b, s.lora->grad_b, true);
-        add(peft_key(path, "lora_E"), s.lora->lora_e, s.lora->grad_e, true);
+        if (holds_a) add(peft_key(path, "lora_E"), s.lora->lora_e, s.lora->grad_e, true);
       } else if (s.lora) {
-        if (lora_a_holder(Proj(p), base_.config) == p)  // (the parts of a fused module train their holder's A)
-          add(peft_key(path, "lora_A.weight"), s.lora->lora_a, s.lora->grad_a, true);
+        if (holds_a) add(peft_key(path, "lora_A.weight"), s.lora->lora_a, s.lora->grad_a, true);
         add(peft_key(path, "lora_B.weight"), s.lora->lora_b, s.lora->grad_b, true);
         if (s.lora->use_dora) add(peft_key(path, "lora_magnitude_vector"), s.lora->magnitude, s.lora->grad_magnitude, true);
       }

@@ -15,6 +15,7 @@
 #include "adapters/merge.h"
 #include "adapters/peft_io.h"
 #include "core/atomic_file.h"
+#include "adapters/adapter.h"
 #include "core/error.h"
 #include "core/hash.h"
 #include "formats/model_loader.h"
@@ -388,16 +389,27 @@ void Trainer::load_checkpoint(const std::string& dir) {
                                                                      : dir + "/model.safetensors";
   const SafetensorsFile w = SafetensorsFile::open(weights);
   const SafetensorsFile opt = SafetensorsFile::open(dir + "/optimizer.safetensors");
+  // The weights as saved, under the params' names too where the files fuse them (Phi-3's qkv_proj: the params are
+  // the parts'); the optimizer state is saved under the params' own names.
+  std::map<std::string, Tensor> saved;
+  for (const SafetensorsTensorInfo& info : w.tensors()) saved[info.name] = w.load(info.name);
+  saved = with_fused_parts(std::move(saved), model_.base().config);
   for (size_t i = 0; i < model_.params().size(); ++i) {
     Param& p = model_.params()[i];
-    auto copy = [&](const SafetensorsFile& f, const std::string& name, Tensor& into) {
-      if (!f.has(name)) fail_format(f.path(), "tensor '{}' is missing: the checkpoint is not of this run's configuration", name);
-      const Tensor t = f.load(name).to(DType::F32);
+    auto put = [&](const std::string& path, const std::string& name, const Tensor& stored, Tensor& into) {
+      const Tensor t = stored.to(DType::F32);
       if (t.shape() != into.shape())
-        fail_format(f.path(), "tensor '{}' has shape {}, expected {}", name, t.shape_str(), into.shape_str());
+        fail_format(path, "tensor '{}' has shape {}, expected {}", name, t.shape_str(), into.shape_str());
       std::memcpy(into.data(), t.data(), t.nbytes());
     };
-    copy(w, p.name, *p.value);
+    auto copy = [&](const SafetensorsFile& f, const std::string& name, Tensor& into) {
+      if (!f.has(name)) fail_format(f.path(), "tensor '{}' is missing: the checkpoint is not of this run's configuration", name);
+      put(f.path(), name, f.load(name), into);
+    };
+    const auto stored = saved.find(p.name);
+    if (stored == saved.end())
+      fail_format(w.path(), "tensor '{}' is missing: the checkpoint is not of this run's configuration", p.name);
+    put(w.path(), p.name, stored->second, *p.value);
     // A Gemma norm's checkpoint holds w, the model the factor 1 + w (formats/hf_folder.cpp writes w).
     if (model_.base().config.gemma_block && p.name.ends_with("norm.weight"))
       for (int64_t k = 0; k < p.value->numel(); ++k) p.value->f32()[k] += 1.0f;

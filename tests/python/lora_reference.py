@@ -75,13 +75,19 @@ class Trainable:
              "mlp.gate_up_proj": ("mlp.gate_proj", "mlp.up_proj")}
 
     def fused_lora(self, layer, name):
+        """(A, B, DoRA's m or None, AdaLoRA's E or None) of a fused module, None when it has no adapter."""
         keys = [f"base_model.model.model.layers.{layer}.{p}" for p in self.FUSED[name]]
-        if self.full or keys[0] + ".lora_A.weight" not in self.P:
+        if self.full:
+            return None
+        if keys[0] + ".lora_E" in self.P:  # AdaLoRA: A and E of the first part, B of every part
+            return (self.P[keys[0] + ".lora_A"], torch.cat([self.P[k + ".lora_B"] for k in keys]), None,
+                    self.P[keys[0] + ".lora_E"])
+        if keys[0] + ".lora_A.weight" not in self.P:
             return None
         A = self.P[keys[0] + ".lora_A.weight"]
         B = torch.cat([self.P[k + ".lora_B.weight"] for k in keys])
         m = torch.cat([self.P[k + ".lora_magnitude_vector"] for k in keys]) if keys[0] + ".lora_magnitude_vector" in self.P else None
-        return A, B, m
+        return A, B, m, None
 
     def linear(self, layer, name, x, weight, bias):
         path = f"model.layers.{layer}.{name}"
@@ -91,8 +97,10 @@ class Trainable:
             f = self.fused_lora(layer, name)
             if f is None:
                 return out
-            A, B, m = f
+            A, B, m, E = f
             s = self.scaling(path, A.shape[0])
+            if E is not None:
+                return out + (x @ (A * E).T) @ B.T * s
             lora = (x @ A.T) @ B.T * s
             if m is None:
                 return out + lora
@@ -141,10 +149,17 @@ class Trainable:
     def orth_reg(self):
         """PEFT's AdaLoRA regularizer: the mean over every A and B of ‖AAᵀ − I‖_F resp. ‖BᵀB − I‖_F."""
         terms = []
+        later_parts = [p for parts in self.FUSED.values() for p in parts[1:]]
         for k, p in self.P.items():
             if k.endswith(".lora_A"):
                 terms.append(torch.norm(p @ p.T - torch.eye(p.shape[0], dtype=p.dtype), p="fro"))
             elif k.endswith(".lora_B"):
+                if ref.is_phi3(self.cfg):  # a fused module's B is its parts' stacked, held with the first part
+                    if any(f".{q}.lora_B" in k for q in later_parts):
+                        continue
+                    for first, parts in ((ps[0], ps) for ps in self.FUSED.values()):
+                        if f".{first}.lora_B" in k:
+                            p = torch.cat([self.P[k.replace(first, q)] for q in parts])
                 terms.append(torch.norm(p.T @ p - torch.eye(p.shape[1], dtype=p.dtype), p="fro"))
         return self.a["orth_reg_weight"] * sum(terms) / len(terms)
 
