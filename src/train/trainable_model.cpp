@@ -183,8 +183,6 @@ LoraConfig fused_targets(const LoraConfig& config, const ModelConfig& c) {
   return out;
 }
 
-}  // namespace
-
 // PEFT's "Target modules ... not found in the base model": a named target that no module of this model matches.
 void check_targets_exist(const LoraConfig& config, const ModelConfig& c) {
   if (!config.target_modules_regex.empty()) return;
@@ -204,6 +202,8 @@ void check_targets_exist(const LoraConfig& config, const ModelConfig& c) {
            fmt::format("{}", fmt::join(linears, ", ")));
   }
 }
+
+}  // namespace
 
 TrainableModel TrainableModel::lora(const Model& base, const LoraConfig& requested, uint64_t seed) {
   requested.validate();
