@@ -233,14 +233,18 @@ TEST(ChatTemplate, NamesAndDetection) {
   for (const std::string& n : chat_template_names()) EXPECT_EQ(detect_chat_template(chat_template(n).jinja), n);
 }
 
+// (Debian's python3 carries torch for the model oracles; jinja2 may be in another python3 on the PATH) "" when none has it.
+std::string python_with_jinja2() {
+  for (const std::string& p : {test::python(), std::string("python3")})
+    if (test::run(p + " -c 'import jinja2'").exit_code == 0) return p;
+  return "";
+}
+
 // Gemma 3's own chat_template (tokenizer_config.json), rendered by jinja2, against the gemma template's segments
 // (with BOS, which the Gemma tokenizer adds, in front): conversations with and without a system prompt, contents with
 // surrounding whitespace, and the generation prompt. Our own Jinja text renders the same.
 TEST(ChatTemplate, GemmaRendersAsGemma3sOwnJinja) {
-  // (Debian's python3 carries torch for the model oracles; jinja2 may be in another python3 on the PATH)
-  std::string python;
-  for (const std::string& p : {test::python(), std::string("python3")})
-    if (python.empty() && test::run(p + " -c 'import jinja2'").exit_code == 0) python = p;
+  const std::string python = python_with_jinja2();
   if (python.empty()) GTEST_SKIP() << "no python3 with jinja2";
   TempDir tmp;
   const std::string own = test::asset("tokenizers/gemma3/tokenizer_config.json");
@@ -274,9 +278,7 @@ TEST(ChatTemplate, GemmaRendersAsGemma3sOwnJinja) {
 // The phi3 template's Jinja text (what lora init records in tokenizer_config.json), rendered by jinja2, is the
 // conversation its segments make: with and without a system prompt (an empty one left out), and the generation prompt.
 TEST(ChatTemplate, Phi3JinjaRendersAsItsSegments) {
-  std::string python;
-  for (const std::string& p : {test::python(), std::string("python3")})
-    if (python.empty() && test::run(p + " -c 'import jinja2'").exit_code == 0) python = p;
+  const std::string python = python_with_jinja2();
   if (python.empty()) GTEST_SKIP() << "no python3 with jinja2";
   TempDir tmp;
   write_text(tmp / "ours.json", nlohmann::json{{"chat_template", chat_template("phi3").jinja}}.dump());

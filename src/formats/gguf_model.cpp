@@ -186,11 +186,7 @@ Model load_gguf_model(const std::string& path, const LoadOptions& options) {
     for (const LayerTensorSpec& s : specs) {
       if (s.fused_part > 0) continue;
       if (s.fused_part == 0) {  // Phi-3's attn_qkv / ffn_up (gate rows first): the parts are row ranges of it
-        const Tensor whole = load(gguf_layer_name(i, s), fused_shape(s, c), s.kind);
-        for (const LayerTensorSpec& part : fused_group(s, specs)) {
-          const auto [begin, end] = fused_rows(part, c);
-          w.layers[size_t(i)].*part.member = whole.slice_rows(begin, end);
-        }
+        assign_fused_parts(w.layers[size_t(i)], load(gguf_layer_name(i, s), fused_shape(s, c), s.kind), s, specs, c);
         continue;
       }
       Tensor t = load(gguf_layer_name(i, s), expected_shape(s, c), s.kind);

@@ -167,10 +167,7 @@ Model load_hf_folder(const std::string& dir, const LoadOptions& options) {
       if (s.fused_part == 0) {  // Phi-3's qkv_proj / gate_up_proj: the model holds the parts as row ranges of it
         // (a bitsandbytes-quantized fused matrix is decoded: its blocks run across the parts' rows)
         const Tensor whole = load_weight(ckpt, dir, hf_layer_name(i, s), fused_shape(s, c), s.kind, /*keep_quantized=*/false);
-        for (const LayerTensorSpec& part : fused_group(s, specs)) {
-          const auto [begin, end] = fused_rows(part, c);
-          w.layers[size_t(i)].*part.member = whole.slice_rows(begin, end);
-        }
+        assign_fused_parts(w.layers[size_t(i)], whole, s, specs, c);
         continue;
       }
       Tensor t = load_weight(ckpt, dir, hf_layer_name(i, s), expected_shape(s, c), s.kind);

@@ -107,6 +107,14 @@ std::vector<int64_t> fused_shape(const LayerTensorSpec& spec, const ModelConfig&
   return shape;
 }
 
+void assign_fused_parts(LayerWeights& w, const Tensor& whole, const LayerTensorSpec& spec,
+                        const std::vector<LayerTensorSpec>& specs, const ModelConfig& c) {
+  for (const LayerTensorSpec& part : fused_group(spec, specs)) {
+    const auto [begin, end] = fused_rows(part, c);
+    w.*part.member = whole.slice_rows(begin, end);
+  }
+}
+
 int64_t rope_heads(const LayerTensorSpec& spec, const ModelConfig& c) {
   switch (spec.rope) {
     case RopeRows::QueryHeads: return c.num_attention_heads;

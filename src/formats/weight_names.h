@@ -31,6 +31,9 @@ std::vector<LayerTensorSpec> fused_group(const LayerTensorSpec& spec, const std:
 // Rows [begin, end) of the fused tensor that hold spec's part, and the fused tensor's shape.
 std::pair<int64_t, int64_t> fused_rows(const LayerTensorSpec& spec, const ModelConfig& config);
 std::vector<int64_t> fused_shape(const LayerTensorSpec& spec, const ModelConfig& config);
+// The readers' half: each part of spec's fused tensor `whole` set in w as the row range it holds.
+void assign_fused_parts(LayerWeights& w, const Tensor& whole, const LayerTensorSpec& spec,
+                        const std::vector<LayerTensorSpec>& specs, const ModelConfig& config);
 
 // Row-major shape the config implies for the tensor.
 std::vector<int64_t> expected_shape(const LayerTensorSpec& spec, const ModelConfig& config);
